@@ -1,0 +1,1 @@
+"""Membership-inference monitor: project package and the monitoring app."""

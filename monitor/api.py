@@ -1,0 +1,223 @@
+"""HTTP API under /api/v1/ (django-ninja): ingestion, the predict gateway and model read-outs.
+
+Errors are always JSON `{"error": "...", "details": [{"index", "field", "message"}]}`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Status
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer, django_auth
+
+from monitor import roles
+from monitor.artifacts import ArtifactError
+from monitor.gateway import predict_and_log
+from monitor.ingest import IngestError, store_queries, validate_queries
+from monitor.models import ApiToken, RegisteredModel
+from monitor.summaries import model_summary
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, details: list[dict] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.details = status, error, details or []
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        return ApiToken.authenticate(token)
+
+
+api = NinjaAPI(
+    title="Membership-inference monitor API",
+    version="1",
+    urls_namespace="api",
+    auth=[BearerToken(), django_auth],
+    description="Log queries, call models through the gateway, read audits and alerts. "
+    "Authenticate with `Authorization: Bearer <token>` (see `manage.py issue_token`).",
+)
+
+
+def _error(request: HttpRequest, status: int, error: str, details: list[dict] | None = None) -> HttpResponse:
+    return api.create_response(request, {"error": error, "details": details or []}, status=status)
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return _error(request, exc.status, exc.error, exc.details)
+
+
+@api.exception_handler(IngestError)
+def on_ingest_error(request: HttpRequest, exc: IngestError) -> HttpResponse:
+    return _error(request, exc.status, exc.message, exc.details)
+
+
+@api.exception_handler(AuthenticationError)
+def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _error(request, 401, "authentication required: send Authorization: Bearer <token>")
+
+
+@api.exception_handler(NinjaValidationError)
+def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    details = [{"index": None, "field": ".".join(str(p) for p in err.get("loc", [])[1:]) or None,
+                "message": err.get("msg", "invalid")} for err in exc.errors]
+    return _error(request, 400, "invalid request", details)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, str(exc) or "not found")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, str(exc))
+
+
+def _user(request: HttpRequest) -> AbstractBaseUser | None:
+    auth = request.auth
+    if isinstance(auth, ApiToken):
+        return auth.user if auth.kind == ApiToken.USER else None
+    return auth
+
+
+def require_roles(request: HttpRequest, allowed: tuple[str, ...]) -> None:
+    auth = request.auth
+    if isinstance(auth, ApiToken) and auth.kind == ApiToken.INGEST:
+        raise ApiError(403, "an ingestion token may only log queries for its own model")
+    if not roles.has_role(_user(request), allowed):
+        raise ApiError(403, f"this endpoint needs one of the roles: {', '.join(allowed)}")
+
+
+def model_for_write(request: HttpRequest, slug: str, *, user_roles: tuple[str, ...]) -> RegisteredModel:
+    """Ingestion tokens write only their own model; users need one of `user_roles`."""
+    auth = request.auth
+    if isinstance(auth, ApiToken) and auth.kind == ApiToken.INGEST:
+        if auth.model.slug != slug:
+            raise ApiError(403, "this ingestion token belongs to another model")
+        return auth.model
+    require_roles(request, user_roles)
+    return get_model(slug)
+
+
+def get_model(slug: str) -> RegisteredModel:
+    model = RegisteredModel.objects.filter(slug=slug).first()
+    if model is None:
+        raise ApiError(404, f"unknown model {slug!r:.80}")
+    return model
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit():
+        raise ApiError(400, "the Content-Length header is not a number")
+    if int(declared) > limit:
+        raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,} bytes")
+    body = request.body
+    if len(body) > limit:
+        raise ApiError(413, f"the body is {len(body):,} bytes; the limit is {limit:,} bytes")
+    return body
+
+
+def _load_json(raw: bytes, *, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ApiError(400, f"the body is not valid JSON ({where})", [{"index": None, "field": None, "message": message}]) from exc
+
+
+def parse_query_body(request: HttpRequest) -> list:
+    body = _read_body(request, settings.INGEST_MAX_BYTES)
+    content_type = request.content_type or ""
+    if content_type in ("application/x-ndjson", "application/jsonl", "application/ndjson"):
+        rows = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.strip():
+                rows.append(_load_json(line, where=f"NDJSON line {number}"))
+        return rows
+    if content_type not in ("application/json", ""):
+        raise ApiError(415, f"unsupported content type {content_type!r}; send application/json or application/x-ndjson")
+    payload = _load_json(body, where="JSON body")
+    if not isinstance(payload, dict) or "queries" not in payload:
+        raise ApiError(400, 'the body must be an object {"queries": [...]}',
+                       [{"index": None, "field": "queries", "message": "missing"}])
+    return payload["queries"]
+
+
+_QUERY_SCHEMA = {
+    "type": "object",
+    "required": ["client_id", "features", "output"],
+    "properties": {
+        "client_id": {"type": "string", "maxLength": 128},
+        "features": {"type": "array", "items": {"type": "number"}, "description": "one value per model feature"},
+        "output": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                   "description": "class probabilities as returned to the client"},
+        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
+        "request_id": {"type": "string", "maxLength": 128, "description": "idempotency key"},
+    },
+}
+
+
+@api.post(
+    "/models/{slug}/queries",
+    summary="Log a batch of answered queries",
+    response={201: dict, 400: dict, 403: dict, 404: dict, 413: dict, 415: dict},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object", "required": ["queries"], "properties": {
+                    "queries": {"type": "array", "maxItems": 10000, "items": _QUERY_SCHEMA}}}},
+                "application/x-ndjson": {"schema": _QUERY_SCHEMA},
+            },
+        }
+    },
+)
+def log_queries(request: HttpRequest, slug: str) -> Status:
+    """Atomic: any invalid row rejects the batch and nothing is stored. Idempotent on `request_id`."""
+    model = model_for_write(request, slug, user_roles=(roles.ADMIN,))
+    batch = validate_queries(parse_query_body(request), model=model, max_queries=settings.INGEST_MAX_QUERIES)
+    result = store_queries(model, batch)
+    return Status(201, {"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+@api.post(
+    "/models/{slug}/predict",
+    summary="Predict through the gateway (output policy applied, every row logged)",
+    response={200: dict, 400: dict, 403: dict, 404: dict, 413: dict, 502: dict},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["client_id", "features"],
+        "properties": {"client_id": {"type": "string", "maxLength": 128},
+                       "features": {"type": "array", "maxItems": 1000, "items": {"type": "array", "items": {"type": "number"}}}},
+    }}}}},
+)
+def predict(request: HttpRequest, slug: str) -> dict:
+    model = model_for_write(request, slug, user_roles=roles.OPERATE)
+    payload = _load_json(_read_body(request, settings.INGEST_MAX_BYTES), where="JSON body")
+    if not isinstance(payload, dict):
+        raise ApiError(400, 'the body must be an object {"client_id": ..., "features": [[...], ...]}')
+    try:
+        return predict_and_log(model, payload)
+    except ArtifactError as exc:
+        raise ApiError(502, f"the model could not answer: {exc}") from exc
+
+
+@api.get("/models", summary="Registered models with their latest audit and open alerts", response={200: list[dict], 403: dict})
+def list_models(request: HttpRequest) -> list[dict]:
+    require_roles(request, roles.READ)
+    return [model_summary(model) for model in RegisteredModel.objects.all()]
+
+
+@api.get("/models/{slug}", summary="One registered model", response={200: dict, 403: dict, 404: dict})
+def model_detail(request: HttpRequest, slug: str) -> dict:
+    require_roles(request, roles.READ)
+    return model_summary(get_model(slug))
+
+

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django import forms
+
+from monitor.models import SLUG_VALIDATOR, validate_output_policy
+
+
+class RegisterModelForm(forms.Form):
+    slug = forms.CharField(max_length=64, validators=[SLUG_VALIDATOR], help_text="e.g. credit-scoring-v3")
+    name = forms.CharField(max_length=200)
+    team = forms.CharField(max_length=100, required=False, help_text="the team that owns the model")
+    artifact = forms.FileField(required=False, help_text="a skops (.skops) or ONNX (.onnx) file; pickles are refused")
+    endpoint = forms.URLField(required=False, assume_scheme="https", help_text="or a remote endpoint answering POST {\"instances\": [[...]]}")
+    label_column = forms.CharField(max_length=200, help_text="the column of the CSVs that holds the true class")
+    id_column = forms.CharField(max_length=200, required=False, help_text="optional: a record id column")
+    output_policy = forms.CharField(max_length=40, initial="full", validators=[validate_output_policy],
+                                    help_text="full, round:K, label or noise:SCALE")
+    members = forms.FileField(help_text="CSV: a sample of the training records, with labels")
+    nonmembers = forms.FileField(help_text="CSV: held-out records from the same distribution")
+    population = forms.FileField(required=False, help_text="CSV, optional: more records for reference models")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if bool(data.get("artifact")) == bool(data.get("endpoint")):
+            raise forms.ValidationError("Give exactly one prediction source: an artifact file or an endpoint URL.")
+        return data

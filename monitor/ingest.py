@@ -1,0 +1,261 @@
+"""Validate and store batches of logged queries (the ingestion API and the predict gateway share it).
+
+A batch is validated completely before anything is written; any bad row rejects the whole batch.
+Storage is one transaction: COPY on PostgreSQL, bulk INSERT elsewhere, plus the per-minute rollup.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from monitor.models import QueryLog, QueryRollup, RegisteredModel
+
+MAX_ID_LENGTH = 128
+FUTURE_TOLERANCE = timedelta(minutes=5)
+OLDEST_ACCEPTED = timedelta(days=400)
+
+
+class IngestError(ValueError):
+    def __init__(self, message: str, details: list[dict] | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.status = status
+
+
+@dataclass
+class QueryBatch:
+    client_ids: list[str]
+    timestamps: list[datetime]
+    features: np.ndarray  # float32 (n, d)
+    outputs: np.ndarray  # float32 (n, k)
+    request_ids: list[str | None]
+    details: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.client_ids)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.outputs.argmax(axis=1).astype(np.int16)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        return self.outputs.max(axis=1).astype(np.float64)
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+def _vector_problem(value: object, *, length: int, what: str, unit_interval: bool) -> str | None:
+    if not isinstance(value, list):
+        return f"{what} must be a list of {length} numbers"
+    if len(value) != length:
+        return f"{what} has {len(value)} values; the model has {length}"
+    for position, item in enumerate(value):
+        if not _is_number(item):
+            return f"{what}[{position}] is {type(item).__name__} {item!r:.40}, not a number"
+        if not math.isfinite(item):
+            return f"{what}[{position}] is {item}; NaN and infinity are not allowed"
+        if unit_interval and not 0.0 <= item <= 1.0:
+            return f"{what}[{position}] is {item}; probabilities must lie in [0, 1]"
+    return None
+
+
+def parse_timestamp(value: object, *, now: datetime) -> datetime:
+    """ISO 8601 with a timezone, or seconds since the epoch; not in the future, not ancient."""
+    if _is_number(value):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds since the epoch")
+        try:
+            ts = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"{value} seconds since the epoch is out of range") from exc
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"{value!r:.60} is not an ISO 8601 timestamp") from exc
+        if ts.tzinfo is None:
+            raise ValueError(f"{value!r:.60} has no timezone; add Z or an offset such as +00:00")
+    else:
+        raise ValueError("must be an ISO 8601 string or seconds since the epoch")
+    if ts > now + FUTURE_TOLERANCE:
+        raise ValueError(f"{ts.isoformat()} is in the future")
+    if ts < now - OLDEST_ACCEPTED:
+        raise ValueError(f"{ts.isoformat()} is more than {OLDEST_ACCEPTED.days} days old")
+    return ts.astimezone(UTC)
+
+
+def _identifier_problem(value: object, what: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        return f"{what} must be a non-empty string"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{what} is {len(value)} characters; at most {MAX_ID_LENGTH}"
+    if not value.isprintable():
+        return f"{what} contains control characters"
+    return None
+
+
+def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, now: datetime | None = None) -> QueryBatch:
+    """Check every row of an ingestion batch; raise IngestError listing each bad row and field."""
+    now = now or timezone.now()
+    if not isinstance(rows, list):
+        raise IngestError('the body must be {"queries": [...]} or NDJSON, one query object per line',
+                          [{"field": "queries", "message": "must be a list"}])
+    if not rows:
+        raise IngestError("the batch is empty", [{"field": "queries", "message": "at least one query is needed"}])
+    if len(rows) > max_queries:
+        raise IngestError(f"the batch has {len(rows):,} queries; at most {max_queries:,} per request",
+                          [{"field": "queries", "message": f"at most {max_queries} queries"}], status=413)
+    n_features, n_classes = model.n_features, len(model.class_labels)
+    details: list[dict] = []
+    client_ids, timestamps, request_ids, features, outputs = [], [], [], [], []
+    allowed = {"client_id", "features", "output", "ts", "request_id"}
+    for index, row in enumerate(rows):
+        if len(details) >= 50:
+            break
+        if not isinstance(row, dict):
+            details.append({"index": index, "field": None, "message": "each query must be a JSON object"})
+            continue
+        for key in row.keys() - allowed:
+            details.append({"index": index, "field": str(key)[:64], "message": f"unknown field; expected {sorted(allowed)}"})
+        problem = _identifier_problem(row.get("client_id"), "client_id", required=True)
+        if problem:
+            details.append({"index": index, "field": "client_id", "message": problem})
+        problem = _vector_problem(row.get("features"), length=n_features, what="features", unit_interval=False)
+        if problem:
+            details.append({"index": index, "field": "features", "message": problem})
+        problem = _vector_problem(row.get("output"), length=n_classes, what="output", unit_interval=True)
+        if problem:
+            details.append({"index": index, "field": "output", "message": problem})
+        problem = _identifier_problem(row.get("request_id"), "request_id", required=False)
+        if problem:
+            details.append({"index": index, "field": "request_id", "message": problem})
+        ts = now
+        if row.get("ts") is not None:
+            try:
+                ts = parse_timestamp(row["ts"], now=now)
+            except ValueError as exc:
+                details.append({"index": index, "field": "ts", "message": str(exc)})
+        if details:
+            continue
+        client_ids.append(row["client_id"])
+        timestamps.append(ts)
+        request_ids.append(row.get("request_id"))
+        features.append(row["features"])
+        outputs.append(row["output"])
+    if details:
+        raise IngestError(f"{len(details)} problem(s) in the batch; nothing was stored", details)
+    feature_array = np.asarray(features, dtype=np.float64)
+    too_big = np.abs(feature_array) > np.finfo(np.float32).max
+    if too_big.any():
+        index, position = map(int, np.argwhere(too_big)[0])
+        raise IngestError("a feature does not fit in float32; nothing was stored",
+                          [{"index": index, "field": "features", "message": f"features[{position}] is out of float32 range"}])
+    return QueryBatch(
+        client_ids=client_ids, timestamps=timestamps, request_ids=request_ids,
+        features=feature_array.astype(np.float32), outputs=np.asarray(outputs, dtype=np.float32),
+    )
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    accepted: int
+    duplicates: int
+    ids_known: bool = False
+
+
+def store_queries(model: RegisteredModel, batch: QueryBatch, *, attempts: int = 3) -> StoreResult:
+    """Store a validated batch atomically; rows whose request_id is already stored count as duplicates."""
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic():
+                return _store_once(model, batch)
+        except IntegrityError:
+            # A concurrent request stored one of our request_ids between our check and our write:
+            # retry, and the check will now see it.
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store_once(model: RegisteredModel, batch: QueryBatch) -> StoreResult:
+    keep = np.ones(len(batch), dtype=bool)
+    wanted = [rid for rid in batch.request_ids if rid is not None]
+    if wanted:
+        stored = set(
+            QueryLog.objects.filter(model=model, request_id__in=set(wanted)).values_list("request_id", flat=True)
+        )
+        seen: set[str] = set()
+        for index, rid in enumerate(batch.request_ids):
+            if rid is None:
+                continue
+            if rid in stored or rid in seen:
+                keep[index] = False
+            seen.add(rid)
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        return StoreResult(accepted=0, duplicates=len(batch))
+    labels, confidences = batch.labels, batch.confidences
+    features = batch.features.astype("<f4", copy=False)
+    outputs = batch.outputs.astype("<f4", copy=False)
+    if connection.vendor == "postgresql":
+        _copy_rows(model.id, batch, rows, features, outputs, labels, confidences)
+    else:
+        QueryLog.objects.bulk_create(
+            [QueryLog(model_id=model.id, client_id=batch.client_ids[i], ts=batch.timestamps[i],
+                      features=features[i].tobytes(), outputs=outputs[i].tobytes(), label=int(labels[i]),
+                      confidence=float(confidences[i]), request_id=batch.request_ids[i]) for i in rows],
+            batch_size=500,
+        )
+    _update_rollup(model.id, batch, rows, confidences)
+    return StoreResult(accepted=len(rows), duplicates=len(batch) - len(rows))
+
+
+def _copy_rows(model_id: int, batch: QueryBatch, rows: np.ndarray, features: np.ndarray, outputs: np.ndarray,
+               labels: np.ndarray, confidences: np.ndarray) -> None:
+    table = QueryLog._meta.db_table
+    columns = "model_id, client_id, ts, features, outputs, label, confidence, request_id"
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (our table name)
+            for i in rows:
+                copy.write_row((model_id, batch.client_ids[i], batch.timestamps[i], features[i].tobytes(),
+                                outputs[i].tobytes(), int(labels[i]), float(confidences[i]), batch.request_ids[i]))
+
+
+def _update_rollup(model_id: int, batch: QueryBatch, rows: np.ndarray, confidences: np.ndarray) -> None:
+    buckets: dict[tuple[str, datetime], list[float]] = defaultdict(lambda: [0, 0.0])
+    for i in rows:
+        bucket = buckets[(batch.client_ids[i], batch.timestamps[i].replace(second=0, microsecond=0))]
+        bucket[0] += 1
+        bucket[1] += float(confidences[i])
+    table = QueryRollup._meta.db_table
+    # Sorted keys: two concurrent batches lock rollup rows in the same order and cannot deadlock.
+    params = [(model_id, client, minute, count, total)
+              for (client, minute), (count, total) in sorted(buckets.items())]
+    sql = (
+        f"INSERT INTO {table} (model_id, client_id, minute, count, confidence_sum) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT (model_id, client_id, minute) DO UPDATE SET count = {table}.count + excluded.count, "
+        f"confidence_sum = {table}.confidence_sum + excluded.confidence_sum"
+    )
+    if connection.vendor == "sqlite":
+        params = [(m, c, minute.strftime("%Y-%m-%d %H:%M:%S"), n, s) for m, c, minute, n, s in params]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def decode_vectors(blobs: list[bytes], width: int) -> np.ndarray:
+    """float32 bytes from the log back into an (n, width) array."""
+    if not blobs:
+        return np.empty((0, width), dtype=np.float32)
+    return np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f4").reshape(len(blobs), width)

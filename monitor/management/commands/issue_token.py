@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from monitor.models import ApiToken, RegisteredModel
+from monitor.roles import ROLES
+
+
+class Command(BaseCommand):
+    help = "Print a new API token (shown once; only its hash is stored)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        owner = parser.add_mutually_exclusive_group(required=True)
+        owner.add_argument("--model", help="an ingestion token for this model's slug")
+        owner.add_argument("--user", help="a personal token for this user (created if missing)")
+        parser.add_argument("--role", choices=ROLES, help="with --user: put the user in this role")
+
+    @transaction.atomic
+    def handle(self, *args, **options) -> None:
+        if options["model"]:
+            if options["role"]:
+                raise CommandError("--role applies to --user tokens only")
+            model = RegisteredModel.objects.filter(slug=options["model"]).first()
+            if model is None:
+                raise CommandError(f"no model with slug {options['model']!r}")
+            _, clear = ApiToken.issue(kind=ApiToken.INGEST, model=model)
+        else:
+            if not options["role"]:
+                raise CommandError("--user needs --role (one of: " + ", ".join(ROLES) + ")")
+            user, created = get_user_model().objects.get_or_create(username=options["user"])
+            if created:
+                user.set_unusable_password()
+                user.save()
+            user.groups.add(Group.objects.get(name=options["role"]))
+            _, clear = ApiToken.issue(kind=ApiToken.USER, user=user)
+        self.stdout.write(clear)

@@ -1,0 +1,60 @@
+"""Roles are Django groups; every view and endpoint names the roles it admits."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+ADMIN, SECURITY, COMPLIANCE, VIEWER = "admin", "security", "compliance", "viewer"
+ROLES = (ADMIN, SECURITY, COMPLIANCE, VIEWER)
+READ = ROLES
+OPERATE = (ADMIN, SECURITY)
+EXPORT = (ADMIN, SECURITY, COMPLIANCE)
+CONFIGURE = (ADMIN,)
+
+
+def roles_of(user: Any) -> set[str]:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return set()
+    if user.is_superuser:
+        return set(ROLES)
+    cached = getattr(user, "_monitor_roles", None)
+    if cached is None:
+        cached = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        user._monitor_roles = cached
+    return cached
+
+
+def has_role(user: Any, allowed: Iterable[str]) -> bool:
+    return bool(roles_of(user) & set(allowed))
+
+
+def role_required(*allowed: str) -> Callable:
+    """Login first (anonymous users go to the login page), then one of `allowed` roles or 403."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not has_role(request.user, allowed):
+                raise PermissionDenied(f"this page needs one of the roles: {', '.join(allowed)}")
+            return view(request, *args, **kwargs)
+
+        wrapped.allowed_roles = tuple(allowed)  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorator
+
+
+def roles_context(request: HttpRequest) -> dict[str, Any]:
+    roles = roles_of(getattr(request, "user", None))
+    return {
+        "user_roles": sorted(roles),
+        "can_configure": bool(roles & set(CONFIGURE)),
+        "can_operate": bool(roles & set(OPERATE)),
+        "can_export": bool(roles & set(EXPORT)),
+    }

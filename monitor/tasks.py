@@ -1,0 +1,18 @@
+"""Thin Celery tasks: take ids, call plain functions."""
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+from django.utils import timezone
+
+from monitor.models import WorkerHeartbeat
+
+
+@shared_task(time_limit=30, soft_time_limit=20)
+def record_heartbeat(name: str = "beat") -> str:
+    """Proves beat schedules and a worker executes (shown on the overview page)."""
+    WorkerHeartbeat.objects.update_or_create(
+        name=name, defaults={"seen_at": timezone.now(), "hostname": socket.gethostname()}
+    )
+    return name

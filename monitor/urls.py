@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from monitor import views
+from monitor.api import api
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("models/", views.model_list, name="model-list"),
+    path("models/register/", views.model_register, name="model-register"),
+    path("models/<slug:slug>/", views.model_detail, name="model-detail"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
+]

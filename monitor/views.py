@@ -1,0 +1,114 @@
+"""Pages: thin views over plain functions; every view names the roles it admits."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.db.models import Count, Max, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+
+from monitor import charts, roles
+from monitor.forms import RegisterModelForm
+from monitor.models import QueryRollup, RegisteredModel, WorkerHeartbeat
+from monitor.registry import RegistrationError, Upload, register_model
+from monitor.summaries import model_summary
+
+TOP_CLIENTS = 6
+
+
+def _volume_series(model: RegisteredModel, since) -> dict:
+    """Hourly counts for the busiest clients; everyone else folded into 'other clients'."""
+    rollups = QueryRollup.objects.filter(model=model, minute__gte=since)
+    top = list(rollups.values("client_id").annotate(n=Sum("count")).order_by("-n", "client_id")
+               .values_list("client_id", flat=True)[:TOP_CLIENTS])
+    buckets: dict[str, dict] = {client: {} for client in top}
+    buckets["other clients"] = {}
+    for client, minute, count in rollups.values_list("client_id", "minute", "count").iterator(chunk_size=5000):
+        hour = minute.replace(minute=0)
+        target = buckets[client] if client in buckets else buckets["other clients"]
+        target[hour] = target.get(hour, 0) + count
+    series = {}
+    for client, counts in buckets.items():
+        if counts:
+            hours = sorted(counts)
+            series[client] = (hours, [counts[h] for h in hours])
+    return series
+
+
+@roles.role_required(*roles.READ)
+def overview(request: HttpRequest) -> HttpResponse:
+    since = timezone.now() - timedelta(hours=24)
+    models = []
+    for model in RegisteredModel.objects.all():
+        summary = model_summary(model)
+        summary["queries_24h"] = QueryRollup.objects.filter(model=model, minute__gte=since).aggregate(n=Sum("count"))["n"] or 0
+        models.append(summary)
+    heartbeat = WorkerHeartbeat.objects.filter(name="beat").first()
+    return render(request, "monitor/overview.html", {
+        "models": models,
+        "heartbeat": heartbeat,
+        "worker_stale": heartbeat is None or timezone.now() - heartbeat.seen_at > timedelta(minutes=3),
+    })
+
+
+@roles.role_required(*roles.READ)
+def model_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "monitor/model_list.html", {
+        "models": [model_summary(model) for model in RegisteredModel.objects.all()],
+    })
+
+
+@roles.role_required(*roles.READ)
+def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    window = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+    period = request.GET.get("period", "7d")
+    if period not in window:
+        period = "7d"
+    since = timezone.now() - window[period]
+    series = _volume_series(model, since)
+    top_clients = (QueryRollup.objects.filter(model=model, minute__gte=since).values("client_id")
+                   .annotate(queries=Sum("count"), minutes=Count("id"), last=Max("minute"),
+                             confidence=Sum("confidence_sum"))
+                   .order_by("-queries")[:20])
+    for row in top_clients:
+        row["mean_confidence"] = row["confidence"] / row["queries"] if row["queries"] else None
+    return render(request, "monitor/model_detail.html", {
+        "model": model,
+        "summary": model_summary(model),
+        "period": period,
+        "periods": list(window),
+        "top_clients": top_clients,
+        "volume_figure": charts.query_volume_figure(series=series, title=f"Queries per hour, last {period}") if series else None,
+    })
+
+
+@roles.role_required(*roles.CONFIGURE)
+def model_register(request: HttpRequest) -> HttpResponse:
+    form = RegisterModelForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+
+        def upload(name: str) -> Upload | None:
+            file = data.get(name)
+            return Upload(data=file.read(), filename=file.name) if file else None
+
+        try:
+            model = register_model(
+                slug=data["slug"], name=data["name"], team=data["team"], label_column=data["label_column"],
+                id_column=data["id_column"] or None, output_policy=data["output_policy"],
+                artifact=upload("artifact"), endpoint_url=data["endpoint"] or None,
+                members=upload("members"), nonmembers=upload("nonmembers"), population=upload("population"),
+                user=request.user,
+            )
+        except RegistrationError as exc:
+            field = exc.field if exc.field in form.fields else None
+            form.add_error(field, exc.message)
+            form.registration_details = exc.details
+        else:
+            messages.success(request, f"Model {model.slug} registered. Issue an ingestion token with "
+                                      f"`python manage.py issue_token --model {model.slug}`.")
+            return redirect("model-detail", slug=model.slug)
+    return render(request, "monitor/model_register.html", {"form": form}, status=400 if form.errors else 200)

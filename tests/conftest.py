@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests import factories
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # CI sets REQUIRE_SERVICES=1: the suite must run against PostgreSQL and Redis, never fall back.
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        engine = settings.DATABASES["default"]["ENGINE"]
+        if "postgresql" not in engine:
+            raise pytest.UsageError(f"REQUIRE_SERVICES=1 but the database engine is {engine}")
+        if not settings.CELERY_BROKER_URL.startswith("redis://"):
+            raise pytest.UsageError(f"REQUIRE_SERVICES=1 but the broker is {settings.CELERY_BROKER_URL}")
+
+
+@pytest.fixture
+def model(db):
+    return factories.make_model()
+
+
+class Api:
+    """The Django test client speaking JSON with a bearer token."""
+
+    def __init__(self, client, token: str | None) -> None:
+        self.client, self.token = client, token
+
+    def _headers(self) -> dict:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
+
+    def get(self, path: str):
+        return self.client.get(path, **self._headers())
+
+    def post(self, path: str, body=None, *, content_type: str = "application/json", raw: bytes | None = None):
+        data = raw if raw is not None else json.dumps(body)
+        return self.client.post(path, data=data, content_type=content_type, **self._headers())
+
+
+@pytest.fixture
+def api_as(client):
+    def make(token: str | None) -> Api:
+        return Api(client, token)
+
+    return make
+
+
+@pytest.fixture
+def db_vendor() -> str:
+    return connection.vendor

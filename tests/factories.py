@@ -1,0 +1,73 @@
+"""Small keyword-only factories for tests: real artifacts, real registration, real tokens."""
+from __future__ import annotations
+
+import io
+import secrets
+
+import numpy as np
+import pandas as pd
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from monitor.models import ApiToken, RegisteredModel
+from monitor.registry import Upload, register_model
+
+FEATURES = ["age", "income", "tenure", "score"]
+CLASSES = ["no", "yes"]
+
+
+def make_data(*, n: int = 200, seed: int = 0, features: list[str] = FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, len(features))) * [10, 1000, 3, 1] + [40, 5000, 5, 0]
+    y = np.asarray(CLASSES)[(X[:, 0] + rng.normal(scale=5, size=n) > 40).astype(int)]
+    return X, y
+
+
+def csv_bytes(X: np.ndarray, y: np.ndarray, *, features: list[str] = FEATURES, label: str = "label") -> bytes:
+    frame = pd.DataFrame(X, columns=features)
+    frame[label] = y
+    return frame.to_csv(index=False).encode()
+
+
+def skops_bytes(*, seed: int = 0, kind: str = "logistic") -> bytes:
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_data(seed=seed)
+    estimator = LogisticRegression(max_iter=500) if kind == "logistic" else RandomForestClassifier(10, random_state=seed)
+    return sio.dumps(estimator.fit(X, y))
+
+
+def make_model(*, slug: str = "credit", output_policy: str = "full", kind: str = "logistic") -> RegisteredModel:
+    members = make_data(seed=1)
+    nonmembers = make_data(seed=2)
+    return register_model(
+        slug=slug, name=f"Model {slug}", team="risk", label_column="label", output_policy=output_policy,
+        artifact=Upload(skops_bytes(kind=kind), "model.skops"),
+        members=Upload(csv_bytes(*members), "members.csv"),
+        nonmembers=Upload(csv_bytes(*nonmembers), "nonmembers.csv"),
+    )
+
+
+def make_user(*, role: str | None, username: str | None = None, password: str | None = None):
+    user = get_user_model().objects.create_user(
+        username=username or f"{role or 'norole'}-{secrets.token_hex(3)}", password=password or secrets.token_urlsafe(16)
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def ingest_token(*, model: RegisteredModel) -> str:
+    return ApiToken.issue(kind=ApiToken.INGEST, model=model)[1]
+
+
+def user_token(*, role: str | None) -> str:
+    return ApiToken.issue(kind=ApiToken.USER, user=make_user(role=role))[1]
+
+
+def query(*, client_id: str = "client-1", n_features: int = 4, **extra) -> dict:
+    row = {"client_id": client_id, "features": [40.0, 5000.0, 5.0, 0.1][:n_features], "output": [0.3, 0.7]}
+    row.update(extra)
+    return row
