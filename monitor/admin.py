@@ -2,7 +2,15 @@
 datasets by size and hash, artifacts by hash."""
 from django.contrib import admin
 
-from monitor.models import Alert, ApiToken, ModelArtifact, QueryLog, RegisteredModel, ReferenceDataset, WorkerHeartbeat
+from monitor.models import (
+    Alert,
+    ApiToken,
+    ModelArtifact,
+    QueryLog,
+    ReferenceDataset,
+    RegisteredModel,
+    WorkerHeartbeat,
+)
 
 
 class ArtifactInline(admin.TabularInline):

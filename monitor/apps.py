@@ -1,10 +1,17 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class MonitorConfig(AppConfig):
     name = "monitor"
     verbose_name = "Membership-inference monitor"
+    default = True
 
     def ready(self) -> None:
         # Bind @shared_task to our configured Celery app in every process (web, worker, commands).
         from monitor.celery import app  # noqa: F401
+
+
+class MonitorAdminConfig(admin_apps.AdminConfig):
+    default = False
+    default_site = "monitor.admin_site.MonitorAdminSite"

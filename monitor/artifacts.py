@@ -49,7 +49,8 @@ def sniff_format(data: bytes) -> str:
             "this is a pickle/joblib file; they are refused because loading one executes code. "
             "Save the model with skops.io.dump (or convert it to ONNX) and upload that"
         )
-    if data[:2] in (b"ZF", b"x\x9c", b"x\xda") or data[:3] == b"\x1f\x8b\x08" or data[:3] == b"BZh" or data[:4] == b"\xfd7zX":
+    zlib_header = len(data) > 1 and data[0] == 0x78 and (data[0] * 256 + data[1]) % 31 == 0
+    if zlib_header or data[:2] == b"ZF" or data[:3] in (b"\x1f\x8b\x08", b"BZh") or data[:4] in (b"\xfd7zX", b"\x28\xb5\x2f\xfd"):
         raise ArtifactError(
             "this looks like a compressed joblib/pickle file; it is refused because loading one executes code. "
             "Save the model with skops.io.dump (or convert it to ONNX) and upload that"
@@ -205,7 +206,7 @@ class EndpointPredictor:
         if not self.url.startswith(("http://", "https://")):
             raise ArtifactError("the model endpoint must be an http:// or https:// URL")
         body = json.dumps({"instances": np.asarray(X, dtype=np.float64).tolist()}).encode()
-        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (scheme checked)
                 payload = json.loads(response.read(64 * 1024 * 1024))

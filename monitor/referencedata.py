@@ -55,6 +55,7 @@ def parse_reference_csv(
     feature_names: list[str] | None,
     class_labels: list[str] | None,
     id_column: str | None = None,
+    expected_n_features: int | None = None,
     max_bytes: int | None = None,
 ) -> ParsedCsv:
     """Validate a reference CSV against the model's features and classes.
@@ -93,6 +94,11 @@ def parse_reference_csv(
         feature_names = present
         if not feature_names:
             raise DatasetError("the file has no feature columns besides the label")
+        if expected_n_features is not None and len(present) != expected_n_features:
+            raise DatasetError(
+                f"the file has {len(present)} feature columns; the model takes {expected_n_features}",
+                [{"column": ", ".join(present), "message": "the feature columns found (label and id columns excluded)"}],
+            )
     missing = [c for c in feature_names if c not in frame.columns]
     extra = [c for c in present if c not in feature_names]
     if missing or extra:

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from monitor.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
-from monitor.models import SLUG_VALIDATOR, ModelArtifact, RegisteredModel, ReferenceDataset
+from monitor.models import SLUG_VALIDATOR, ModelArtifact, ReferenceDataset, RegisteredModel
 from monitor.output_policy import OutputPolicy
 from monitor.referencedata import DatasetError, ParsedCsv, encrypt_arrays, parse_reference_csv
 
@@ -94,6 +94,7 @@ def register_model(
             parsed[kind] = parse_reference_csv(
                 upload.data, label_column=label_column, feature_names=feature_names,
                 class_labels=known_classes, id_column=id_column,
+                expected_n_features=predictor.n_features if predictor is not None else None,
             )
         except DatasetError as exc:
             raise RegistrationError(kind, exc.message, exc.details) from exc
@@ -131,7 +132,7 @@ def register_model(
 def _labels_across(uploads: dict[str, Upload | None], *, label_column: str, id_column: str | None) -> list[str]:
     """Classes for a model that cannot tell us its own (ONNX, endpoint): every label seen in the data."""
     labels: set[str] = set()
-    for kind, upload in uploads.items():
+    for upload in uploads.values():
         if upload is None:
             continue
         try:

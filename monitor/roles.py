@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -58,3 +59,17 @@ def roles_context(request: HttpRequest) -> dict[str, Any]:
         "can_operate": bool(roles & set(OPERATE)),
         "can_export": bool(roles & set(EXPORT)),
     }
+
+
+class RolePermissionBackend(ModelBackend):
+    """The admin role may configure everything in the Django admin; other roles get only explicit permissions."""
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        if user_obj.is_active and has_role(user_obj, (ADMIN,)):
+            return True
+        return super().has_perm(user_obj, perm, obj)
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        if user_obj.is_active and has_role(user_obj, (ADMIN,)):
+            return True
+        return super().has_module_perms(user_obj, app_label)

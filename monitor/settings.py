@@ -19,8 +19,21 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("MONITOR_DATA_DIR", BASE_DIR / "data"))
 
 env = environ.Env()
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
-DEBUG = env.bool("DEBUG", default=False)
+
+def strict_bool(name: str, *, default: bool) -> bool:
+    """django-environ reads any unknown word as False; a typo in a security setting must fail instead."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)") from None
+
+
+DEBUG = strict_bool("DEBUG", default=False)
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=LOCAL_HOSTS)
 SERVES_ONLY_LOCALHOST = all(host in LOCAL_HOSTS for host in ALLOWED_HOSTS)
@@ -61,7 +74,7 @@ except ValueError as exc:
     ) from exc
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "monitor.apps.MonitorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -123,6 +136,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["monitor.roles.RolePermissionBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -144,7 +158,7 @@ CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
-SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not SERVES_ONLY_LOCALHOST)
+SESSION_COOKIE_SECURE = strict_bool("SECURE_COOKIES", default=not SERVES_ONLY_LOCALHOST)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # Ingestion batches may be large; everything else stays small.

@@ -1,7 +1,6 @@
 """Small keyword-only factories for tests: real artifacts, real registration, real tokens."""
 from __future__ import annotations
 
-import io
 import secrets
 
 import numpy as np

@@ -1,0 +1,147 @@
+"""Every page needs a login; each names the roles it admits."""
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from monitor.models import RegisteredModel
+from tests.factories import csv_bytes, make_data, make_user, skops_bytes
+
+pytestmark = pytest.mark.django_db
+
+# url name, kwargs, roles allowed
+PAGES = [
+    ("overview", {}, {"admin", "security", "compliance", "viewer"}),
+    ("model-list", {}, {"admin", "security", "compliance", "viewer"}),
+    ("model-detail", {"slug": "credit"}, {"admin", "security", "compliance", "viewer"}),
+    ("model-register", {}, {"admin"}),
+]
+ROLES = ["admin", "security", "compliance", "viewer", None]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "allowed"), PAGES)
+def test_anonymous_users_go_to_login(client, model, name, kwargs, allowed):
+    url = reverse(name, kwargs=kwargs)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login")) and "next=" in response["Location"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "kwargs", "allowed"), PAGES)
+def test_each_role_gets_exactly_its_pages(client, model, name, kwargs, allowed, role):
+    client.force_login(make_user(role=role))
+    response = client.get(reverse(name, kwargs=kwargs))
+    assert response.status_code == (200 if role in allowed else 403)
+
+
+def test_every_url_is_covered_by_this_table():
+    from monitor.urls import urlpatterns
+
+    names = {p.name for p in urlpatterns if getattr(p, "name", None)}
+    assert names - {"login", "logout"} == {name for name, _, _ in PAGES}
+
+
+def test_login_page_logs_in_and_out(client, model):
+    make_user(role="viewer", username="vera", password="a-long-password-1")
+    response = client.post(reverse("login"), {"username": "vera", "password": "a-long-password-1"})
+    assert response.status_code == 302
+    assert client.get(reverse("overview")).status_code == 200
+    client.post(reverse("logout"))
+    assert client.get(reverse("overview")).status_code == 302
+
+
+def test_login_form_is_csrf_protected(model):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    make_user(role="viewer", username="vera", password="a-long-password-1")
+    assert strict.post(reverse("login"), {"username": "vera", "password": "a-long-password-1"}).status_code == 403
+
+
+def test_overview_shows_models_and_an_empty_state(client, db):
+    client.force_login(make_user(role="viewer"))
+    assert "No models registered yet" in client.get(reverse("overview")).content.decode()
+
+
+def test_model_page_shows_traffic_by_client(client, model, api_as):
+    from tests.factories import ingest_token, query
+
+    api_as(ingest_token(model=model)).post("/api/v1/models/credit/queries",
+                                           {"queries": [query(client_id="suspicious-7")] * 5 + [query(client_id="ok-1")]})
+    client.force_login(make_user(role="viewer"))
+    page = client.get(reverse("model-detail", kwargs={"slug": "credit"}) + "?period=24h").content.decode()
+    assert "suspicious-7" in page and 'data-figure="figure-volume"' in page
+    assert "plotly/plotly.min.js" in page
+
+
+def test_admin_registers_a_model_through_the_form(client, db):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(make_user(role="admin"))
+    form = {
+        "slug": "web", "name": "Web", "label_column": "label", "output_policy": "full",
+        "artifact": SimpleUploadedFile("m.skops", skops_bytes()),
+        "members": SimpleUploadedFile("members.csv", csv_bytes(*make_data(seed=1))),
+        "nonmembers": SimpleUploadedFile("nonmembers.csv", csv_bytes(*make_data(seed=2))),
+    }
+    response = client.post(reverse("model-register"), form)
+    assert response.status_code == 302 and response["Location"] == reverse("model-detail", kwargs={"slug": "web"})
+    assert RegisteredModel.objects.get(slug="web").source == "skops"
+
+
+def test_the_form_shows_row_and_column_of_a_bad_cell(client, db):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    X, y = make_data(seed=1)
+    X[2, 0] = float("nan")
+    client.force_login(make_user(role="admin"))
+    response = client.post(reverse("model-register"), {
+        "slug": "web", "name": "Web", "label_column": "label", "output_policy": "full",
+        "artifact": SimpleUploadedFile("m.skops", skops_bytes()),
+        "members": SimpleUploadedFile("members.csv", csv_bytes(X, y)),
+        "nonmembers": SimpleUploadedFile("nonmembers.csv", csv_bytes(*make_data(seed=2))),
+    })
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "<td>3</td><td>age</td><td>empty cell" in page
+    assert not RegisteredModel.objects.exists()
+
+
+def test_the_form_refuses_a_pickle(client, db):
+    import pickle
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(make_user(role="admin"))
+    response = client.post(reverse("model-register"), {
+        "slug": "web", "name": "Web", "label_column": "label", "output_policy": "full",
+        "artifact": SimpleUploadedFile("m.pkl", pickle.dumps({"a": 1})),
+        "members": SimpleUploadedFile("members.csv", csv_bytes(*make_data(seed=1))),
+        "nonmembers": SimpleUploadedFile("nonmembers.csv", csv_bytes(*make_data(seed=2))),
+    })
+    assert response.status_code == 400 and "pickle/joblib file" in response.content.decode()
+    assert not RegisteredModel.objects.exists()
+
+
+def test_non_admin_cannot_post_the_form(client, db):
+    client.force_login(make_user(role="security"))
+    assert client.post(reverse("model-register"), {"slug": "x"}).status_code == 403
+    assert not RegisteredModel.objects.exists()
+
+
+def test_groups_exist_after_migrations(db):
+    from django.contrib.auth.models import Group
+
+    assert set(Group.objects.values_list("name", flat=True)) >= {"admin", "security", "compliance", "viewer"}
+
+
+@pytest.mark.parametrize(("role", "status"), [("admin", 200), ("security", 302), ("viewer", 302)])
+def test_django_admin_is_for_the_admin_role_only(client, db, role, status):
+    user = make_user(role=role)
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    assert client.get("/admin/").status_code == status
+    if role == "admin":
+        assert client.get("/admin/monitor/registeredmodel/").status_code == 200
