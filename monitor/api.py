@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
@@ -126,6 +127,10 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
 
 
 def _load_json(raw: bytes, *, where: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # parse again with the standard library: it accepts NaN, which validation then names by field
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
