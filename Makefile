@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: run test bench lint install worker beat web clean
+.PHONY: run test bench lint install chromium worker beat web clean
 
 $(VENV)/.installed: requirements.txt requirements-data.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo
+	$(PY) manage.py demo --if-empty
 	@echo; echo "Starting web on http://127.0.0.1:8000 with a Celery worker and beat (Ctrl-C stops all)"; echo
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/celery -A monitor.celery worker --loglevel=INFO --concurrency=2 -n worker@%h & \
@@ -39,7 +39,13 @@ worker: install
 beat: install
 	$(VENV)/bin/celery -A monitor.celery beat --loglevel=INFO
 
-test: install
+# Browser tests drive the system Chromium (Debian package); Playwright never downloads a browser here.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || sudo -n sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'; }
+
+test: install chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install

@@ -1,15 +1,23 @@
 from django.core.management.base import BaseCommand
 
 from monitor.demo import ensure_users, seed_demo
+from monitor.models import RegisteredModel
 
 
 class Command(BaseCommand):
     help = "Seed the demo model, users and traffic (idempotent)."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--if-empty", action="store_true",
+                            help="leave the models alone when any model is registered (what `make run` uses)")
+
     def handle(self, *args, **options) -> None:
-        model = seed_demo(stdout=self.stdout)
+        if options["if_empty"] and RegisteredModel.objects.exists():
+            self.stdout.write("models are registered already; the demo model was not seeded")
+        else:
+            model = seed_demo(stdout=self.stdout)
+            self.stdout.write(f"demo model: {model.slug} ({model.queries_logged():,} queries, {model.client_count()} clients)")
         logins = ensure_users(self.stdout)
-        self.stdout.write(f"demo model: {model.slug} ({model.queries_logged():,} queries, {model.client_count()} clients)")
         self.stdout.write("demo logins (role: username / password):")
         for role, username, password in logins:
             self.stdout.write(f"  {role:<10} {username} / {password}")
