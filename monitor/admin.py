@@ -1,6 +1,7 @@
 """Django admin for configuration. Secrets and member data are never shown: tokens appear by prefix,
 datasets by size and hash, artifacts by hash."""
 from django.contrib import admin
+from django.shortcuts import redirect
 
 from monitor.models import (
     Alert,
@@ -37,9 +38,9 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     fields = ("slug", "name", "team", "endpoint_url", "output_policy") + readonly_fields
     inlines = [ArtifactInline, DatasetInline]
 
-    def has_add_permission(self, request) -> bool:
-        # Registration validates an artifact and three CSVs together: use the form or the command.
-        return False
+    def add_view(self, request, form_url: str = "", extra_context=None):
+        # Registration validates an artifact and up to three CSVs together, so "Add" opens that form.
+        return redirect("model-register")
 
 
 @admin.register(ApiToken)

@@ -145,3 +145,12 @@ def test_django_admin_is_for_the_admin_role_only(client, db, role, status):
     assert client.get("/admin/").status_code == status
     if role == "admin":
         assert client.get("/admin/monitor/registeredmodel/").status_code == 200
+
+
+def test_adding_a_model_in_the_django_admin_opens_the_registration_form(client, db):
+    user = make_user(role="admin")
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    response = client.get("/admin/monitor/registeredmodel/add/")
+    assert response.status_code == 302 and response["Location"] == reverse("model-register")
