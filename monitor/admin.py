@@ -1,12 +1,17 @@
 """Django admin for configuration. Secrets and member data are never shown: tokens appear by prefix,
 datasets by size and hash, artifacts by hash."""
+from django import forms
 from django.contrib import admin
 from django.shortcuts import redirect
 
+from monitor.channels import ChannelError, check_target
 from monitor.models import (
     Alert,
+    AlertEvent,
     ApiToken,
+    Delivery,
     ModelArtifact,
+    NotificationChannel,
     QueryLog,
     ReferenceDataset,
     RegisteredModel,
@@ -69,10 +74,63 @@ class QueryLogAdmin(admin.ModelAdmin):
         return False
 
 
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    fields = ("at", "kind", "actor_name", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
+    """Read-only here: lifecycle changes go through the alert pages and API, which log who did what."""
+
     list_display = ("id", "model", "kind", "client_id", "severity", "status", "last_seen", "occurrences")
     list_filter = ("status", "severity", "source")
+    search_fields = ("client_id", "fingerprint", "title")
+    inlines = [AlertEventInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ChannelForm(forms.ModelForm):
+    class Meta:
+        model = NotificationChannel
+        fields = ("name", "kind", "target", "min_severity", "all_models", "selected_models", "enabled",
+                  "rate_limit_per_hour", "digest")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        try:
+            data["target"] = check_target(data.get("kind", ""), data.get("target", ""))
+        except ChannelError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return data
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
+    list_display = ("name", "kind", "min_severity", "all_models", "enabled", "last_error_at", "disabled_reason")
+    list_filter = ("kind", "enabled")
+    readonly_fields = ("last_error", "last_error_at", "disabled_reason")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ("id", "event", "channel", "alert", "status", "attempts", "next_attempt_at", "sent_at")
+    list_filter = ("status", "event")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 admin.site.register(WorkerHeartbeat)

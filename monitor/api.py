@@ -5,23 +5,27 @@ Errors are always JSON `{"error": "...", "details": [{"index", "field", "message
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI, Status
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
 
-from monitor import roles
+from monitor import alerting, roles
+from monitor.alerting import AlertActionError
 from monitor.artifacts import ArtifactError
+from monitor.channels import ChannelError, create_channel, delete_channel
+from monitor.delivery import send_test
 from monitor.gateway import predict_and_log
 from monitor.ingest import IngestError, store_queries, validate_queries
-from monitor.models import ApiToken, RegisteredModel
-from monitor.summaries import model_summary
+from monitor.models import SEVERITIES, Alert, ApiToken, NotificationChannel, RegisteredModel
+from monitor.summaries import alert_summary, channel_summary, model_summary
 
 
 class ApiError(Exception):
@@ -66,7 +70,9 @@ def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpRe
 
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    details = [{"index": None, "field": ".".join(str(p) for p in err.get("loc", [])[1:]) or None,
+    # ninja's locations start with where the value came from and the parameter name ("body", "body", "reason").
+    details = [{"index": None,
+                "field": ".".join(str(p) for p in err.get("loc", []) if p not in ("body", "query", "path")) or None,
                 "message": err.get("msg", "invalid")} for err in exc.errors]
     return _error(request, 400, "invalid request", details)
 
@@ -226,3 +232,139 @@ def model_detail(request: HttpRequest, slug: str) -> dict:
     return model_summary(get_model(slug))
 
 
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+class AckIn(Schema):
+    note: str = Field("", max_length=2000)
+
+
+class MuteIn(Schema):
+    until: datetime
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _alert(alert_id: int) -> Alert:
+    alert = Alert.objects.select_related("model", "acknowledged_by", "resolved_by").filter(pk=alert_id).first()
+    if alert is None:
+        raise ApiError(404, f"no alert with id {alert_id}")
+    return alert
+
+
+@api.get("/alerts", summary="Alerts, newest first", response={200: list[dict], 400: dict, 403: dict})
+def list_alerts(request: HttpRequest, status: str = "", model: str = "", severity: str = "", client: str = "",
+                limit: int = 100, offset: int = 0) -> list[dict]:
+    require_roles(request, roles.READ)
+    problems = []
+    if status and status not in {"open", "acknowledged", "resolved", "muted", "unresolved"}:
+        problems.append({"index": None, "field": "status", "message": "one of open, acknowledged, resolved, muted, unresolved"})
+    if severity and severity not in SEVERITIES:
+        problems.append({"index": None, "field": "severity", "message": f"one of {', '.join(SEVERITIES)}"})
+    if not 1 <= limit <= 1000 or offset < 0:
+        problems.append({"index": None, "field": "limit", "message": "1 ≤ limit ≤ 1000 and offset ≥ 0"})
+    if problems:
+        raise ApiError(400, "invalid filter", problems)
+    alerts = Alert.objects.select_related("model", "acknowledged_by", "resolved_by")
+    if status == "unresolved":
+        alerts = alerts.unresolved()
+    elif status:
+        alerts = alerts.filter(status=status)
+    if model:
+        alerts = alerts.filter(model__slug=model)
+    if severity:
+        alerts = alerts.filter(severity=severity)
+    if client:
+        alerts = alerts.filter(client_id=client)
+    return [alert_summary(a) for a in alerts.order_by("-last_seen", "-id")[offset:offset + limit]]
+
+
+@api.get("/alerts/{alert_id}", summary="One alert", response={200: dict, 403: dict, 404: dict})
+def get_alert(request: HttpRequest, alert_id: int) -> dict:
+    require_roles(request, roles.READ)
+    return alert_summary(_alert(alert_id))
+
+
+def _act(request: HttpRequest, alert_id: int, action) -> dict:
+    require_roles(request, roles.OPERATE)
+    alert = _alert(alert_id)
+    try:
+        return alert_summary(action(alert))
+    except AlertActionError as exc:
+        raise ApiError(409, str(exc)) from exc
+
+
+@api.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert", response={200: dict, 400: dict, 403: dict, 404: dict, 409: dict})
+def acknowledge_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None) -> dict:
+    note = body.note if body else ""
+    return _act(request, alert_id, lambda a: alerting.acknowledge(a, user=_user(request), note=note, ip=_client_ip(request)))
+
+
+@api.post("/alerts/{alert_id}/resolve", summary="Resolve an alert", response={200: dict, 400: dict, 403: dict, 404: dict, 409: dict})
+def resolve_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None) -> dict:
+    note = body.note if body else ""
+    return _act(request, alert_id, lambda a: alerting.resolve(a, user=_user(request), note=note, ip=_client_ip(request)))
+
+
+@api.post("/alerts/{alert_id}/mute", summary="Mute an alert until a time, with a reason",
+          response={200: dict, 400: dict, 403: dict, 404: dict, 409: dict})
+def mute_alert(request: HttpRequest, alert_id: int, body: MuteIn) -> dict:
+    if body.until.tzinfo is None:
+        raise ApiError(400, "invalid request", [{"index": None, "field": "until", "message": "needs a timezone (Z or +00:00)"}])
+    return _act(request, alert_id, lambda a: alerting.mute(a, user=_user(request), until=body.until, reason=body.reason,
+                                                            ip=_client_ip(request)))
+
+
+# --- notification channels ----------------------------------------------------------------------
+
+class ChannelIn(Schema):
+    name: str = Field(..., min_length=1, max_length=100)
+    kind: str = Field(..., pattern="^(email|slack)$")
+    target: str = Field(..., min_length=1, max_length=2000)
+    min_severity: str = Field("warning", pattern="^(info|warning|critical)$")
+    models: list[str] | None = None
+    rate_limit_per_hour: int = Field(30, ge=1, le=10_000)
+    digest: bool = True
+
+
+def _channel(channel_id: int) -> NotificationChannel:
+    channel = NotificationChannel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        raise ApiError(404, f"no channel with id {channel_id}")
+    return channel
+
+
+@api.get("/channels", summary="Notification channels", response={200: list[dict], 403: dict})
+def list_channels(request: HttpRequest) -> list[dict]:
+    require_roles(request, roles.CONFIGURE)
+    return [channel_summary(c) for c in NotificationChannel.objects.all()]
+
+
+@api.post("/channels", summary="Create a notification channel", response={201: dict, 400: dict, 403: dict})
+def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
+    require_roles(request, roles.CONFIGURE)
+    try:
+        channel = create_channel(**body.dict(), user=_user(request), ip=_client_ip(request))
+    except ChannelError as exc:
+        raise ApiError(400, exc.message, [{"index": None, "field": exc.field, "message": exc.message}]) from exc
+    return Status(201, channel_summary(channel))
+
+
+@api.delete("/channels/{channel_id}", summary="Delete a notification channel", response={204: None, 403: dict, 404: dict})
+def remove_channel(request: HttpRequest, channel_id: int) -> Status:
+    require_roles(request, roles.CONFIGURE)
+    delete_channel(_channel(channel_id), user=_user(request), ip=_client_ip(request))
+    return Status(204, None)
+
+
+@api.post("/channels/{channel_id}/test", summary="Send a test message now", response={200: dict, 403: dict, 404: dict, 502: dict})
+def test_channel(request: HttpRequest, channel_id: int) -> dict:
+    require_roles(request, roles.CONFIGURE)
+    delivery = send_test(_channel(channel_id))
+    if delivery.status != "sent":
+        raise ApiError(502, f"the test message was not delivered: {delivery.last_error}")
+    return {"status": "sent", "delivery": delivery.pk}

@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -175,12 +176,13 @@ REMOTE_MODEL_TIMEOUT = env.float("REMOTE_MODEL_TIMEOUT", default=10.0)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_SERIALIZER = "json"
@@ -197,7 +199,15 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "monitor.tasks.record_heartbeat", "schedule": 60.0},
+    "deliver-notifications": {"task": "monitor.tasks.deliver_notifications", "schedule": 15.0},
+    "alert-housekeeping": {"task": "monitor.tasks.alert_housekeeping", "schedule": 60.0},
+    "daily-digest": {"task": "monitor.tasks.send_digests", "schedule": crontab(hour=7, minute=0)},
 }
+# Open critical alerts are repeated to their channels this often until someone acknowledges them.
+ALERT_REMINDER_SECONDS = env.int("ALERT_REMINDER_SECONDS", default=4 * 3600)
+# Temporary delivery failures (timeouts, 5xx, SMTP down) are retried for this long.
+DELIVERY_RETRY_SECONDS = env.int("DELIVERY_RETRY_SECONDS", default=24 * 3600)
+NOTIFY_TIMEOUT = env.float("NOTIFY_TIMEOUT", default=10.0)
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

@@ -6,6 +6,8 @@ import socket
 from celery import shared_task
 from django.utils import timezone
 
+from monitor.alerting import housekeeping
+from monitor.delivery import deliver_due, queue_digests
 from monitor.models import WorkerHeartbeat
 
 
@@ -16,3 +18,20 @@ def record_heartbeat(name: str = "beat") -> str:
         name=name, defaults={"seen_at": timezone.now(), "hostname": socket.gethostname()}
     )
     return name
+
+
+@shared_task(time_limit=300, soft_time_limit=270)
+def deliver_notifications() -> dict:
+    return deliver_due()
+
+
+@shared_task(time_limit=300, soft_time_limit=270)
+def alert_housekeeping() -> dict:
+    return housekeeping()
+
+
+@shared_task(time_limit=600, soft_time_limit=570)
+def send_digests() -> int:
+    queued = queue_digests()
+    deliver_due()
+    return queued

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from monitor import views
+from monitor import alert_views, views
 from monitor.api import api
 
 urlpatterns = [
@@ -10,6 +10,11 @@ urlpatterns = [
     path("models/", views.model_list, name="model-list"),
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:slug>/", views.model_detail, name="model-detail"),
+    path("alerts/", alert_views.alert_list, name="alert-list"),
+    path("alerts/<int:alert_id>/", alert_views.alert_detail, name="alert-detail"),
+    path("alerts/<int:alert_id>/<str:action>/", alert_views.alert_action, name="alert-action"),
+    path("channels/", alert_views.channel_list, name="channel-list"),
+    path("channels/<int:channel_id>/<str:action>/", alert_views.channel_action, name="channel-action"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -53,3 +53,27 @@ def api_as(client):
 @pytest.fixture
 def db_vendor() -> str:
     return connection.vendor
+
+
+@pytest.fixture
+def smtp_server(settings):
+    from tests.servers import SmtpServer
+
+    server = SmtpServer().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.NOTIFY_TIMEOUT = 3
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack_server(settings):
+    from tests.servers import WebhookServer
+
+    settings.NOTIFY_TIMEOUT = 2
+    server = WebhookServer()
+    yield server
+    server.close()

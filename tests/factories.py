@@ -70,3 +70,20 @@ def query(*, client_id: str = "client-1", n_features: int = 4, **extra) -> dict:
     row = {"client_id": client_id, "features": [40.0, 5000.0, 5.0, 0.1][:n_features], "output": [0.3, 0.7]}
     row.update(extra)
     return row
+
+
+def signal(*, model: RegisteredModel, client_id: str = "client-9", severity: str = "warning", kind: str = "near_duplicate_sweep",
+           source: str = "detector", incident: bool = False, evidence: dict | None = None, quiet_period=None):
+    from monitor.alerting import Signal
+
+    return Signal(source=source, kind=kind, model=model, severity=severity, client_id=client_id, incident=incident,
+                  title=f"{kind} by {client_id}" if client_id else kind, evidence=evidence or {"queries": 120, "query_ids": [1, 2, 3]},
+                  quiet_period=quiet_period)
+
+
+def make_channel(*, kind: str, target: str, min_severity: str = "info", models: list[str] | None = None,
+                 rate_limit_per_hour: int = 30, name: str | None = None):
+    from monitor.channels import create_channel
+
+    return create_channel(name=name or f"{kind} channel", kind=kind, target=target, min_severity=min_severity,
+                          models=models, rate_limit_per_hour=rate_limit_per_hour)

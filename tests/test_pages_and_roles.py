@@ -15,31 +15,61 @@ PAGES = [
     ("model-list", {}, {"admin", "security", "compliance", "viewer"}),
     ("model-detail", {"slug": "credit"}, {"admin", "security", "compliance", "viewer"}),
     ("model-register", {}, {"admin"}),
+    ("alert-list", {}, {"admin", "security", "compliance", "viewer"}),
+    ("alert-detail", {"alert_id": "?"}, {"admin", "security", "compliance", "viewer"}),
+    ("channel-list", {}, {"admin"}),
+]
+# POST-only action URLs, with the roles that may use them.
+ACTIONS = [
+    ("alert-action", {"alert_id": "?", "action": "acknowledge"}, {"admin", "security"}),
+    ("channel-action", {"channel_id": "?", "action": "test"}, {"admin"}),
 ]
 ROLES = ["admin", "security", "compliance", "viewer", None]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "allowed"), PAGES)
-def test_anonymous_users_go_to_login(client, model, name, kwargs, allowed):
-    url = reverse(name, kwargs=kwargs)
-    response = client.get(url)
+@pytest.fixture
+def objects(model) -> dict:
+    """An alert and a channel for the URLs that name one ("?" in the tables)."""
+    from monitor.alerting import raise_signal
+    from tests.factories import make_channel, signal
+
+    alert, _ = raise_signal(signal(model=model))
+    return {"alert_id": alert.pk, "channel_id": make_channel(kind="email", target="sec@example.com").pk}
+
+
+def url(name: str, kwargs: dict, objects: dict) -> str:
+    return reverse(name, kwargs={k: objects[k] if v == "?" else v for k, v in kwargs.items()})
+
+
+@pytest.mark.parametrize(("name", "kwargs", "allowed"), PAGES + ACTIONS)
+def test_anonymous_users_go_to_login(client, objects, name, kwargs, allowed):
+    address = url(name, kwargs, objects)
+    response = client.post(address) if (name, kwargs, allowed) in ACTIONS else client.get(address)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login")) and "next=" in response["Location"]
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("name", "kwargs", "allowed"), PAGES)
-def test_each_role_gets_exactly_its_pages(client, model, name, kwargs, allowed, role):
+def test_each_role_gets_exactly_its_pages(client, objects, name, kwargs, allowed, role):
     client.force_login(make_user(role=role))
-    response = client.get(reverse(name, kwargs=kwargs))
+    response = client.get(url(name, kwargs, objects))
     assert response.status_code == (200 if role in allowed else 403)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "kwargs", "allowed"), ACTIONS)
+def test_each_role_gets_exactly_its_actions(client, objects, name, kwargs, allowed, role, smtp_server):
+    client.force_login(make_user(role=role))
+    response = client.post(url(name, kwargs, objects))
+    assert response.status_code == (302 if role in allowed else 403)
 
 
 def test_every_url_is_covered_by_this_table():
     from monitor.urls import urlpatterns
 
     names = {p.name for p in urlpatterns if getattr(p, "name", None)}
-    assert names - {"login", "logout"} == {name for name, _, _ in PAGES}
+    assert names - {"login", "logout"} == {name for name, _, _ in PAGES + ACTIONS}
 
 
 def test_login_page_logs_in_and_out(client, model):

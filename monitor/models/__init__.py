@@ -1,0 +1,17 @@
+"""The monitoring app's tables, one module per concern."""
+from monitor.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertEvent, Delivery, NotificationChannel
+from monitor.models.queries import QueryLog, QueryRollup, WorkerHeartbeat
+from monitor.models.registry import (
+    SLUG_VALIDATOR,
+    ModelArtifact,
+    ReferenceDataset,
+    RegisteredModel,
+    validate_output_policy,
+)
+from monitor.models.tokens import ApiToken, hash_token
+
+__all__ = [
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "ApiToken", "Delivery", "ModelArtifact",
+    "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "WorkerHeartbeat",
+    "hash_token", "validate_output_policy",
+]

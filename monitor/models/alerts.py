@@ -1,0 +1,182 @@
+"""Alerts and their lifecycle, notification channels, and the delivery outbox."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from monitor.models.registry import RegisteredModel
+
+SEVERITIES = ("info", "warning", "critical")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+UNRESOLVED = ("open", "acknowledged", "muted")
+
+
+class AlertQuerySet(models.QuerySet):
+    def unresolved(self) -> AlertQuerySet:
+        return self.filter(status__in=UNRESOLVED)
+
+
+class Alert(models.Model):
+    """One alert per fingerprint (source + model + detector/attack + client or group); repeats update it."""
+
+    SOURCES = [("audit", "audit"), ("detector", "detector")]
+    STATUSES = [("open", "open"), ("acknowledged", "acknowledged"), ("resolved", "resolved"), ("muted", "muted")]
+
+    fingerprint = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=SOURCES)
+    kind = models.CharField(max_length=64)
+    title = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="alerts")
+    client_id = models.CharField(max_length=128, blank=True)
+    # A model-level incident (e.g. a failed audit policy) silences the per-client alerts of its model.
+    incident = models.BooleanField(default=False)
+    severity = models.CharField(max_length=16, choices=[(s, s) for s in SEVERITIES])
+    status = models.CharField(max_length=16, choices=STATUSES, default="open")
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    occurrences = models.PositiveIntegerField(default=1)
+    evidence = models.JSONField(default=dict)
+    quiet_period = models.DurationField(null=True, blank=True, help_text="resolve automatically after this long without a repeat")
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    ack_note = models.TextField(blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    muted_until = models.DateTimeField(null=True, blank=True)
+    mute_reason = models.CharField(max_length=500, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    reminders_sent = models.PositiveIntegerField(default=0)
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["model", "status"], name="alert_model_status"),
+            models.Index(fields=["status", "severity"], name="alert_status_severity"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fingerprint"], condition=~models.Q(status="resolved"), name="alert_one_unresolved_per_fingerprint"
+            )
+        ]
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.title or self.kind} on {self.model.slug}" + (f" ({self.client_id})" if self.client_id else "")
+
+    @property
+    def is_unresolved(self) -> bool:
+        return self.status in UNRESOLVED
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"status": self.status, "severity": self.severity, "muted_until": self.muted_until,
+                "mute_reason": self.mute_reason, "ack_note": self.ack_note}
+
+    def suppressed_by_incident(self) -> bool:
+        if self.incident or not self.client_id:
+            return False
+        return Alert.objects.unresolved().filter(model_id=self.model_id, incident=True).exclude(status="muted").exists()
+
+
+class AlertEvent(models.Model):
+    """The alert's timeline: what happened, when, and who did it."""
+
+    KINDS = ["opened", "repeated", "escalated", "acknowledged", "resolved", "muted", "unmuted", "reminder", "suppressed"]
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=[(k, k) for k in KINDS])
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150, default="system")
+    note = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class NotificationChannel(models.Model):
+    EMAIL, SLACK = "email", "slack"
+    KINDS = [(EMAIL, "email"), (SLACK, "Slack incoming webhook")]
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=8, choices=KINDS)
+    target = models.TextField(help_text="email: comma-separated addresses; Slack: the incoming-webhook URL")
+    min_severity = models.CharField(max_length=16, choices=[(s, s) for s in SEVERITIES], default="warning")
+    all_models = models.BooleanField(default=True)
+    selected_models = models.ManyToManyField(RegisteredModel, blank=True, related_name="channels",
+                                             help_text="used when all_models is off")
+    enabled = models.BooleanField(default=True)
+    rate_limit_per_hour = models.PositiveIntegerField(default=30, help_text="messages beyond this are folded into one summary")
+    digest = models.BooleanField(default=True, help_text="email channels: a daily digest of the last 24 hours")
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def wants(self, alert: Alert) -> bool:
+        if not self.enabled or SEVERITY_RANK[alert.severity] < SEVERITY_RANK[self.min_severity]:
+            return False
+        return self.all_models or self.selected_models.filter(pk=alert.model_id).exists()
+
+    def masked_target(self) -> str:
+        """Webhook URLs are secrets: show only their start."""
+        if self.kind == self.SLACK:
+            return self.target[:30] + "…" if len(self.target) > 30 else self.target
+        return self.target
+
+    def disable(self, reason: str) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            NotificationChannel.objects.filter(pk=self.pk).update(enabled=False, disabled_reason=reason, last_error=reason,
+                                                                  last_error_at=now)
+            Delivery.objects.filter(channel=self, status="pending").update(status="failed", last_error=f"channel disabled: {reason}")
+        self.enabled, self.disabled_reason, self.last_error, self.last_error_at = False, reason, reason, now
+
+
+class Delivery(models.Model):
+    """The outbox: one row per (alert, channel, event, key); a worker claims it by conditional UPDATE."""
+
+    EVENTS = ["opened", "escalated", "reminder", "resolved", "summary", "digest", "test"]
+    STATUSES = [("pending", "pending"), ("sending", "sending"), ("sent", "sent"), ("failed", "failed"),
+                ("folded", "folded into a summary")]
+
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=16, choices=[(e, e) for e in EVENTS])
+    key = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=STATUSES, default="pending")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "channel", "event", "key"], condition=models.Q(alert__isnull=False),
+                                    name="delivery_once_per_alert_event"),
+            models.UniqueConstraint(fields=["channel", "event", "key"], condition=models.Q(alert__isnull=True),
+                                    name="delivery_once_per_channel_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.channel} ({self.status})"
+
+    def backoff(self, now: datetime) -> datetime:
+        """30 s, 1 min, 2 min, … capped at 1 h."""
+        return now + timedelta(seconds=min(3600, 30 * 2 ** max(0, self.attempts - 1)))

@@ -1,0 +1,55 @@
+"""The query log, its per-minute rollup, and the worker heartbeat."""
+from __future__ import annotations
+
+from django.db import models
+
+from monitor.models.registry import RegisteredModel
+
+
+class QueryLog(models.Model):
+    """One prediction query: features and outputs as little-endian float32 bytes."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="queries")
+    client_id = models.CharField(max_length=128)
+    ts = models.DateTimeField()
+    features = models.BinaryField()
+    outputs = models.BinaryField()
+    label = models.SmallIntegerField()
+    confidence = models.FloatField()
+    request_id = models.CharField(max_length=128, null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["model", "ts"], name="query_model_ts"),
+            models.Index(fields=["model", "client_id", "ts"], name="query_model_client_ts"),
+            models.Index(fields=["model", "id"], name="query_model_id"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "request_id"], condition=models.Q(request_id__isnull=False), name="query_request_once"
+            )
+        ]
+
+
+class QueryRollup(models.Model):
+    """Per model, client and minute: what dashboards read instead of scanning the raw log."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="rollups")
+    client_id = models.CharField(max_length=128)
+    minute = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    confidence_sum = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "minute"], name="rollup_model_minute")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "client_id", "minute"], name="rollup_model_client_minute")
+        ]
+
+
+class WorkerHeartbeat(models.Model):
+    """Written by a periodic task: proves a worker and beat are alive (shown on the overview)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    seen_at = models.DateTimeField()
+    hostname = models.CharField(max_length=255, blank=True)

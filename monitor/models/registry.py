@@ -1,0 +1,111 @@
+"""Registered models, their artifacts and their (encrypted) reference data."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from monitor.output_policy import OutputPolicy
+
+SLUG_VALIDATOR = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+    "use 1-64 lowercase letters, digits and inner hyphens",
+)
+
+
+def validate_output_policy(value: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        OutputPolicy.parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+class RegisteredModel(models.Model):
+    SKOPS, ONNX, ENDPOINT = "skops", "onnx", "endpoint"
+    SOURCES = [(SKOPS, "scikit-learn (skops artifact)"), (ONNX, "ONNX artifact"), (ENDPOINT, "remote HTTP endpoint")]
+
+    slug = models.CharField(max_length=64, unique=True, validators=[SLUG_VALIDATOR])
+    name = models.CharField(max_length=200)
+    team = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=16, choices=SOURCES)
+    endpoint_url = models.URLField(blank=True, max_length=500)
+    feature_names = models.JSONField(default=list)
+    class_labels = models.JSONField(default=list)
+    label_column = models.CharField(max_length=200)
+    output_policy = models.CharField(max_length=40, default="full", validators=[validate_output_policy])
+    # Bumped when the artifact changes: audits cache reference models per version.
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def policy(self) -> OutputPolicy:
+        return OutputPolicy.parse(self.output_policy)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def current_artifact(self) -> ModelArtifact | None:
+        return self.artifacts.filter(version=self.version).first()
+
+    def queries_logged(self) -> int:
+        return self.rollups.aggregate(n=models.Sum("count"))["n"] or 0
+
+    def client_count(self) -> int:
+        return self.rollups.values("client_id").distinct().count()
+
+
+class ModelArtifact(models.Model):
+    """The bytes of one artifact version, kept in the database so every worker sees the same file."""
+
+    model = models.ForeignKey(RegisteredModel, related_name="artifacts", on_delete=models.CASCADE)
+    version = models.PositiveIntegerField()
+    format = models.CharField(max_length=16, choices=[("skops", "skops"), ("onnx", "ONNX")])
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    filename = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="artifact_model_version")]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} v{self.version} ({self.format}, {self.sha256[:12]})"
+
+
+class ReferenceDataset(models.Model):
+    """Members, non-members or population: an encrypted npz (X, y, record ids), never stored in clear."""
+
+    MEMBERS, NONMEMBERS, POPULATION = "members", "nonmembers", "population"
+    KINDS = [(MEMBERS, "members (training sample)"), (NONMEMBERS, "non-members (held out)"), (POPULATION, "population")]
+
+    model = models.ForeignKey(RegisteredModel, related_name="datasets", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=16, choices=KINDS)
+    ciphertext = models.BinaryField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the uploaded CSV bytes")
+    n_rows = models.PositiveIntegerField()
+    filename = models.CharField(max_length=255, blank=True)
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "kind"], name="dataset_model_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} {self.kind} ({self.n_rows} rows)"
+
+    def load(self):  # -> monitor.referencedata.ReferenceArrays
+        from monitor.referencedata import decrypt_arrays
+
+        return decrypt_arrays(bytes(self.ciphertext))

@@ -1,0 +1,70 @@
+"""API tokens: stored as SHA-256, scoped to a model (ingestion) or a user (personal)."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from monitor.models.registry import RegisteredModel
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """Bearer tokens, stored as SHA-256 (they are 256-bit random, so a fast hash is enough)."""
+
+    INGEST, USER = "ingest", "user"
+    KINDS = [(INGEST, "model ingestion"), (USER, "personal API")]
+
+    kind = models.CharField(max_length=8, choices=KINDS)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="first characters, to tell tokens apart")
+    model = models.ForeignKey(RegisteredModel, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="token_has_one_owner",
+                condition=(models.Q(kind="ingest", model__isnull=False, user__isnull=True)
+                           | models.Q(kind="user", user__isnull=False, model__isnull=True)),
+            )
+        ]
+
+    def __str__(self) -> str:
+        owner = self.model.slug if self.model_id else self.user.get_username()
+        return f"{self.get_kind_display()} token {self.prefix}… for {owner}"
+
+    @classmethod
+    def issue(cls, *, kind: str, model: RegisteredModel | None = None, user=None) -> tuple[ApiToken, str]:
+        """Create a token; the clear value is returned once and never stored."""
+        clear = f"mim_{kind}_{secrets.token_urlsafe(32)}"
+        token = cls.objects.create(kind=kind, model=model, user=user, token_hash=hash_token(clear), prefix=clear[:12])
+        return token, clear
+
+    @classmethod
+    def authenticate(cls, clear: str) -> ApiToken | None:
+        token = cls.objects.active().select_related("model", "user").filter(token_hash=hash_token(clear)).first()
+        if token is None or (token.user_id and not token.user.is_active):
+            return None
+        now = timezone.now()
+        # Write last_used at most once a minute: a token is used for every ingestion batch.
+        if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+            cls.objects.filter(id=token.id).update(last_used_at=now)
+        return token

@@ -1,0 +1,154 @@
+"""Email and Slack transports. A transport raises NotifyError; `permanent` errors disable the channel
+(healthchecks' pattern), temporary ones are retried with backoff."""
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.validators import validate_email
+from django.template.loader import render_to_string
+
+from monitor.models import Delivery, NotificationChannel
+
+SLACK_MAX_BLOCKS = 50
+SLACK_MAX_SECTION = 3000
+SLACK_MAX_HEADER = 150
+
+
+class NotifyError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False, disables_channel: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.disables_channel = permanent if disables_channel is None else disables_channel
+
+
+@dataclass
+class Message:
+    subject: str
+    text: str
+    html: str
+    slack_text: str
+    slack_blocks: list[dict] = field(default_factory=list)
+
+
+def email_addresses(target: str) -> list[str]:
+    """Split and validate a channel's addresses; raises ValueError naming the bad one."""
+    addresses = [a.strip() for a in target.replace(";", ",").split(",") if a.strip()]
+    if not addresses:
+        raise ValueError("at least one email address is needed")
+    for address in addresses:
+        try:
+            validate_email(address)
+        except Exception as exc:
+            raise ValueError(f"{address!r} is not a valid email address") from exc
+    return addresses
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
+    lines = []
+    for key, value in list(evidence.items())[:limit]:
+        if isinstance(value, (list, tuple)):
+            shown = ", ".join(str(v) for v in value[:10]) + (f" … (+{len(value) - 10})" if len(value) > 10 else "")
+        elif isinstance(value, dict):
+            shown = ", ".join(f"{k}={v}" for k, v in list(value.items())[:8])
+        else:
+            shown = str(value)
+        lines.append(f"{key}: {_truncate(shown, 300)}")
+    return lines
+
+
+def render(delivery: Delivery) -> Message:
+    """The message for one outbox row, rendered from templates (email) and Block Kit (Slack)."""
+    alert = delivery.alert
+    context = {"delivery": delivery, "alert": alert, "site_url": settings.SITE_URL, "payload": delivery.payload,
+               "evidence_lines": _evidence_lines(alert.evidence) if alert else []}
+    if alert is not None:
+        context["alert_url"] = f"{settings.SITE_URL}/alerts/{alert.pk}/"
+        template = "alert"
+    else:
+        template = {"digest": "digest", "summary": "summary", "test": "test"}[delivery.event]
+    subject = " ".join(render_to_string(f"emails/{template}-subject.txt", context).split())
+    text = render_to_string(f"emails/{template}-body.txt", context)
+    html = render_to_string(f"emails/{template}-body.html", context)
+    return Message(subject=_truncate(subject, 200), text=text, html=html, slack_text=_truncate(subject, 3000),
+                   slack_blocks=slack_blocks(delivery, subject=subject, text=text, context=context))
+
+
+def slack_blocks(delivery: Delivery, *, subject: str, text: str, context: dict) -> list[dict]:
+    alert = delivery.alert
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": _truncate(subject, SLACK_MAX_HEADER)}}]
+    if alert is not None:
+        fields = [f"*Severity*\n{alert.severity}", f"*Model*\n{alert.model.slug}", f"*Status*\n{alert.status}",
+                  f"*Event*\n{delivery.event}"]
+        if alert.client_id:
+            fields.append(f"*Client*\n{alert.client_id}")
+        fields.append(f"*Occurrences*\n{alert.occurrences}")
+        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": _truncate(f, 2000)} for f in fields[:10]]})
+        if context["evidence_lines"]:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _truncate(
+                "*Evidence*\n" + "\n".join(context["evidence_lines"]), SLACK_MAX_SECTION)}})
+        blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open alert"},
+                                                        "url": context["alert_url"]}]})
+    else:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _truncate(text, SLACK_MAX_SECTION)}})
+        blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open alerts"},
+                                                        "url": f"{settings.SITE_URL}/alerts/"}]})
+    return blocks[:SLACK_MAX_BLOCKS]
+
+
+class Transport(Protocol):
+    def send(self, channel: NotificationChannel, message: Message) -> None: ...
+
+
+class EmailTransport:
+    def send(self, channel: NotificationChannel, message: Message) -> None:
+        try:
+            recipients = email_addresses(channel.target)
+        except ValueError as exc:
+            raise NotifyError(str(exc), permanent=True) from exc
+        email = EmailMultiAlternatives(message.subject, message.text, settings.DEFAULT_FROM_EMAIL, recipients,
+                                       connection=get_connection(timeout=settings.NOTIFY_TIMEOUT))
+        email.attach_alternative(message.html, "text/html")
+        try:
+            email.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = ", ".join(f"{a} ({code})" for a, (code, _) in exc.recipients.items())
+            raise NotifyError(f"the mail server refused {refused}", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.smtp_code < 600
+            raise NotifyError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=permanent) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise NotifyError(f"the mail server is unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+class SlackTransport:
+    def send(self, channel: NotificationChannel, message: Message) -> None:
+        from slack_sdk.webhook import WebhookClient
+
+        client = WebhookClient(channel.target, timeout=int(max(1, settings.NOTIFY_TIMEOUT)))
+        try:
+            response = client.send(text=message.slack_text, blocks=message.slack_blocks)
+        except (TimeoutError, OSError) as exc:
+            raise NotifyError(f"Slack is unreachable: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # slack_sdk wraps urllib errors in several types
+            raise NotifyError(f"Slack request failed: {type(exc).__name__}: {exc}") from exc
+        status, body = response.status_code, (response.body or "")[:200]
+        if status == 200:
+            return
+        if status in (403, 404, 410):
+            # The webhook was revoked or its channel archived: retrying cannot help.
+            raise NotifyError(f"Slack answered {status} {body!r}: the webhook no longer exists", permanent=True)
+        if status == 400:
+            raise NotifyError(f"Slack rejected the message: 400 {body!r}", permanent=True, disables_channel=False)
+        raise NotifyError(f"Slack answered {status} {body!r}")
+
+
+TRANSPORTS: dict[str, Transport] = {NotificationChannel.EMAIL: EmailTransport(), NotificationChannel.SLACK: SlackTransport()}

@@ -1,0 +1,52 @@
+"""The audit log is a hash chain: any edit, deletion or reordering is found and named."""
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from audits.models import AuditLogEntry, verify_chain
+
+pytestmark = pytest.mark.django_db
+
+
+def write(n: int) -> list[AuditLogEntry]:
+    return [AuditLogEntry.record(action="test.action", actor_name="tester", object_type="thing", object_id=str(i),
+                                 after={"i": i}) for i in range(n)]
+
+
+def test_an_untouched_chain_verifies(capsys):
+    write(5)
+    call_command("verify_audit_log")
+    assert "5 entries, chain intact" in capsys.readouterr().out
+
+
+def test_an_edited_entry_is_named():
+    entries = write(4)
+    AuditLogEntry.objects.filter(pk=entries[2].pk).update(after={"i": 99})  # bypasses the model's guard, like raw SQL
+    with pytest.raises(CommandError, match="entry #3: its content does not match its hash"):
+        call_command("verify_audit_log")
+
+
+def test_a_deleted_entry_is_named():
+    entries = write(4)
+    AuditLogEntry.objects.filter(pk=entries[1].pk).delete()
+    ok, message = verify_chain()
+    assert not ok and message == "entry #2 is missing (next is #3)"
+
+
+def test_a_rehashed_edit_breaks_the_link_to_the_next_entry():
+    entries = write(3)
+    forged = AuditLogEntry.objects.get(pk=entries[0].pk)
+    forged.after = {"i": 42}
+    AuditLogEntry.objects.filter(pk=forged.pk).update(after=forged.after, hash=forged.compute_hash())
+    ok, message = verify_chain()
+    assert not ok and message.startswith("entry #2: prev_hash does not match")
+
+
+def test_entries_cannot_be_changed_or_deleted_through_the_model():
+    [entry] = write(1)
+    with pytest.raises(RuntimeError, match="append-only"):
+        entry.save()
+    with pytest.raises(RuntimeError, match="append-only"):
+        entry.delete()
