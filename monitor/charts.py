@@ -21,3 +21,42 @@ def query_volume_figure(*, series: dict[str, tuple[Sequence[datetime], Sequence[
         legend={"orientation": "h", "y": -0.2}, yaxis_title="queries", template="plotly_white",
     )
     return json.loads(figure.to_json())
+
+
+def _layout(figure: go.Figure, *, title: str, height: int = 320, **extra: object) -> None:
+    figure.update_layout(title=title, height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+                         template="plotly_white", legend={"orientation": "h", "y": -0.2}, **extra)
+
+
+def client_timeline_figure(*, minutes: Sequence[datetime], counts: Sequence[int], confidence: Sequence[float],
+                           title: str) -> dict:
+    """Queries per minute (bars) and mean top-1 confidence (line) for one client."""
+    figure = go.Figure()
+    figure.add_trace(go.Bar(x=list(minutes), y=list(counts), name="queries / minute", marker_color=PALETTE[0]))
+    figure.add_trace(go.Scatter(x=list(minutes), y=list(confidence), name="mean top-1 confidence", yaxis="y2",
+                                mode="lines", line={"color": PALETTE[3]}))
+    _layout(figure, title=title, yaxis={"title": "queries"},
+            yaxis2={"title": "confidence", "overlaying": "y", "side": "right", "range": [0, 1]})
+    return json.loads(figure.to_json())
+
+
+def projection_figure(*, production, client, explained: tuple[float, float], client_id: str,
+                      member_density=None) -> dict:
+    """The client's queries over production traffic on the first two principal components.
+
+    Members appear only as a density contour (cells with few members blanked), never as points.
+    """
+    figure = go.Figure()
+    if member_density is not None:
+        x_edges, y_edges, counts = member_density
+        figure.add_trace(go.Contour(
+            x=((x_edges[:-1] + x_edges[1:]) / 2).tolist(), y=((y_edges[:-1] + y_edges[1:]) / 2).tolist(),
+            z=counts.T.tolist(), name="member density", showscale=False, colorscale="Greens", opacity=0.45,
+            contours={"coloring": "fill", "showlines": False}, hoverinfo="skip"))
+    figure.add_trace(go.Scatter(x=production[:, 0].tolist(), y=production[:, 1].tolist(), mode="markers",
+                                  name="production traffic", marker={"size": 4, "color": PALETTE[6], "opacity": 0.5}))
+    figure.add_trace(go.Scatter(x=client[:, 0].tolist(), y=client[:, 1].tolist(), mode="markers", name=client_id,
+                                  marker={"size": 6, "color": PALETTE[1], "opacity": 0.8}))
+    _layout(figure, title="Queries on the first two principal components of production traffic", height=420,
+            xaxis={"title": f"PC1 ({explained[0]:.0%} of variance)"}, yaxis={"title": f"PC2 ({explained[1]:.0%})"})
+    return json.loads(figure.to_json())

@@ -10,6 +10,7 @@ urlpatterns = [
     path("models/", views.model_list, name="model-list"),
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:slug>/", views.model_detail, name="model-detail"),
+    path("models/<slug:slug>/client", views.client_detail, name="client-detail"),
     path("alerts/", alert_views.alert_list, name="alert-list"),
     path("alerts/<int:alert_id>/", alert_views.alert_detail, name="alert-detail"),
     path("alerts/<int:alert_id>/<str:action>/", alert_views.alert_action, name="alert-action"),

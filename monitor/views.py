@@ -3,19 +3,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 from django.contrib import messages
 from django.db.models import Count, Max, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from monitor import charts, roles
 from monitor.forms import RegisterModelForm
-from monitor.models import QueryRollup, RegisteredModel, WorkerHeartbeat
+from monitor.ingest import decode_vectors
+from monitor.models import QueryLog, QueryRollup, RegisteredModel, WorkerHeartbeat
+from monitor.projection import project
 from monitor.registry import RegistrationError, Upload, register_model
 from monitor.summaries import model_summary
 
 TOP_CLIENTS = 6
+PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
 def _volume_series(model: RegisteredModel, since) -> dict:
@@ -63,13 +67,15 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @roles.role_required(*roles.READ)
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, slug=slug)
-    window = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
     period = request.GET.get("period", "7d")
-    if period not in window:
-        period = "7d"
-    since = timezone.now() - window[period]
+    period = period if period in PERIODS else "7d"
+    since = timezone.now() - PERIODS[period]
     series = _volume_series(model, since)
-    top_clients = (QueryRollup.objects.filter(model=model, minute__gte=since).values("client_id")
+    search = request.GET.get("q", "").strip()[:128]
+    in_period = QueryRollup.objects.filter(model=model, minute__gte=since)
+    if search:
+        in_period = in_period.filter(client_id__icontains=search)
+    top_clients = (in_period.values("client_id")
                    .annotate(queries=Sum("count"), minutes=Count("id"), last=Max("minute"),
                              confidence=Sum("confidence_sum"))
                    .order_by("-queries")[:20])
@@ -79,8 +85,9 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "model": model,
         "summary": model_summary(model),
         "period": period,
-        "periods": list(window),
+        "periods": list(PERIODS),
         "top_clients": top_clients,
+        "search": search,
         "volume_figure": charts.query_volume_figure(series=series, title=f"Queries per hour, last {period}") if series else None,
     })
 
@@ -112,3 +119,50 @@ def model_register(request: HttpRequest) -> HttpResponse:
                                       f"`python manage.py issue_token --model {model.slug}`.")
             return redirect("model-detail", slug=model.slug)
     return render(request, "monitor/model_register.html", {"form": form}, status=400 if form.errors else 200)
+
+
+CLIENT_SAMPLE = 2000
+PRODUCTION_SAMPLE = 4000
+
+
+def _recent_vectors(queries, width: int, limit: int):
+    blobs = list(queries.order_by("-id").values_list("features", flat=True)[:limit])
+    return decode_vectors(blobs, width).astype(np.float64)
+
+
+@roles.role_required(*roles.READ)
+def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    client_id = request.GET.get("id", "")
+    period = request.GET.get("period", "7d")
+    period = period if period in PERIODS else "7d"
+    since = timezone.now() - PERIODS[period]
+    rollups = list(QueryRollup.objects.filter(model=model, client_id=client_id, minute__gte=since)
+                   .order_by("minute").values_list("minute", "count", "confidence_sum"))
+    total = QueryRollup.objects.filter(model=model, client_id=client_id).aggregate(n=Sum("count"))["n"] or 0
+    if not total:
+        raise Http404(f"no queries from client {client_id!r} on {model.slug}")
+    timeline = None
+    if rollups:
+        timeline = charts.client_timeline_figure(
+            minutes=[r[0] for r in rollups], counts=[r[1] for r in rollups],
+            confidence=[r[2] / r[1] for r in rollups], title=f"Queries from {client_id}, last {period}")
+    width = model.n_features
+    client_X = _recent_vectors(QueryLog.objects.filter(model=model, client_id=client_id), width, CLIENT_SAMPLE)
+    production_X = _recent_vectors(QueryLog.objects.filter(model=model).exclude(client_id=client_id), width, PRODUCTION_SAMPLE)
+    projection_figure, shows_members = None, roles.has_role(request.user, roles.OPERATE)
+    if len(production_X) >= 10 and len(client_X):
+        members = None
+        if shows_members:
+            dataset = model.datasets.filter(kind="members").first()
+            members = dataset.load().X if dataset else None
+        projected = project(production=production_X, client=client_X, members=members)
+        projection_figure = charts.projection_figure(
+            production=projected.production, client=projected.client, explained=projected.explained,
+            client_id=client_id, member_density=projected.member_density)
+    alerts = model.alerts.filter(client_id=client_id).order_by("-last_seen")[:50]
+    return render(request, "monitor/client_detail.html", {
+        "model": model, "client_id": client_id, "period": period, "periods": list(PERIODS), "total": total,
+        "in_period": sum(r[1] for r in rollups), "timeline_figure": timeline, "projection_figure": projection_figure,
+        "shows_members": shows_members, "alerts": alerts, "sampled": len(client_X),
+    })

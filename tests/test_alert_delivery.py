@@ -256,3 +256,16 @@ def test_test_message_reports_success_and_failure(slack_server, smtp_server, db)
     broken = make_channel(kind="email", target="sec@example.com")
     delivery = send_test(broken)
     assert delivery.status == "pending" and "unreachable" in delivery.last_error
+
+
+def test_slack_messages_stay_within_block_kit_limits(model, slack_server):
+    make_channel(kind="slack", target=slack_server.url)
+    evidence = {f"key_{i}": "x" * 5000 for i in range(40)} | {"query_ids": list(range(5000))}
+    raise_signal(signal(model=model, evidence=evidence, kind="k" * 300))
+    assert deliver_due() == {"sent": 1}
+    payload = slack_server.requests[0]["json"]
+    assert len(payload["blocks"]) <= 50
+    assert len(payload["blocks"][0]["text"]["text"]) <= 150
+    for block in payload["blocks"]:
+        assert len(block.get("text", {}).get("text", "")) <= 3000
+        assert all(len(field["text"]) <= 2000 for field in block.get("fields", []))

@@ -1,8 +1,10 @@
 """Every page needs a login; each names the roles it admits."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from monitor.models import RegisteredModel
 from tests.factories import csv_bytes, make_data, make_user, skops_bytes
@@ -15,6 +17,7 @@ PAGES = [
     ("model-list", {}, {"admin", "security", "compliance", "viewer"}),
     ("model-detail", {"slug": "credit"}, {"admin", "security", "compliance", "viewer"}),
     ("model-register", {}, {"admin"}),
+    ("client-detail", {"slug": "credit"}, {"admin", "security", "compliance", "viewer"}),
     ("alert-list", {}, {"admin", "security", "compliance", "viewer"}),
     ("alert-detail", {"alert_id": "?"}, {"admin", "security", "compliance", "viewer"}),
     ("channel-list", {}, {"admin"}),
@@ -31,14 +34,20 @@ ROLES = ["admin", "security", "compliance", "viewer", None]
 def objects(model) -> dict:
     """An alert and a channel for the URLs that name one ("?" in the tables)."""
     from monitor.alerting import raise_signal
+    from monitor.ingest import QueryBatch, store_queries
     from tests.factories import make_channel, signal
 
-    alert, _ = raise_signal(signal(model=model))
+    rows = np.random.default_rng(0).normal(size=(40, 4))
+    store_queries(model, QueryBatch(client_ids=[f"client-{i % 4}" for i in range(40)], timestamps=[timezone.now()] * 40,
+                                    features=rows.astype(np.float32), outputs=np.full((40, 2), 0.5, dtype=np.float32),
+                                    request_ids=[None] * 40))
+    alert, _ = raise_signal(signal(model=model, client_id="client-1"))
     return {"alert_id": alert.pk, "channel_id": make_channel(kind="email", target="sec@example.com").pk}
 
 
 def url(name: str, kwargs: dict, objects: dict) -> str:
-    return reverse(name, kwargs={k: objects[k] if v == "?" else v for k, v in kwargs.items()})
+    address = reverse(name, kwargs={k: objects[k] if v == "?" else v for k, v in kwargs.items()})
+    return address + "?id=client-1" if name == "client-detail" else address
 
 
 @pytest.mark.parametrize(("name", "kwargs", "allowed"), PAGES + ACTIONS)
@@ -184,3 +193,22 @@ def test_adding_a_model_in_the_django_admin_opens_the_registration_form(client, 
     client.force_login(user)
     response = client.get("/admin/monitor/registeredmodel/add/")
     assert response.status_code == 302 and response["Location"] == reverse("model-register")
+
+
+@pytest.mark.parametrize(("role", "sees_members"), [("admin", True), ("security", True), ("compliance", False), ("viewer", False)])
+def test_client_page_shows_member_density_only_to_admin_and_security(client, objects, role, sees_members):
+    client.force_login(make_user(role=role))
+    page = client.get(reverse("client-detail", kwargs={"slug": "credit"}) + "?id=client-1").content.decode()
+    assert "figure-projection" in page and "figure-timeline" in page
+    assert ('"name": "member density"' in page or '"name":"member density"' in page) == sees_members
+
+
+def test_client_page_for_an_unknown_client_is_404(client, objects):
+    client.force_login(make_user(role="viewer"))
+    assert client.get(reverse("client-detail", kwargs={"slug": "credit"}) + "?id=nobody").status_code == 404
+
+
+def test_model_page_searches_clients(client, objects):
+    client.force_login(make_user(role="viewer"))
+    page = client.get(reverse("model-detail", kwargs={"slug": "credit"}) + "?q=client-3").content.decode()
+    assert "?id=client-3" in page and "?id=client-1" not in page
