@@ -101,3 +101,104 @@ def verify_chain(entries: Any = None) -> tuple[bool, str]:
             return False, f"entry #{entry.seq}: its content does not match its hash (edited after it was written)"
         previous, expected_seq, count = entry.hash, expected_seq + 1, count + 1
     return True, f"{count} entries, chain intact"
+
+
+ATTACKS = ["loss", "confidence", "modified_entropy", "lira_offline", "lira_online", "rmia", "label_only"]
+TIER1 = ["loss", "confidence", "modified_entropy", "rmia", "lira_offline"]
+STAND_INS = ["random_forest", "gradient_boosting", "logistic_regression", "mlp"]
+
+
+def default_attacks() -> list[str]:
+    return list(TIER1)
+
+
+class AuditPolicy(models.Model):
+    """How and how often a model is audited, and the leakage it may show before an alert opens."""
+
+    model = models.OneToOneField("monitor.RegisteredModel", on_delete=models.CASCADE, related_name="audit_policy")
+    enabled = models.BooleanField(default=True)
+    cadence_hours = models.PositiveIntegerField(default=24, help_text="a scheduled audit every this many hours")
+    attacks = models.JSONField(default=default_attacks, help_text=f"any of {', '.join(ATTACKS)}")
+    n_reference = models.PositiveSmallIntegerField(default=4, help_text="reference models (LiRA/RMIA), 1-64")
+    stand_in = models.CharField(max_length=32, default="random_forest", choices=[(s, s) for s in STAND_INS],
+                                help_text="the estimator reference models are trained as, for ONNX and endpoint models")
+    max_eval_records = models.PositiveIntegerField(default=2000, help_text="members and as many non-members evaluated")
+    what_if = models.BooleanField(default=True, help_text="also attack each output policy (full/round/label/noise)")
+    seed = models.PositiveIntegerField(default=0)
+    max_tpr_at_1pct_fpr = models.FloatField(default=0.02, help_text="limit on the headline TPR at 1 % FPR (fraction)")
+    max_epsilon_lower = models.FloatField(default=1.0, help_text="limit on the empirical ε lower bound")
+    regression_factor = models.FloatField(default=2.0, help_text="alert when TPR@1%FPR grows by this factor over the last run")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "audit policies"
+
+    def __str__(self) -> str:
+        return f"audit policy for {self.model.slug}"
+
+    def config(self) -> dict:
+        return {
+            "attacks": list(self.attacks), "n_reference": self.n_reference, "stand_in": self.stand_in,
+            "max_eval_records": self.max_eval_records, "what_if": self.what_if, "seed": self.seed,
+            "limits": {"tpr_at_1pct_fpr": self.max_tpr_at_1pct_fpr, "epsilon_lower": self.max_epsilon_lower,
+                       "regression_factor": self.regression_factor},
+        }
+
+
+class AuditRun(models.Model):
+    """One audit of one model version; claimed by conditional UPDATE, heartbeat while it runs."""
+
+    STATUSES = [("queued", "queued"), ("running", "running"), ("done", "done"), ("failed", "failed")]
+
+    model = models.ForeignKey("monitor.RegisteredModel", on_delete=models.CASCADE, related_name="audit_runs")
+    status = models.CharField(max_length=8, choices=STATUSES, default="queued")
+    trigger = models.CharField(max_length=16, default="manual", choices=[("manual", "manual"), ("schedule", "schedule")])
+    # Scheduled runs carry their slot: a duplicated beat tick cannot create a second run for it.
+    slot = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    model_version = models.PositiveIntegerField(default=1)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    data_sha256 = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    environment = models.JSONField(default=dict, blank=True, help_text="library versions, platform")
+    result = models.JSONField(null=True, blank=True)
+    policy_result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "-created_at"], name="auditrun_model_created"),
+                   models.Index(fields=["status"], name="auditrun_status")]
+        constraints = [models.UniqueConstraint(fields=["model", "slot"], condition=models.Q(slot__isnull=False),
+                                               name="auditrun_one_per_slot")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"audit {self.pk} of {self.model.slug} ({self.status})"
+
+    @property
+    def headline(self) -> dict | None:
+        return (self.result or {}).get("headline")
+
+
+class ReferenceCache(models.Model):
+    """Reference-model outputs on the audit's records, reused across audits of one model version.
+
+    Keyed by everything that determines them (version, data hashes, stand-in, seed, count); the arrays
+    derive from member data, so they are encrypted like it.
+    """
+
+    model = models.ForeignKey("monitor.RegisteredModel", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=64)
+    ciphertext = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "key"], name="referencecache_model_key")]

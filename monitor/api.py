@@ -17,6 +17,8 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
 
+from audits.models import AuditRun
+from audits.scheduling import request_audit
 from monitor import alerting, roles
 from monitor.alerting import AlertActionError
 from monitor.artifacts import ArtifactError
@@ -25,7 +27,7 @@ from monitor.delivery import send_test
 from monitor.gateway import predict_and_log
 from monitor.ingest import IngestError, store_queries, validate_queries
 from monitor.models import SEVERITIES, Alert, ApiToken, NotificationChannel, RegisteredModel
-from monitor.summaries import alert_summary, channel_summary, model_summary
+from monitor.summaries import alert_summary, audit_summary, channel_summary, model_summary
 
 
 class ApiError(Exception):
@@ -368,3 +370,30 @@ def test_channel(request: HttpRequest, channel_id: int) -> dict:
     if delivery.status != "sent":
         raise ApiError(502, f"the test message was not delivered: {delivery.last_error}")
     return {"status": "sent", "delivery": delivery.pk}
+
+
+# --- audits -------------------------------------------------------------------------------------
+
+@api.post("/models/{slug}/audits", summary="Start an audit now", response={202: dict, 403: dict, 404: dict})
+def start_audit(request: HttpRequest, slug: str) -> Status:
+    require_roles(request, roles.OPERATE)
+    model = get_model(slug)
+    run = request_audit(model, user=_user(request))
+    return Status(202, {"id": run.pk, "status": run.status})
+
+
+@api.get("/audits/{run_id}", summary="An audit run: status, progress, per-attack metrics with intervals",
+         response={200: dict, 403: dict, 404: dict})
+def get_audit(request: HttpRequest, run_id: int, full: bool = False) -> dict:
+    require_roles(request, roles.READ)
+    run = AuditRun.objects.select_related("model").filter(pk=run_id).first()
+    if run is None:
+        raise ApiError(404, f"no audit run with id {run_id}")
+    return audit_summary(run, full=full)
+
+
+@api.get("/models/{slug}/audits", summary="A model's audit runs, newest first", response={200: list[dict], 403: dict, 404: dict})
+def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
+    require_roles(request, roles.READ)
+    model = get_model(slug)
+    return [audit_summary(run) for run in model.audit_runs.select_related("model").order_by("-created_at")[:max(1, min(limit, 500))]]

@@ -61,12 +61,14 @@ class OutputPolicy:
         if self.kind == "full":
             return proba.copy()
         if self.kind == "round":
+            assert self.decimals is not None
             return np.round(proba, self.decimals)
         if self.kind == "label":
             onehot = np.zeros_like(proba)
             onehot[np.arange(len(proba)), proba.argmax(axis=1)] = 1.0
             return onehot
         rng = rng if rng is not None else np.random.default_rng()
+        assert self.scale is not None
         noisy = np.clip(proba + rng.normal(0.0, self.scale, size=proba.shape), 0.0, 1.0)
         totals = noisy.sum(axis=1, keepdims=True)
         uniform = np.full_like(noisy, 1.0 / proba.shape[1])

@@ -202,7 +202,12 @@ CELERY_BEAT_SCHEDULE = {
     "deliver-notifications": {"task": "monitor.tasks.deliver_notifications", "schedule": 15.0},
     "alert-housekeeping": {"task": "monitor.tasks.alert_housekeeping", "schedule": 60.0},
     "daily-digest": {"task": "monitor.tasks.send_digests", "schedule": crontab(hour=7, minute=0)},
+    "schedule-audits": {"task": "audits.tasks.schedule_audits", "schedule": 300.0},
+    "reap-stuck-audits": {"task": "audits.tasks.reap_stuck_audits", "schedule": 120.0},
 }
+# A running audit writes a heartbeat with every progress step; silence this long means its worker is gone.
+AUDIT_STALE_SECONDS = env.int("AUDIT_STALE_SECONDS", default=600)
+AUDIT_TIME_LIMIT_SECONDS = env.int("AUDIT_TIME_LIMIT_SECONDS", default=3600)
 # Open critical alerts are repeated to their channels this often until someone acknowledges them.
 ALERT_REMINDER_SECONDS = env.int("ALERT_REMINDER_SECONDS", default=4 * 3600)
 # Temporary delivery failures (timeouts, 5xx, SMTP down) are retried for this long.

@@ -22,8 +22,7 @@ def model_summary(model: RegisteredModel) -> dict:
         "queries_logged": model.queries_logged(),
         "clients": model.client_count(),
         "open_alerts": model.alerts.unresolved().count(),
-        # Audits land with the audit engine; until a run exists this is honestly null.
-        "latest_audit": None,
+        "latest_audit": audit_summary(latest) if (latest := model.audit_runs.order_by("-created_at").first()) else None,
     }
 
 
@@ -72,3 +71,38 @@ def channel_summary(channel: NotificationChannel) -> dict:
         "last_error_at": channel.last_error_at,
         "disabled_reason": channel.disabled_reason or None,
     }
+
+
+def audit_summary(run, *, full: bool = False) -> dict:
+    """The audit run shape of DESIGN.md; `full` adds ROC points, per-class slices, what-if and provenance."""
+    result = run.result or {}
+    attacks = []
+    for attack in result.get("attacks", []):
+        item = {key: attack.get(key) for key in ("name", "auc", "advantage", "balanced_accuracy", "epsilon_lower",
+                                                  "tpr_at_fpr", "n_members", "n_nonmembers")}
+        if full:
+            item.update({key: attack.get(key) for key in ("roc", "per_class", "top_exposed", "seconds", "details")})
+        attacks.append(item)
+    summary = {
+        "id": run.pk,
+        "model": run.model.slug,
+        "status": run.status,
+        "trigger": run.trigger,
+        "progress": run.progress,
+        "step": run.step,
+        "error": run.error or None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "headline": result.get("headline"),
+        "attacks": attacks,
+        "policy": run.policy_result,
+    }
+    if full:
+        summary.update({
+            "what_if": result.get("what_if"), "recommendations": result.get("recommendations"),
+            "accuracy": result.get("accuracy"), "notes": result.get("notes"), "timings": result.get("timings"),
+            "model_version": run.model_version, "artifact_sha256": run.artifact_sha256, "data_sha256": run.data_sha256,
+            "config": run.config, "environment": run.environment, "attack_config": result.get("config"),
+        })
+    return summary

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from audits import views as audit_views
 from monitor import alert_views, views
 from monitor.api import api
 
@@ -11,6 +12,8 @@ urlpatterns = [
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:slug>/", views.model_detail, name="model-detail"),
     path("models/<slug:slug>/client", views.client_detail, name="client-detail"),
+    path("models/<slug:slug>/audit/", audit_views.start_run, name="audit-start"),
+    path("audits/<int:run_id>/", audit_views.run_detail, name="audit-run"),
     path("alerts/", alert_views.alert_list, name="alert-list"),
     path("alerts/<int:alert_id>/", alert_views.alert_detail, name="alert-detail"),
     path("alerts/<int:alert_id>/<str:action>/", alert_views.alert_action, name="alert-action"),

@@ -81,7 +81,9 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
                    .order_by("-queries")[:20])
     for row in top_clients:
         row["mean_confidence"] = row["confidence"] / row["queries"] if row["queries"] else None
+    audit = _audit_panel(model)
     return render(request, "monitor/model_detail.html", {
+        **audit,
         "model": model,
         "summary": model_summary(model),
         "period": period,
@@ -166,3 +168,35 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "in_period": sum(r[1] for r in rollups), "timeline_figure": timeline, "projection_figure": projection_figure,
         "shows_members": shows_members, "alerts": alerts, "sampled": len(client_X),
     })
+
+
+def _audit_panel(model: RegisteredModel) -> dict:
+    """Audit metrics over time with intervals and limits, the latest ROC, and recent runs."""
+    from audits import charts as audit_charts
+    from audits.scheduling import policy_for
+
+    policy = policy_for(model)
+    runs = list(model.audit_runs.order_by("-created_at")[:10])
+    done = list(model.audit_runs.filter(status="done").order_by("finished_at")
+                .values("pk", "finished_at", "result__headline")[:500])
+    history = {}
+    if done:
+        times = [d["finished_at"] for d in done]
+        rates = [((d["result__headline"] or {}).get("tpr_at_fpr") or {}).get("0.01") or {} for d in done]
+        history["tpr"] = audit_charts.metric_history_figure(
+            times=times, values=[r.get("value") for r in rates], lows=[r.get("low") for r in rates],
+            highs=[r.get("high") for r in rates], limit=policy.max_tpr_at_1pct_fpr,
+            title="Headline TPR at 1 % FPR over audits", axis="TPR@1%FPR")
+        history["epsilon"] = audit_charts.metric_history_figure(
+            times=times, values=[(d["result__headline"] or {}).get("epsilon_lower") for d in done], lows=[None] * len(done),
+            highs=[None] * len(done), limit=policy.max_epsilon_lower, title="Empirical ε lower bound (δ = 1e-5)",
+            axis="ε lower bound", percent=False)
+        history["auc"] = audit_charts.metric_history_figure(
+            times=times, values=[(d["result__headline"] or {}).get("auc") for d in done], lows=[None] * len(done),
+            highs=[None] * len(done), limit=None, title="Best attack AUC", axis="AUC", percent=False)
+    latest_done = model.audit_runs.filter(status="done").order_by("-finished_at").first()
+    return {
+        "policy": policy, "runs": runs, "history": history, "latest_done": latest_done,
+        "roc_figure": audit_charts.roc_figure(latest_done.result.get("attacks", []),
+                                              title="Latest audit: ROC per attack (log–log)") if latest_done else None,
+    }

@@ -87,3 +87,28 @@ def make_channel(*, kind: str, target: str, min_severity: str = "info", models: 
 
     return create_channel(name=name or f"{kind} channel", kind=kind, target=target, min_severity=min_severity,
                           models=models, rate_limit_per_hour=rate_limit_per_hour)
+
+
+def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600, seed: int = 0,
+                       output_policy: str = "full") -> RegisteredModel:
+    """A RandomForest on noisy labels with members, non-members and a population.
+
+    leaky=True trains it on the declared members (it memorises them); leaky=False trains it on other
+    records from the same distribution (a placebo: the declared members were never seen).
+    """
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n * 5, 4)) * [10, 1000, 3, 1] + [40, 5000, 5, 0]
+    signal_ = X[:, 0] - 40 + rng.normal(scale=15, size=len(X))
+    y = np.asarray(CLASSES)[(signal_ > 0).astype(int)]
+    members, nonmembers, population, unseen = (slice(0, n), slice(n, 2 * n), slice(2 * n, 4 * n), slice(4 * n, 5 * n))
+    train = members if leaky else unseen
+    estimator = RandomForestClassifier(n_estimators=50, random_state=seed).fit(X[train], y[train])
+    return register_model(
+        slug=slug, name=f"Audited {slug}", label_column="label", output_policy=output_policy,
+        artifact=Upload(sio.dumps(estimator), "rf.skops"),
+        members=Upload(csv_bytes(X[members], y[members])), nonmembers=Upload(csv_bytes(X[nonmembers], y[nonmembers])),
+        population=Upload(csv_bytes(X[population], y[population])),
+    )

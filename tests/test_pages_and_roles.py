@@ -18,6 +18,7 @@ PAGES = [
     ("model-detail", {"slug": "credit"}, {"admin", "security", "compliance", "viewer"}),
     ("model-register", {}, {"admin"}),
     ("client-detail", {"slug": "credit"}, {"admin", "security", "compliance", "viewer"}),
+    ("audit-run", {"run_id": "?"}, {"admin", "security", "compliance", "viewer"}),
     ("alert-list", {}, {"admin", "security", "compliance", "viewer"}),
     ("alert-detail", {"alert_id": "?"}, {"admin", "security", "compliance", "viewer"}),
     ("channel-list", {}, {"admin"}),
@@ -26,6 +27,7 @@ PAGES = [
 ACTIONS = [
     ("alert-action", {"alert_id": "?", "action": "acknowledge"}, {"admin", "security"}),
     ("channel-action", {"channel_id": "?", "action": "test"}, {"admin"}),
+    ("audit-start", {"slug": "credit"}, {"admin", "security"}),
 ]
 ROLES = ["admin", "security", "compliance", "viewer", None]
 
@@ -42,7 +44,10 @@ def objects(model) -> dict:
                                     features=rows.astype(np.float32), outputs=np.full((40, 2), 0.5, dtype=np.float32),
                                     request_ids=[None] * 40))
     alert, _ = raise_signal(signal(model=model, client_id="client-1"))
-    return {"alert_id": alert.pk, "channel_id": make_channel(kind="email", target="sec@example.com").pk}
+    from audits.scheduling import request_audit
+
+    run = request_audit(model, enqueue=False)
+    return {"alert_id": alert.pk, "channel_id": make_channel(kind="email", target="sec@example.com").pk, "run_id": run.pk}
 
 
 def url(name: str, kwargs: dict, objects: dict) -> str:

@@ -1,0 +1,133 @@
+"""LiRA (Carlini et al. 2022): a Gaussian per record on the logit-scaled confidence phi under reference
+models that did not (OUT) and did (IN) train on it; the target's phi is scored against them."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from audits.attacks.metrics import roc_curve, tpr_at_fpr
+from audits.attacks.scores import logit_confidence
+
+Variance = Literal["global", "per_record"]
+# Per-record σ from a handful of models is noisy and hits 0 where every model gives the same clipped phi;
+# floor it at this fraction of the pooled σ so one lucky record cannot take an infinite score.
+PER_RECORD_SIGMA_FLOOR = 0.1
+# Candidate clips for phi. Coarser clips merge the near-unanimous votes of a forest, whose differences are
+# mostly noise; which clip is best is measured on the reference models (calibrate_clip), never the target.
+CLIP_GRID: tuple[float, ...] = (1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1)
+CALIBRATION_FPR = 0.01
+
+
+def _masked_stats(phi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per-record mean, variance (ddof 1) and count over the masked entries, and the pooled
+    within-record standard deviation."""
+    count = mask.sum(axis=0)
+    total = np.where(mask, phi, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        squares = np.where(mask, (phi - mean) ** 2, 0.0).sum(axis=0)
+        var = squares / (count - 1)
+    dof = int(np.sum(np.maximum(count - 1, 0)))
+    # Pooled within-record σ (not the spread of all values, which also counts how records differ from
+    # each other): it is the noise a single record's phi shows from model to model.
+    pooled = float(np.sqrt(np.sum(squares[count > 1]) / dof)) if dof > 0 else 1.0
+    return mean, var, count, max(pooled, 1e-12)
+
+
+def _sigma(var: np.ndarray, count: np.ndarray, pooled: float, variance: Variance) -> np.ndarray:
+    if variance == "global":
+        return np.full(len(var), pooled)
+    floor = PER_RECORD_SIGMA_FLOOR * pooled
+    return np.where(count > 1, np.sqrt(np.maximum(np.nan_to_num(var, nan=0.0), floor**2)), pooled)
+
+
+def _check(target_phi: np.ndarray, reference_phi: np.ndarray, in_mask: np.ndarray | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    target_phi = np.asarray(target_phi, dtype=np.float64)
+    reference_phi = np.atleast_2d(np.asarray(reference_phi, dtype=np.float64))
+    if reference_phi.shape[1] != len(target_phi):
+        raise ValueError(f"reference phi {reference_phi.shape} does not match {len(target_phi)} targets")
+    mask = np.zeros(reference_phi.shape, dtype=bool) if in_mask is None else np.asarray(in_mask, dtype=bool)
+    if mask.shape != reference_phi.shape:
+        raise ValueError("in_mask must have the shape of reference_phi")
+    return target_phi, reference_phi, mask
+
+
+def lira_offline(*, target_phi: np.ndarray, reference_phi: np.ndarray, in_mask: np.ndarray | None = None,
+                 variance: Variance = "global") -> np.ndarray:
+    """One-sided offline test: z = (phi − μ_out) / σ_out, higher = more likely a member.
+
+    The paper's offline score is the one-sided p-value Pr[N(μ_out, σ_out²) < phi] (§IV-C); z is the same
+    order with no saturation at 1, so records far in the tail stay apart. Entries IN per `in_mask` are
+    ignored; a record no model left OUT falls back to the mean over all OUT entries.
+    """
+    target_phi, reference_phi, mask = _check(target_phi, reference_phi, in_mask)
+    out = ~mask
+    if not out.any():
+        raise ValueError("offline LiRA needs OUT reference models")
+    mean, var, count, pooled = _masked_stats(reference_phi, out)
+    mean = np.where(count > 0, mean, reference_phi[out].mean())
+    return (target_phi - mean) / _sigma(var, count, pooled, variance)
+
+
+def _log_normal_pdf(x: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    return -0.5 * ((x - mean) / sigma) ** 2 - np.log(sigma)
+
+
+def lira_online(*, target_phi: np.ndarray, reference_phi: np.ndarray, in_mask: np.ndarray,
+                variance: Variance = "global") -> np.ndarray:
+    """Online test: log N(phi; μ_in, σ_in²) − log N(phi; μ_out, σ_out²) (§IV-B, eq. 3 in log form).
+
+    A record with no IN (or no OUT) model borrows the average IN−OUT shift, so no record is dropped.
+    """
+    target_phi, reference_phi, mask = _check(target_phi, reference_phi, in_mask)
+    if not mask.any() or mask.all():
+        raise ValueError("online LiRA needs both IN and OUT reference models")
+    mean_in, var_in, count_in, pooled_in = _masked_stats(reference_phi, mask)
+    mean_out, var_out, count_out, pooled_out = _masked_stats(reference_phi, ~mask)
+    both = (count_in > 0) & (count_out > 0)
+    shift = float(np.mean(mean_in[both] - mean_out[both])) if both.any() else 0.0
+    mean_in = np.where(count_in > 0, mean_in, mean_out + shift)
+    mean_out = np.where(count_out > 0, mean_out, mean_in - shift)
+    sigma_in = _sigma(var_in, count_in, pooled_in, variance)
+    sigma_out = _sigma(var_out, count_out, pooled_out, variance)
+    return _log_normal_pdf(target_phi, mean_in, sigma_in) - _log_normal_pdf(target_phi, mean_out, sigma_out)
+
+
+def calibrate_clip(*, reference_proba: np.ndarray, y: np.ndarray, in_mask: np.ndarray, base_clip: float,
+                   grid: tuple[float, ...] = CLIP_GRID, variance: Variance = "global"
+                   ) -> tuple[float, dict[float, float]]:
+    """Choose phi's clip the way RMIA chooses `a`: attack each reference model with the others (offline
+    LiRA on records whose membership in it is known) and keep the clip with the best mean TPR at 1 % FPR,
+    the audit's headline operating point. Candidates are `base_clip` and the coarser grid values.
+
+    `reference_proba` is (K, n, C) on records with IN mask `in_mask` (K, n). Returns (clip, {clip: TPR}).
+    """
+    proba = np.asarray(reference_proba, dtype=np.float64)
+    in_mask = np.asarray(in_mask, dtype=bool)
+    n_models = len(proba)
+    candidates = sorted({base_clip, *(c for c in grid if base_clip < c < 0.5)})
+    if n_models < 2:
+        return base_clip, {}
+    tprs: dict[float, float] = {}
+    for clip in candidates:
+        phi = np.stack([logit_confidence(p, y, clip=clip) for p in proba])
+        per_model = []
+        for j in range(n_models):
+            others = np.arange(n_models) != j
+            usable = (~in_mask[others]).any(axis=0)
+            labels = in_mask[j, usable]
+            if labels.all() or not labels.any():
+                continue
+            scores = lira_offline(target_phi=phi[j, usable], reference_phi=phi[others][:, usable],
+                                  in_mask=in_mask[others][:, usable], variance=variance)
+            roc = roc_curve(scores[labels], scores[~labels])
+            per_model.append(tpr_at_fpr(roc, CALIBRATION_FPR, n_members=int(labels.sum()),
+                                        n_nonmembers=int((~labels).sum())).value)
+        if per_model:
+            tprs[clip] = float(np.mean(per_model))
+    if not tprs:
+        return base_clip, {}
+    best = max(tprs.values())
+    return min(c for c, tpr in tprs.items() if tpr == best), tprs

@@ -1,0 +1,34 @@
+"""Threshold attacks on the target's own outputs, no reference models: loss (Yeom et al. 2018),
+confidence (Salem et al. 2019) and modified entropy (Song & Mittal 2021)."""
+from __future__ import annotations
+
+import numpy as np
+
+from audits.attacks.scores import DEFAULT_CLIP, log_true_proba, logit_max_confidence
+
+
+def loss_scores(proba: np.ndarray, y: np.ndarray, *, clip: float = DEFAULT_CLIP) -> np.ndarray:
+    """−cross-entropy = log p_y: members were fitted, so their loss is lower."""
+    return log_true_proba(proba, y, clip=clip)
+
+
+def confidence_scores(proba: np.ndarray, *, clip: float = DEFAULT_CLIP) -> np.ndarray:
+    """Logit of the top-class probability. Needs no label, so it differs from loss (whose rank order equals
+    that of the true-class confidence Song & Mittal call "confidence")."""
+    return logit_max_confidence(proba, clip=clip)
+
+
+def modified_entropy_scores(proba: np.ndarray, y: np.ndarray, *, clip: float = DEFAULT_CLIP) -> np.ndarray:
+    """−Mentr (Song & Mittal 2021, eq. 9): Mentr = −(1 − p_y) log p_y − Σ_{i≠y} p_i log(1 − p_i).
+
+    Unlike plain entropy it grows when the model is confidently wrong, so it uses the label as loss does
+    and penalises mass on every wrong class, not only the true class's shortfall.
+    """
+    proba = np.clip(np.asarray(proba, dtype=np.float64), clip, 1.0 - clip)
+    y = np.asarray(y, dtype=np.int64)
+    rows = np.arange(len(y))
+    p_true = proba[rows, y]
+    wrong = -proba * np.log1p(-proba)
+    wrong[rows, y] = 0.0
+    mentr = -(1.0 - p_true) * np.log(p_true) + wrong.sum(axis=1)
+    return -mentr

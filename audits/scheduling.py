@@ -1,0 +1,98 @@
+"""Which audits run when: due slots from each policy's cadence, claims by conditional UPDATE,
+and runs whose worker died handed back or failed with a reason."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audits.models import AuditLogEntry, AuditPolicy, AuditRun
+
+MAX_ATTEMPTS = 2
+
+
+def policy_for(model) -> AuditPolicy:
+    policy, _ = AuditPolicy.objects.get_or_create(model=model)
+    return policy
+
+
+def slot_for(now: datetime, cadence_hours: int) -> datetime:
+    """The start of the cadence window that contains `now` (windows aligned to the Unix epoch)."""
+    period = cadence_hours * 3600
+    return datetime.fromtimestamp(int(now.timestamp()) // period * period, tz=now.tzinfo)
+
+
+def request_audit(model, *, user=None, trigger: str = "manual", slot: datetime | None = None,
+                  enqueue: bool = True) -> AuditRun | None:
+    """Create a queued run and (unless the caller runs it itself) enqueue it after commit;
+    None when this slot already has its run."""
+    from audits.tasks import run_audit
+
+    try:
+        with transaction.atomic():
+            run = AuditRun.objects.create(model=model, trigger=trigger, slot=slot, requested_by=user,
+                                          model_version=model.version, config=policy_for(model).config())
+            AuditLogEntry.record(action="audit.requested", actor=user, obj=run,
+                                 after={"model": model.slug, "trigger": trigger, "slot": slot})
+    except IntegrityError:
+        return None
+    if enqueue:
+        run_audit.delay_on_commit(run.pk)
+    return run
+
+
+def enqueue_due_audits(*, now: datetime | None = None) -> list[AuditRun]:
+    """One run per model per cadence slot; safe to call from any number of beat ticks."""
+    now = now or timezone.now()
+    created = []
+    from monitor.models import RegisteredModel
+
+    for model in RegisteredModel.objects.all():
+        policy = policy_for(model)
+        if not policy.enabled:
+            continue
+        run = request_audit(policy.model, trigger="schedule", slot=slot_for(now, policy.cadence_hours))
+        if run is not None:
+            created.append(run)
+    return created
+
+
+def claim(run_id: int, *, now: datetime | None = None) -> bool:
+    """queued → running for exactly one worker. A run whose worker vanished (no heartbeat for
+    AUDIT_STALE_SECONDS) may be claimed again by the redelivered message, up to MAX_ATTEMPTS."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.AUDIT_STALE_SECONDS)
+    return bool(AuditRun.objects.filter(
+        Q(status="queued") | Q(status="running", heartbeat_at__lt=stale), id=run_id, attempts__lt=MAX_ATTEMPTS,
+    ).update(status="running", started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, progress=0,
+             step="starting", error=""))
+
+
+def reap_stuck_runs(*, now: datetime | None = None) -> dict[str, int]:
+    """Runs silent past AUDIT_STALE_SECONDS: queue again while attempts remain, else fail with the reason."""
+    from audits.tasks import run_audit
+
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.AUDIT_STALE_SECONDS)
+    counts = {"requeued": 0, "failed": 0}
+    requeued: list[int] = []
+    for run in AuditRun.objects.filter(status="running", heartbeat_at__lt=stale):
+        if run.attempts < MAX_ATTEMPTS:
+            if AuditRun.objects.filter(id=run.id, status="running", heartbeat_at__lt=stale).update(
+                    status="queued", step=f"requeued: no heartbeat since {run.heartbeat_at:%H:%M:%S} (worker lost)"):
+                transaction.on_commit(lambda run_id=run.id: run_audit.delay(run_id))
+                requeued.append(run.id)
+                counts["requeued"] += 1
+        elif AuditRun.objects.filter(id=run.id, status="running", heartbeat_at__lt=stale).update(
+                status="failed", finished_at=now,
+                error=f"the worker stopped responding {run.attempts} times (last heartbeat {run.heartbeat_at:%Y-%m-%d %H:%M:%S}); "
+                      "likely killed or out of memory"):
+            counts["failed"] += 1
+    # A queued run whose message was lost (e.g. broker restarted without persistence) is sent again.
+    for run in AuditRun.objects.filter(status="queued", created_at__lt=stale).exclude(id__in=requeued):
+        transaction.on_commit(lambda run_id=run.id: run_audit.delay(run_id))
+        counts["requeued"] += 1
+    return counts

@@ -1,0 +1,54 @@
+"""Audit pages: one run (live progress, metrics, ROC, what-if, exposed records) and starting an audit."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from audits import charts
+from audits.models import AuditRun
+from audits.scheduling import request_audit
+from monitor import roles
+from monitor.models import RegisteredModel
+
+ATTACK_LABELS = {
+    "loss": "Loss threshold (Yeom et al. 2018)", "confidence": "Confidence threshold",
+    "modified_entropy": "Modified entropy (Song & Mittal 2021)", "lira_offline": "LiRA offline (Carlini et al. 2022)",
+    "lira_online": "LiRA online (Carlini et al. 2022)", "rmia": "RMIA (Zarifzadeh et al. 2024)",
+    "label_only": "Label-only (Choquette-Choo et al. 2021)",
+}
+
+
+@roles.role_required(*roles.READ)
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AuditRun.objects.select_related("model", "requested_by"), pk=run_id)
+    result = run.result or {}
+    attacks = result.get("attacks", [])
+    for attack in attacks:
+        attack["label"] = ATTACK_LABELS.get(attack["name"], attack["name"])
+    return render(request, "audits/run_detail.html", {
+        "run": run, "model": run.model, "result": result, "attacks": attacks,
+        "headline": result.get("headline"), "verdict": run.policy_result or {},
+        "roc_figure": charts.roc_figure(attacks) if attacks else None,
+        "fprs": ["0.001", "0.01", "0.1"],
+        "exposed": _exposed(attacks, result.get("headline")),
+    })
+
+
+def _exposed(attacks: list[dict], headline: dict | None) -> dict | None:
+    """The most exposed member records (ids only) under the attack that leads at 1 % FPR."""
+    if not attacks or not headline:
+        return None
+    leader = ((headline.get("tpr_at_fpr") or {}).get("0.01") or {}).get("attack")
+    attack = next((a for a in attacks if a["name"] == leader), attacks[0])
+    return {"attack": attack["name"], "ids": attack.get("top_exposed", [])}
+
+
+@roles.role_required(*roles.OPERATE)
+@require_POST
+def start_run(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    run = request_audit(model, user=request.user)
+    messages.success(request, f"Audit {run.pk} of {model.slug} queued.")
+    return redirect("audit-run", run_id=run.pk)

@@ -1,0 +1,18 @@
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def get_item(container: Any, key: Any) -> Any:
+    """`{{ mapping|get_item:key }}` for dicts (string or int keys) and lists (int index)."""
+    if container is None:
+        return None
+    if isinstance(container, dict):
+        return container.get(key, container.get(str(key)))
+    try:
+        return container[int(key)]
+    except (ValueError, IndexError, TypeError):
+        return None
