@@ -23,7 +23,7 @@ def roc_figure(attacks: Sequence[dict], *, title: str = "ROC per attack (log–l
             continue
         figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines",
                                     name=f"{attack['name']} (AUC {attack.get('auc', 0):.3f})",
-                                    line={"color": PALETTE[index % (len(PALETTE) - 1)], "shape": "hv"}))
+                                    line={"color": PALETTE[index % (len(PALETTE) - 1)]}))
     figure.add_trace(go.Scatter(x=[ROC_FLOOR, 1], y=[ROC_FLOOR, 1], mode="lines", name="chance",
                                 line={"color": "#9ca3af", "dash": "dot"}))
     figure.update_layout(title=title, height=420, template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50},
@@ -40,7 +40,7 @@ def metric_history_figure(*, times: Sequence[datetime], values: Sequence[float |
     figure = go.Figure()
     if any(v is not None for v in lows):
         figure.add_trace(go.Scatter(x=list(times) + list(times)[::-1], y=list(highs) + list(lows)[::-1], fill="toself",
-                                    fillcolor="rgba(37,99,235,0.15)", line={"width": 0}, name="95 % interval",
+                                    fillcolor="rgba(37,99,235,0.15)", line={"width": 0}, name="95 % interval", mode="lines",
                                     hoverinfo="skip"))
     figure.add_trace(go.Scatter(x=list(times), y=list(values), mode="lines+markers", name=axis,
                                 line={"color": PALETTE[0]}))

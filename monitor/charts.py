@@ -60,3 +60,34 @@ def projection_figure(*, production, client, explained: tuple[float, float], cli
     _layout(figure, title="Queries on the first two principal components of production traffic", height=420,
             xaxis={"title": f"PC1 ({explained[0]:.0%} of variance)"}, yaxis={"title": f"PC2 ({explained[1]:.0%})"})
     return json.loads(figure.to_json())
+
+
+SEVERITY_COLOURS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
+
+
+def sparkline_figure(*, times: Sequence[datetime], values: Sequence[float | None], limit: float | None) -> dict:
+    """A tiny TPR@1%FPR trend for the overview table (no axes, the limit as a dotted line)."""
+    figure = go.Figure(go.Scatter(x=list(times), y=list(values), mode="lines+markers", line={"color": PALETTE[0], "width": 2},
+                                  marker={"size": 4}, hovertemplate="%{y:.1%}<extra></extra>"))
+    if limit is not None and times:
+        figure.add_trace(go.Scatter(x=[times[0], times[-1]], y=[limit, limit], mode="lines", hoverinfo="skip",
+                                    line={"color": PALETTE[1], "dash": "dot", "width": 1}))
+    figure.update_layout(height=48, width=180, margin={"l": 0, "r": 0, "t": 2, "b": 2}, showlegend=False,
+                         xaxis={"visible": False}, yaxis={"visible": False, "rangemode": "tozero"}, template="plotly_white")
+    return json.loads(figure.to_json())
+
+
+def alert_timeline_figure(alerts: Sequence, *, title: str, start: datetime, end: datetime) -> dict:
+    """Alerts across models over time, one row per model, coloured by severity."""
+    figure = go.Figure()
+    for severity in ("info", "warning", "critical"):
+        chosen = [a for a in alerts if a.severity == severity]
+        if not chosen:
+            continue
+        figure.add_trace(go.Scatter(
+            x=[a.first_seen for a in chosen], y=[a.model.slug for a in chosen], mode="markers", name=severity,
+            marker={"color": SEVERITY_COLOURS[severity], "size": 10, "symbol": "diamond"},
+            text=[f"{a.title or a.kind}<br>{a.client_id or 'model-level'} · {a.status}" for a in chosen],
+            hovertemplate="%{text}<br>%{x}<extra></extra>"))
+    _layout(figure, title=title, height=260, yaxis={"type": "category"}, xaxis={"range": [start, end]})
+    return json.loads(figure.to_json())

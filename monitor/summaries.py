@@ -106,3 +106,21 @@ def audit_summary(run, *, full: bool = False) -> dict:
             "config": run.config, "environment": run.environment, "attack_config": result.get("config"),
         })
     return summary
+
+
+def risk_grade(run, limit: float | None) -> dict:
+    """A one-word reading of the latest finished audit against the model's TPR@1%FPR limit."""
+    if run is None or not run.result:
+        return {"grade": "unaudited", "css": "", "why": "no finished audit yet"}
+    rate = ((run.result.get("headline") or {}).get("tpr_at_fpr") or {}).get("0.01") or {}
+    value = rate.get("value")
+    verdict = run.policy_result or {}
+    if value is None:
+        return {"grade": "unknown", "css": "", "why": "the audit produced no headline"}
+    why = f"TPR@1%FPR {value:.1%} (limit {limit:.1%})" if limit else f"TPR@1%FPR {value:.1%}"
+    if not verdict.get("passed", True):
+        grade = "critical" if limit and value >= 2 * limit else "high"
+        return {"grade": grade, "css": "critical" if grade == "critical" else "warning", "why": why}
+    if limit and value > limit / 2:
+        return {"grade": "moderate", "css": "info", "why": why}
+    return {"grade": "low", "css": "ok", "why": why}

@@ -10,13 +10,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
+from audits import charts as audit_charts
+from audits.models import AuditRun
+from audits.scheduling import policy_for
 from monitor import charts, roles
 from monitor.forms import RegisterModelForm
 from monitor.ingest import decode_vectors
-from monitor.models import QueryLog, QueryRollup, RegisteredModel, WorkerHeartbeat
+from monitor.models import Alert, QueryLog, QueryRollup, RegisteredModel, WorkerHeartbeat
 from monitor.projection import project
 from monitor.registry import RegistrationError, Upload, register_model
-from monitor.summaries import model_summary
+from monitor.summaries import model_summary, risk_grade
 
 TOP_CLIENTS = 6
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -43,17 +46,43 @@ def _volume_series(model: RegisteredModel, since) -> dict:
 
 @roles.role_required(*roles.READ)
 def overview(request: HttpRequest) -> HttpResponse:
-    since = timezone.now() - timedelta(hours=24)
-    models = []
+    period = request.GET.get("period", "7d")
+    period = period if period in PERIODS else "7d"
+    now = timezone.now()
+    since_24h, since = now - timedelta(hours=24), now - PERIODS[period]
+    queries_24h = dict(QueryRollup.objects.filter(minute__gte=since_24h).values("model_id").annotate(n=Sum("count"))
+                       .values_list("model_id", "n"))
+    open_counts: dict[int, dict[str, int]] = {}
+    for model_id, severity, n in (Alert.objects.unresolved().values("model_id", "severity").annotate(n=Count("id"))
+                                  .values_list("model_id", "severity", "n")):
+        open_counts.setdefault(model_id, {})[severity] = n
+    rows = []
     for model in RegisteredModel.objects.all():
-        summary = model_summary(model)
-        summary["queries_24h"] = QueryRollup.objects.filter(model=model, minute__gte=since).aggregate(n=Sum("count"))["n"] or 0
-        models.append(summary)
+        policy = policy_for(model)
+        done = list(AuditRun.objects.filter(model=model, status="done").order_by("-finished_at")
+                    .values("pk", "finished_at", "result__headline", "policy_result")[:30])[::-1]
+        latest = AuditRun(pk=done[-1]["pk"], result={"headline": done[-1]["result__headline"]},
+                          policy_result=done[-1]["policy_result"]) if done else None
+        values = [((d["result__headline"] or {}).get("tpr_at_fpr") or {}).get("0.01", {}).get("value") for d in done]
+        rows.append({
+            "model": model,
+            "grade": risk_grade(latest, policy.max_tpr_at_1pct_fpr),
+            "latest_run": latest,
+            "sparkline": charts.sparkline_figure(times=[d["finished_at"] for d in done], values=values,
+                                                 limit=policy.max_tpr_at_1pct_fpr) if len(done) >= 1 else None,
+            "open": open_counts.get(model.pk, {}),
+            "queries_24h": queries_24h.get(model.pk, 0),
+        })
+    timeline_alerts = list(Alert.objects.filter(first_seen__gte=since).select_related("model")
+                           .order_by("-first_seen")[:2000])
     heartbeat = WorkerHeartbeat.objects.filter(name="beat").first()
     return render(request, "monitor/overview.html", {
-        "models": models,
+        "rows": rows, "period": period, "periods": list(PERIODS),
+        "alert_timeline": charts.alert_timeline_figure(timeline_alerts, title=f"Alerts opened, last {period}",
+                                                      start=since, end=now)
+        if timeline_alerts else None,
         "heartbeat": heartbeat,
-        "worker_stale": heartbeat is None or timezone.now() - heartbeat.seen_at > timedelta(minutes=3),
+        "worker_stale": heartbeat is None or now - heartbeat.seen_at > timedelta(minutes=3),
     })
 
 
@@ -172,9 +201,6 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _audit_panel(model: RegisteredModel) -> dict:
     """Audit metrics over time with intervals and limits, the latest ROC, and recent runs."""
-    from audits import charts as audit_charts
-    from audits.scheduling import policy_for
-
     policy = policy_for(model)
     runs = list(model.audit_runs.order_by("-created_at")[:10])
     done = list(model.audit_runs.filter(status="done").order_by("finished_at")

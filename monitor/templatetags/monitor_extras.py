@@ -16,3 +16,8 @@ def get_item(container: Any, key: Any) -> Any:
         return container[int(key)]
     except (ValueError, IndexError, TypeError):
         return None
+
+
+@register.filter
+def split(text: str) -> list[str]:
+    return text.split()
