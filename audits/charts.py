@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import plotly.graph_objects as go
 
@@ -47,7 +47,11 @@ def metric_history_figure(*, times: Sequence[datetime], values: Sequence[float |
     if limit is not None and times:
         figure.add_trace(go.Scatter(x=[times[0], times[-1]], y=[limit, limit], mode="lines", name="policy limit",
                                     line={"color": PALETTE[1], "dash": "dash"}))
+    xaxis = {}
+    if times and max(times) - min(times) < timedelta(hours=1):
+        # One audit (or a burst of them): show a day around it, not milliseconds.
+        xaxis = {"range": [min(times) - timedelta(hours=12), max(times) + timedelta(hours=12)]}
     figure.update_layout(title=title, height=300, template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 40},
                          yaxis={"title": axis, "tickformat": ".1%" if percent else None, "rangemode": "tozero"},
-                         legend={"orientation": "h", "y": -0.25})
+                         xaxis=xaxis, legend={"orientation": "h", "y": -0.25})
     return json.loads(figure.to_json())

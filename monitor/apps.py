@@ -9,6 +9,7 @@ class MonitorConfig(AppConfig):
 
     def ready(self) -> None:
         # Bind @shared_task to our configured Celery app in every process (web, worker, commands).
+        from monitor import audit_hooks  # noqa: F401  (connects the login signals)
         from monitor.celery import app  # noqa: F401
 
 

@@ -51,7 +51,7 @@ def projection_figure(*, production, client, explained: tuple[float, float], cli
         x_edges, y_edges, counts = member_density
         figure.add_trace(go.Contour(
             x=((x_edges[:-1] + x_edges[1:]) / 2).tolist(), y=((y_edges[:-1] + y_edges[1:]) / 2).tolist(),
-            z=counts.T.tolist(), name="member density", showscale=False, colorscale="Greens", opacity=0.45,
+            z=counts.T.tolist(), name="member density", showscale=False, colorscale="Greens", opacity=0.6,
             contours={"coloring": "fill", "showlines": False}, hoverinfo="skip"))
     figure.add_trace(go.Scatter(x=production[:, 0].tolist(), y=production[:, 1].tolist(), mode="markers",
                                   name="production traffic", marker={"size": 4, "color": PALETTE[6], "opacity": 0.5}))
@@ -90,4 +90,22 @@ def alert_timeline_figure(alerts: Sequence, *, title: str, start: datetime, end:
             text=[f"{a.title or a.kind}<br>{a.client_id or 'model-level'} · {a.status}" for a in chosen],
             hovertemplate="%{text}<br>%{x}<extra></extra>"))
     _layout(figure, title=title, height=260, yaxis={"type": "category"}, xaxis={"range": [start, end]})
+    return json.loads(figure.to_json())
+
+
+def detector_heatmap_figure(findings: Sequence[dict], *, clients: Sequence[str], title: str, start: datetime,
+                            end: datetime) -> dict:
+    """Clients × hours: the strongest detector score per cell, drawn as coloured tiles on the period's axis."""
+    cells: dict[tuple[str, datetime], float] = {}
+    for f in findings:
+        key = (f["client_id"], f["created_at"].replace(minute=0, second=0, microsecond=0))
+        cells[key] = max(cells.get(key, 0.0), f["score"])
+    figure = go.Figure(go.Scatter(
+        x=[hour for _, hour in cells], y=[client for client, _ in cells], mode="markers",
+        marker={"symbol": "square", "size": 16, "color": list(cells.values()), "colorscale": "OrRd", "cmin": 0,
+                "showscale": True, "colorbar": {"title": "score"}},
+        hovertemplate="%{y}<br>%{x}<br>score %{marker.color:.1f}<extra></extra>"))
+    _layout(figure, title=title, height=max(220, 60 + 26 * len(clients)),
+            yaxis={"type": "category", "categoryorder": "array", "categoryarray": list(clients)[::-1]},
+            xaxis={"range": [start, end]})
     return json.loads(figure.to_json())

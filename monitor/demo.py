@@ -124,4 +124,18 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
                 features=X[lo:hi].astype(np.float32), outputs=outputs[lo:hi].astype(np.float32),
             ))
     stdout.write(f"registered {DEMO_SLUG}: {len(X):,} queries logged ({len(attacker[0]):,} from {ATTACKER})")
+    # Detectors calibrate on the benign day (the demo knows its attacker; in production pick a clean
+    # window with `scan_queries --calibrate`), then the first audit and the first scan run now so the
+    # dashboards have something to show before the worker's first tick.
+    from audits import runner
+    from audits.scheduling import request_audit
+    from monitor.scanning import calibrate_model, scan_model
+
+    stdout.write("running the first audit (threshold, RMIA, LiRA offline; 4 reference models) …")
+    run = runner.execute(request_audit(model, enqueue=False).pk)
+    rate = ((run.result or {}).get("headline") or {}).get("tpr_at_fpr", {}).get("0.01", {})
+    stdout.write(f"first audit: {run.status}; TPR@1%FPR {rate.get('value', 0):.1%} by {rate.get('attack')}")
+    calibrate_model(model, exclude_clients=(ATTACKER,))
+    summary = scan_model(model)
+    stdout.write(f"first scan: {summary.scanned:,} queries, {summary.findings} finding(s) ({', '.join(sorted(summary.by_detector))})")
     return model

@@ -17,6 +17,7 @@ from django.utils import timezone
 from monitor.models import QueryLog, QueryRollup, RegisteredModel
 
 MAX_ID_LENGTH = 128
+INGEST_LOCK_CLASS = 7331  # advisory-lock namespace; monitor.scanning waits on it
 FUTURE_TOLERANCE = timedelta(minutes=5)
 OLDEST_ACCEPTED = timedelta(days=400)
 
@@ -260,6 +261,11 @@ def _stored_request_ids(model_id: int, wanted: list[str]) -> set[str]:
 
 
 def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: bool) -> StoreResult:
+    if connection.vendor == "postgresql":
+        # Shared with every other ingestion; the scanner takes it exclusively to wait out batches in
+        # flight before it moves its watermark (see monitor.scanning.safe_high_water).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
     keep = np.ones(len(batch), dtype=bool)
     wanted = [rid for rid in batch.request_ids if rid is not None] if check_duplicates else []
     if wanted:

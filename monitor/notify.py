@@ -52,7 +52,7 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
+def evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
     lines = []
     for key, value in list(evidence.items())[:limit]:
         if isinstance(value, (list, tuple)):
@@ -69,7 +69,7 @@ def render(delivery: Delivery) -> Message:
     """The message for one outbox row, rendered from templates (email) and Block Kit (Slack)."""
     alert = delivery.alert
     context = {"delivery": delivery, "alert": alert, "site_url": settings.SITE_URL, "payload": delivery.payload,
-               "evidence_lines": _evidence_lines(alert.evidence) if alert else []}
+               "evidence_lines": evidence_lines(alert.evidence) if alert else []}
     if alert is not None:
         context["alert_url"] = f"{settings.SITE_URL}/alerts/{alert.pk}/"
         template = "alert"

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from audits.models import AuditLogEntry
 from monitor.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
 from monitor.models import SLUG_VALIDATOR, ModelArtifact, ReferenceDataset, RegisteredModel
 from monitor.output_policy import OutputPolicy
@@ -126,6 +127,12 @@ def register_model(
                 model=model, kind=kind, ciphertext=encrypt_arrays(result.arrays), sha256=result.sha256,
                 n_rows=len(result.arrays.y), filename=(uploads[kind].filename or "")[:255],
             )
+        AuditLogEntry.record(action="model.registered", actor=user, obj=model, after={
+            "slug": slug, "source": model.source, "output_policy": model.output_policy,
+            "artifact_sha256": hashlib.sha256(artifact.data).hexdigest() if artifact is not None else None,
+            "endpoint": endpoint_url or None,
+            "datasets": {kind: {"sha256": result.sha256, "rows": len(result.arrays.y)} for kind, result in parsed.items()},
+        })
     return model
 
 

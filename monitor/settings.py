@@ -203,8 +203,14 @@ CELERY_BEAT_SCHEDULE = {
     "alert-housekeeping": {"task": "monitor.tasks.alert_housekeeping", "schedule": 60.0},
     "daily-digest": {"task": "monitor.tasks.send_digests", "schedule": crontab(hour=7, minute=0)},
     "schedule-audits": {"task": "audits.tasks.schedule_audits", "schedule": 300.0},
+    "scan-queries": {"task": "monitor.tasks.scan_all_models", "schedule": 60.0},
     "reap-stuck-audits": {"task": "audits.tasks.reap_stuck_audits", "schedule": 120.0},
 }
+# Query scanning: rows read per chunk, reference window for calibration, one scan per model at a time.
+SCAN_CHUNK_ROWS = env.int("SCAN_CHUNK_ROWS", default=200_000)
+SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=900)
+DETECTOR_CALIBRATION_ROWS = env.int("DETECTOR_CALIBRATION_ROWS", default=200_000)
+DETECTOR_MIN_CALIBRATION_ROWS = env.int("DETECTOR_MIN_CALIBRATION_ROWS", default=500)
 # A running audit writes a heartbeat with every progress step; silence this long means its worker is gone.
 AUDIT_STALE_SECONDS = env.int("AUDIT_STALE_SECONDS", default=600)
 AUDIT_TIME_LIMIT_SECONDS = env.int("AUDIT_TIME_LIMIT_SECONDS", default=3600)

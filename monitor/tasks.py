@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import asdict
 
 from celery import shared_task
 from django.utils import timezone
 
 from monitor.alerting import housekeeping
 from monitor.delivery import deliver_due, queue_digests
-from monitor.models import WorkerHeartbeat
+from monitor.models import RegisteredModel, WorkerHeartbeat
+from monitor.scanning import scan_model
 
 
 @shared_task(time_limit=30, soft_time_limit=20)
@@ -35,3 +37,20 @@ def send_digests() -> int:
     queued = queue_digests()
     deliver_due()
     return queued
+
+
+@shared_task(time_limit=120)
+def scan_all_models() -> list[int]:
+    """Fan out: one scan task per model, so a slow model does not hold up the others."""
+    ids = list(RegisteredModel.objects.values_list("pk", flat=True))
+    for model_id in ids:
+        scan_model_queries.delay(model_id)
+    return ids
+
+
+@shared_task(time_limit=1800, soft_time_limit=1750)
+def scan_model_queries(model_id: int) -> dict:
+    model = RegisteredModel.objects.filter(pk=model_id).first()
+    if model is None:
+        return {}
+    return asdict(scan_model(model))

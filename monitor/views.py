@@ -6,6 +6,7 @@ from datetime import timedelta
 import numpy as np
 from django.contrib import messages
 from django.db.models import Count, Max, Sum
+from django.db.models.functions import TruncDate
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -16,7 +17,16 @@ from audits.scheduling import policy_for
 from monitor import charts, roles
 from monitor.forms import RegisterModelForm
 from monitor.ingest import decode_vectors
-from monitor.models import Alert, QueryLog, QueryRollup, RegisteredModel, WorkerHeartbeat
+from monitor.models import (
+    SEVERITY_RANK,
+    Alert,
+    DetectorFinding,
+    DetectorState,
+    QueryLog,
+    QueryRollup,
+    RegisteredModel,
+    WorkerHeartbeat,
+)
 from monitor.projection import project
 from monitor.registry import RegistrationError, Upload, register_model
 from monitor.summaries import model_summary, risk_grade
@@ -111,8 +121,10 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     for row in top_clients:
         row["mean_confidence"] = row["confidence"] / row["queries"] if row["queries"] else None
     audit = _audit_panel(model)
+    detection = _detection_panel(model, since)
     return render(request, "monitor/model_detail.html", {
         **audit,
+        **detection,
         "model": model,
         "summary": model_summary(model),
         "period": period,
@@ -226,3 +238,52 @@ def _audit_panel(model: RegisteredModel) -> dict:
         "roc_figure": audit_charts.roc_figure(latest_done.result.get("attacks", []),
                                               title="Latest audit: ROC per attack (log–log)") if latest_done else None,
     }
+
+
+def _detection_panel(model: RegisteredModel, since) -> dict:
+    """Top suspicious clients, detector scores over time (clients × time), and detector health."""
+    findings = list(DetectorFinding.objects.filter(model=model, created_at__gte=since)
+                    .values("client_id", "detector", "score", "severity", "created_at")[:20000])
+    by_client: dict[str, dict] = {}
+    for f in findings:
+        entry = by_client.setdefault(f["client_id"], {"client_id": f["client_id"], "score": 0.0, "detectors": set(),
+                                                      "severity": "info", "last": f["created_at"]})
+        entry["score"] = max(entry["score"], f["score"])
+        entry["detectors"].add(f["detector"])
+        entry["last"] = max(entry["last"], f["created_at"])
+        if SEVERITY_RANK[f["severity"]] > SEVERITY_RANK[entry["severity"]]:
+            entry["severity"] = f["severity"]
+    suspicious = sorted(by_client.values(), key=lambda e: (-SEVERITY_RANK[e["severity"]], -e["score"]))[:20]
+    for entry in suspicious:
+        entry["detectors"] = sorted(entry["detectors"])
+    heatmap = None
+    if findings:
+        top = [e["client_id"] for e in suspicious]
+        heatmap = charts.detector_heatmap_figure(
+            [f for f in findings if f["client_id"] in set(top)], clients=top, title="Detector scores over time (−log₁₀ p)",
+            start=since, end=timezone.now())
+    state = DetectorState.objects.filter(model=model).first()
+    return {"suspicious": suspicious, "detector_heatmap": heatmap, "detector_state": state,
+            "detector_health": _detector_health(model, state)}
+
+
+def _detector_health(model: RegisteredModel, state) -> list[dict]:
+    """Per detector: the calibrated false-alarm rate beside the one observed over the last 7 days."""
+    if state is None or not state.calibration:
+        return []
+    week = timezone.now() - timedelta(days=7)
+    active_client_days = (QueryRollup.objects.filter(model=model, minute__gte=week)
+                          .annotate(day=TruncDate("minute")).values("client_id", "day").distinct().count())
+    counts = dict(DetectorFinding.objects.filter(model=model, created_at__gte=week).values("detector")
+                  .annotate(n=Count("id")).values_list("detector", "n"))
+    flagged_clients = dict(DetectorFinding.objects.filter(model=model, created_at__gte=week).values("detector")
+                           .annotate(n=Count("client_id", distinct=True)).values_list("detector", "n"))
+    rows = []
+    for name, calibration in sorted(state.calibration.items()):
+        if name.startswith("_"):
+            continue
+        expected = calibration.get("false_alarm_rate")
+        observed = flagged_clients.get(name, 0) / active_client_days if active_client_days else None
+        rows.append({"detector": name, "findings_7d": counts.get(name, 0), "per_day": counts.get(name, 0) / 7,
+                     "expected_rate": expected, "observed_rate": observed, "client_days": active_client_days})
+    return rows

@@ -50,3 +50,22 @@ def test_entries_cannot_be_changed_or_deleted_through_the_model():
         entry.save()
     with pytest.raises(RuntimeError, match="append-only"):
         entry.delete()
+
+
+def test_logins_failures_registrations_and_tokens_are_logged(client):
+    from tests.factories import ingest_token, make_model, make_user
+
+    make_user(role="viewer", username="vera", password="a-long-password-1")
+    client.post("/login/", {"username": "vera", "password": "wrong"})
+    client.post("/login/", {"username": "vera", "password": "a-long-password-1"})
+    client.post("/logout/")
+    model = make_model()
+    clear = ingest_token(model=model)
+    actions = list(AuditLogEntry.objects.values_list("action", "actor_name", "object_id"))
+    assert ("auth.login_failed", "anonymous", "vera") in actions
+    assert any(a[:2] == ("auth.login", "vera") for a in actions)
+    assert any(a[0] == "auth.logout" for a in actions) and any(a[0] == "model.registered" for a in actions)
+    issued = AuditLogEntry.objects.get(action="token.issued")
+    assert issued.after["prefix"] == clear[:12] and clear not in str(issued.after)
+    assert not any("a-long-password-1" in str(e.payload()) for e in AuditLogEntry.objects.all())
+    assert verify_chain()[0]

@@ -8,10 +8,11 @@ from monitor.models.registry import (
     RegisteredModel,
     validate_output_policy,
 )
+from monitor.models.scanning import DetectorFinding, DetectorState
 from monitor.models.tokens import ApiToken, hash_token
 
 __all__ = [
-    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "ApiToken", "Delivery", "ModelArtifact",
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "ApiToken", "Delivery", "DetectorFinding", "DetectorState", "ModelArtifact",
     "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

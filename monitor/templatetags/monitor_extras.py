@@ -21,3 +21,11 @@ def get_item(container: Any, key: Any) -> Any:
 @register.filter
 def split(text: str) -> list[str]:
     return text.split()
+
+
+@register.filter
+def evidence_lines(evidence: Any) -> list[str]:
+    """Evidence as short `key: value` lines (long lists cut), the way notifications show it."""
+    from monitor.notify import evidence_lines as lines
+
+    return lines(evidence, limit=40) if isinstance(evidence, dict) else []

@@ -1,0 +1,76 @@
+"""The traffic generators produce what they promise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monitor import traffic
+from monitor.detectors.boundary_probing import top_two_margin
+
+
+def test_benign_clients_follow_the_day_and_come_back_to_their_customers(adult):
+    day = traffic.benign_traffic(adult.test_pool, n_clients=200, seed=4)
+    assert (
+        np.all(np.diff(day.timestamps) >= 0) and day.timestamps.min() >= 0 and day.timestamps.max() <= 86_400
+    )
+    assert day.attackers == {} and len(day.clients) <= 200
+    hour = (day.timestamps // 3600).astype(int)
+    assert np.sum((hour >= 10) & (hour < 14)) > 2 * np.sum(
+        (hour < 2) | (hour >= 22)
+    )  # busy noon, quiet night
+    assert len(np.unique(day.origin_ids)) < len(day)  # re-scoring
+    assert np.isin(day.origin_ids, np.arange(len(adult.test_pool))).all()
+
+
+def test_noise_sweep_sends_each_target_then_its_copies(adult):
+    sweep = traffic.noise_sweep(
+        adult.members[:3],
+        feature_stds=adult.stds,
+        client_id="a",
+        seed=1,
+        copies=9,
+        target_ids=np.array([7, 8, 9]),
+    )
+    assert len(sweep) == 3 * 10 and sweep.attackers == {"a": "noise_sweep"}
+    assert np.array_equal(sweep.origin_ids, np.repeat([7, 8, 9], 10))
+    assert np.allclose(sweep.features[0], adult.members[0])
+
+
+def test_candidate_list_has_the_requested_share_of_members(adult):
+    candidates = traffic.candidate_testing(
+        adult.members, adult.test_pool, n_candidates=200, member_share=0.3, client_id="c", seed=2
+    )
+    assert np.mean(candidates.origin_ids >= 0) == 0.3
+
+
+def test_boundary_search_queries_sit_where_the_model_hesitates(adult):
+    probe = traffic.boundary_search(
+        adult.model.predict_proba,
+        adult.test_pool[:20],
+        adult.test_pool,
+        feature_stds=adult.stds,
+        client_id="b",
+        seed=3,
+    )
+    honest = traffic.benign_traffic(adult.test_pool, n_clients=20, seed=3)
+    margins = top_two_margin(adult.model.predict_proba(probe.features.astype(np.float64)))
+    benign_margins = top_two_margin(adult.model.predict_proba(honest.features.astype(np.float64)))
+    assert np.median(margins) < np.median(benign_margins)
+
+
+def test_shadow_data_keeps_marginals_or_ranges(adult):
+    marginal = traffic.shadow_harvest(adult.reference_pool, n=300, client_id="s", seed=4)
+    uniform = traffic.shadow_harvest(adult.reference_pool, n=300, client_id="u", seed=4, method="uniform")
+    for j in range(adult.reference_pool.shape[1]):
+        assert np.isin(marginal.features[:, j], adult.reference_pool[:, j].astype(np.float32)).all()
+    assert (uniform.features >= adult.reference_pool.min(0).astype(np.float32) - 1).all()
+    assert (uniform.features <= adult.reference_pool.max(0).astype(np.float32) + 1).all()
+
+
+def test_split_accounts_deal_every_target_to_every_account(adult):
+    sweep = traffic.noise_sweep(adult.members[:5], feature_stds=adult.stds, client_id="x", seed=5, copies=19)
+    split = traffic.split_accounts(sweep, n_accounts=4)
+    assert set(split.clients) == {f"x-account{i}" for i in range(4)}
+    assert set(split.accounts.values()) == {"x"} and set(split.attackers.values()) == {"noise_sweep"}
+    for account in split.clients:
+        assert set(split.origin_ids[split.of_client(account)].tolist()) == set(range(5))
