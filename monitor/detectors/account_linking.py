@@ -167,6 +167,7 @@ class AccountLinkingDetector(Detector):
         kappa = float((rare_counts * (rare_counts - 1)).sum() / pair_mass) if pair_mass > 0 else 0.0
         kappa = max(kappa, 1.0 / max(pair_mass, 1.0))
         return {
+            "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "kappa": kappa,
             "dispersion": self._fit_dispersion(codes[rare], hashes[rare], len(prepared.clients), kappa),

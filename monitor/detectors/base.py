@@ -193,7 +193,9 @@ class MemberIndex:
         if len(z) == 0 or len(self.radius) == 0:
             return np.zeros(len(z), bool), np.full(len(z), -1, np.int64)
         distance, position = self.tree.query(
-            np.asarray(z, dtype=np.float64) @ self.rotation, k=1, distance_upper_bound=self.max_radius * (1 + 1e-9)
+            np.asarray(z, dtype=np.float64) @ self.rotation,
+            k=1,
+            distance_upper_bound=self.max_radius * (1 + 1e-9),
         )
         found = np.isfinite(distance)
         matched = np.zeros(len(z), bool)
@@ -423,10 +425,18 @@ class Detector(ABC):
     ) -> tuple[list[Finding], dict[str, Any]]:
         """Findings for the new queries and the state to pass to the next scan."""
 
+    def settings(self) -> dict[str, Any]:
+        """This detector's settings (its dataclass fields), as recorded in its calibration."""
+        return dict(sorted(vars(self).items()))
+
     def calibration(self, context: ModelContext) -> dict[str, Any]:
+        """The model's calibration for this detector, refusing one made under other settings."""
         try:
-            return context.calibration[self.name]
+            calibration = context.calibration[self.name]
         except KeyError:
             raise NotCalibrated(
                 f"{self.name}: no calibration for this model; run calibrate() on benign reference traffic first"
             ) from None
+        if calibration.get("settings") != self.settings():
+            raise NotCalibrated(f"{self.name}: settings changed since calibration; run calibrate() again")
+        return calibration

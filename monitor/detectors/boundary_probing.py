@@ -52,14 +52,22 @@ class BoundaryProbingDetector(Detector):
         margins = top_two_margin(prepared.outputs)
         # One-hot outputs (label-only policy) carry no margin: the detector stands down and says why.
         if len(margins) == 0 or float(np.quantile(margins, self.base_share)) >= 1.0 - 1e-6:
-            return {"applicable": False, "reason": "outputs carry no margin (labels only)"}
+            return {
+                "settings": self.settings(),
+                "applicable": False,
+                "reason": "outputs carry no margin (labels only)",
+            }
         margin_threshold = float(np.quantile(margins, self.base_share))
         hits = margins <= margin_threshold
         share = calibrate_share(
-            prepared, hits, min_queries=self.min_queries, unit_keys=self._regions(prepared, self.region_cell_size)
+            prepared,
+            hits,
+            min_queries=self.min_queries,
+            unit_keys=self._regions(prepared, self.region_cell_size),
         )
         return {
             "applicable": True,
+            "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "margin_threshold": margin_threshold,
             "region_cell_size": self.region_cell_size,

@@ -97,7 +97,9 @@ def _share_counts(
     n_rows, n_clients = len(prepared), len(prepared.clients)
     order = np.lexsort((np.arange(n_rows), unit_keys, prepared.codes))
     codes, units = prepared.codes[order], unit_keys[order]
-    opens = np.r_[True, (codes[1:] != codes[:-1]) | (units[1:] != units[:-1])] if n_rows else np.zeros(0, bool)
+    opens = (
+        np.r_[True, (codes[1:] != codes[:-1]) | (units[1:] != units[:-1])] if n_rows else np.zeros(0, bool)
+    )
     starts = np.flatnonzero(opens)
     counted = np.zeros(n_rows, bool)
     counted[order[starts]] = True
@@ -111,7 +113,9 @@ def _share_counts(
         if seen:
             counted[lo:hi] &= ~np.isin(unit_keys[lo:hi], np.asarray(seen, dtype=np.int64))
         if hit_keys is not None and pending[client].get("hit_seen"):
-            flagged[lo:hi] &= ~np.isin(hit_keys[lo:hi], np.asarray(pending[client]["hit_seen"], dtype=np.int64))
+            flagged[lo:hi] &= ~np.isin(
+                hit_keys[lo:hi], np.asarray(pending[client]["hit_seen"], dtype=np.int64)
+            )
     n = np.bincount(prepared.codes[counted], minlength=n_clients)
     if hit_keys is None:
         x = np.bincount(prepared.codes[counted & unit_hit], minlength=n_clients)
@@ -137,7 +141,9 @@ def calibrate_share(
 
     Counting is the same as in `scan_share`: by default a unit is a distinct record of the client.
     """
-    counts = _share_counts(prepared, hits, prepared.repeat_keys if unit_keys is None else unit_keys, hit_keys, {})
+    counts = _share_counts(
+        prepared, hits, prepared.repeat_keys if unit_keys is None else unit_keys, hit_keys, {}
+    )
     n, x = counts.n, np.minimum(counts.x, counts.n)
     enough = n >= min_queries
     base_rate, rho = fit_base_rate(x[enough], n[enough]) if enough.any() else fit_base_rate(x, n)
@@ -172,7 +178,15 @@ def scan_share(
     counts = _share_counts(prepared, hits, unit_keys, hit_keys, carried)
     hit_starts = np.searchsorted(counts.hit_pairs[0], np.arange(len(prepared.clients) + 1))
     last_new = np.maximum.reduceat(prepared.times, prepared.starts[:-1]) if len(prepared) else np.zeros(0)
-    empty: dict[str, Any] = {"n": 0, "hits": 0.0, "ids": [], "members": [], "seen": [], "hit_seen": [], "last": 0.0}
+    empty: dict[str, Any] = {
+        "n": 0,
+        "hits": 0.0,
+        "ids": [],
+        "members": [],
+        "seen": [],
+        "hit_seen": [],
+        "last": 0.0,
+    }
     tested: list[tuple[int, int, float, dict[str, Any]]] = []
     for code, client in enumerate(prepared.clients.tolist()):
         entry = carried.pop(client, None) or dict(empty)
@@ -192,8 +206,12 @@ def scan_share(
             tested.append((code, merged["n"], min(merged["hits"], merged["n"]), merged))
         elif counts.n[code] or entry["n"]:
             # An open block has fewer than min_queries units, so these lists stay short.
-            merged["seen"] = sorted(set(entry.get("seen", [])) | set(unit_keys[lo:hi][counts.counted[lo:hi]].tolist()))
-            merged["hit_seen"] = _bounded(sorted(set(entry.get("hit_seen", [])) | set(new_hit_keys)), 4 * min_queries)
+            merged["seen"] = sorted(
+                set(entry.get("seen", [])) | set(unit_keys[lo:hi][counts.counted[lo:hi]].tolist())
+            )
+            merged["hit_seen"] = _bounded(
+                sorted(set(entry.get("hit_seen", [])) | set(new_hit_keys)), 4 * min_queries
+            )
             carried[client] = merged
     p_values = binomial_tail(
         np.asarray([t[2] for t in tested]),

@@ -108,6 +108,7 @@ class DistributionShiftDetector(Detector):
         levels, frequency = np.unique(observed, return_counts=True)
         share = frequency / max(1, frequency.sum())
         calibration: dict[str, Any] = {
+            "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "min_queries": self.min_queries,
             "cell_size": self.cell_size,

@@ -120,9 +120,8 @@ class NearDuplicateSweepDetector(Detector):
     name: ClassVar[str] = "near_duplicate_sweep"
 
     false_alarm_rate: float = 1e-3  # per benign client-day
-    cell_size: float = (
-        1.0  # fingerprint grid in standard deviations: keeps ~60 % of 0.1-sigma noise copies together
-    )
+    # Fingerprint grid in standard deviations: keeps about 60 % of 0.1-sigma noise copies together.
+    cell_size: float = 1.0
     n_grids: int = 4
     window_seconds: float = 3600.0  # T: sweeps are counted within this long
     history_size: int = 64  # previous queries per client the density check looks at
@@ -278,6 +277,7 @@ class NearDuplicateSweepDetector(Detector):
         cells = self._count_cells(prepared, {})
         dense, _ = self._dense(prepared, {})
         return {
+            "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "min_queries": self.min_queries,
             "radius": self._radius(context.n_features),

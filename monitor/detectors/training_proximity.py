@@ -43,7 +43,11 @@ class TrainingProximityDetector(Detector):
         prepared = context.prepared(reference)
         matches = prepared.member_matches(self.radius_fraction)
         if matches is None:
-            return {"applicable": False, "reason": "no member records were given"}
+            return {
+                "settings": self.settings(),
+                "applicable": False,
+                "reason": "no member records were given",
+            }
         # Only aggregates of the benign traffic are kept: the member index itself lives in memory.
         share = calibrate_share(
             prepared,
@@ -54,6 +58,7 @@ class TrainingProximityDetector(Detector):
         )
         return {
             "applicable": True,
+            "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "radius_fraction": self.radius_fraction,
             "region_cell_size": self.region_cell_size,

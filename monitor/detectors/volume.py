@@ -74,6 +74,7 @@ class VolumeDetector(Detector):
         windows = _windows(prepared, self.window_seconds)
         tail = CountTail.fit(windows.counts)
         return {
+            "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "window_seconds": self.window_seconds,
             "baseline_factor": self.baseline_factor,

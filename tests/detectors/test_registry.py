@@ -38,3 +38,8 @@ def test_scanning_an_uncalibrated_model_raises(attack_scan, context):
     )
     with pytest.raises(NotCalibrated, match="calibrate"):
         scan(attack_scan.batch, bare)
+
+
+def test_a_detector_with_other_settings_refuses_the_old_calibration(attack_scan, context):
+    with pytest.raises(NotCalibrated, match="settings changed"):
+        scan(attack_scan.batch, context, detectors=[get_detector("volume", window_seconds=60.0)])
