@@ -14,7 +14,7 @@ import numpy as np
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from monitor.models import QueryLog, QueryRollup, RegisteredModel
+from monitor.models import ClientDayRollup, ModelHourRollup, QueryLog, QueryRollup, RegisteredModel
 
 MAX_ID_LENGTH = 128
 INGEST_LOCK_CLASS = 7331  # advisory-lock namespace; monitor.scanning waits on it
@@ -308,31 +308,50 @@ def _copy_rows(model_id: int, batch: QueryBatch, rows: np.ndarray, features: np.
 
 
 def _update_rollup(model_id: int, batch: QueryBatch, rows: np.ndarray, confidences: np.ndarray) -> None:
-    buckets: dict[tuple[str, datetime], list[float]] = defaultdict(lambda: [0, 0.0])
+    """Add the batch to the three rollups dashboards read: client × minute, client × day, model × hour."""
+    minutes: dict[tuple[str, datetime], list[float]] = defaultdict(lambda: [0, 0.0])
     for i in rows:
-        bucket = buckets[(batch.client_ids[i], batch.timestamps[i].replace(second=0, microsecond=0))]
+        bucket = minutes[(batch.client_ids[i], batch.timestamps[i].replace(second=0, microsecond=0))]
         bucket[0] += 1
         bucket[1] += float(confidences[i])
-    table = QueryRollup._meta.db_table
+    days: dict[tuple[str, object], list[float]] = defaultdict(lambda: [0, 0.0])
+    hours: dict[tuple[datetime], list[float]] = defaultdict(lambda: [0, 0.0])
+    for (client, minute), (count, total) in minutes.items():
+        for key, target in (((client, minute.date()), days), ((minute.replace(minute=0),), hours)):
+            target[key][0] += count
+            target[key][1] += total
+    _upsert(QueryRollup, ("client_id", "minute"), model_id, minutes, casts=("text", "timestamptz"))
+    _upsert(ClientDayRollup, ("client_id", "day"), model_id, days, casts=("text", "date"))
+    _upsert(ModelHourRollup, ("hour",), model_id, hours, casts=("timestamptz",))
+
+
+def _sqlite_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _upsert(table_model: type, keys: tuple[str, ...], model_id: int, buckets: dict, *, casts: tuple[str, ...]) -> None:
+    """count += n, confidence_sum += s for each bucket, inserting missing rows."""
+    table = table_model._meta.db_table
+    columns = ", ".join(keys)
+    insert = f"INSERT INTO {table} (model_id, {columns}, count, confidence_sum) "
+    conflict = (f"ON CONFLICT (model_id, {columns}) DO UPDATE SET count = {table}.count + excluded.count, "
+                f"confidence_sum = {table}.confidence_sum + excluded.confidence_sum")
     # Sorted keys: two concurrent batches lock rollup rows in the same order and cannot deadlock.
-    params = [(model_id, client, minute, count, total)
-              for (client, minute), (count, total) in sorted(buckets.items())]
-    sql = (
-        f"INSERT INTO {table} (model_id, client_id, minute, count, confidence_sum) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608
-        f"ON CONFLICT (model_id, client_id, minute) DO UPDATE SET count = {table}.count + excluded.count, "
-        f"confidence_sum = {table}.confidence_sum + excluded.confidence_sum"
-    )
+    items = sorted(buckets.items())
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # One statement over arrays instead of one per bucket.
-            columns = list(zip(*params, strict=True))
-            cursor.execute(
-                sql.replace("VALUES (%s, %s, %s, %s, %s)",
-                            "SELECT %s, * FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::float8[])"),
-                [model_id, list(columns[1]), list(columns[2]), list(columns[3]), list(columns[4])],
-            )
+            arrays = [[key[j] for key, _ in items] for j in range(len(keys))]
+            unnest = ", ".join(f"%s::{cast}[]" for cast in casts)
+            source = f"SELECT %s, * FROM unnest({unnest}, %s::bigint[], %s::float8[]) "  # noqa: S608
+            cursor.execute(insert + source + conflict,  # noqa: S608 (table and column names are ours)
+                           [model_id, *arrays, [int(v[0]) for _, v in items], [float(v[1]) for _, v in items]])
         else:
-            cursor.executemany(sql, [(m, c, minute.strftime("%Y-%m-%d %H:%M:%S"), n, s) for m, c, minute, n, s in params])
+            values = f"VALUES (%s, {', '.join(['%s'] * len(keys))}, %s, %s) "
+            cursor.executemany(insert + values + conflict,  # noqa: S608
+                               [(model_id, *map(_sqlite_value, key), int(v[0]), float(v[1])) for key, v in items])
 
 
 def decode_vectors(blobs: list[bytes], width: int) -> np.ndarray:

@@ -5,8 +5,8 @@ from datetime import timedelta
 
 import numpy as np
 from django.contrib import messages
-from django.db.models import Count, Max, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, Max, Sum
+from django.db.models.functions import TruncDate, TruncHour
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -20,8 +20,10 @@ from monitor.ingest import decode_vectors
 from monitor.models import (
     SEVERITY_RANK,
     Alert,
+    ClientDayRollup,
     DetectorFinding,
     DetectorState,
+    ModelHourRollup,
     QueryLog,
     QueryRollup,
     RegisteredModel,
@@ -35,22 +37,33 @@ TOP_CLIENTS = 6
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
-def _volume_series(model: RegisteredModel, since) -> dict:
-    """Hourly counts for the busiest clients; everyone else folded into 'other clients'."""
-    rollups = QueryRollup.objects.filter(model=model, minute__gte=since)
-    top = list(rollups.values("client_id").annotate(n=Sum("count")).order_by("-n", "client_id")
-               .values_list("client_id", flat=True)[:TOP_CLIENTS])
+def _volume_series(model: RegisteredModel, since, *, hourly: bool) -> dict:
+    """Counts per hour (24 h) or per day (longer periods) for the busiest clients; the rest folded into
+    'other clients'. Reads rollups only, and the fine ones for six clients at most: the cost grows with
+    neither the number of clients nor the length of the log."""
+    top = list(ClientDayRollup.objects.filter(model=model, day__gte=since.date()).values("client_id")
+               .annotate(n=Sum("count")).order_by("-n", "client_id").values_list("client_id", flat=True)[:TOP_CLIENTS])
     buckets: dict[str, dict] = {client: {} for client in top}
-    buckets["other clients"] = {}
-    for client, minute, count in rollups.values_list("client_id", "minute", "count").iterator(chunk_size=5000):
-        hour = minute.replace(minute=0)
-        target = buckets[client] if client in buckets else buckets["other clients"]
-        target[hour] = target.get(hour, 0) + count
+    if hourly:
+        per_client = (QueryRollup.objects.filter(model=model, client_id__in=top, minute__gte=since)
+                      .annotate(bucket=TruncHour("minute")).values("client_id", "bucket").annotate(n=Sum("count")))
+        totals = (ModelHourRollup.objects.filter(model=model, hour__gte=since.replace(minute=0, second=0, microsecond=0))
+                  .annotate(bucket=F("hour")).values("bucket").annotate(n=Sum("count")))
+    else:
+        per_client = (ClientDayRollup.objects.filter(model=model, client_id__in=top, day__gte=since.date())
+                      .annotate(bucket=F("day")).values("client_id", "bucket").annotate(n=Sum("count")))
+        totals = (ModelHourRollup.objects.filter(model=model, hour__gte=since).annotate(bucket=TruncDate("hour"))
+                  .values("bucket").annotate(n=Sum("count")))
+    for client, bucket, count in per_client.values_list("client_id", "bucket", "n"):
+        buckets[client][bucket] = count
+    others = {bucket: total - sum(b.get(bucket, 0) for b in buckets.values())
+              for bucket, total in totals.values_list("bucket", "n")}
+    buckets["other clients"] = {bucket: n for bucket, n in others.items() if n > 0}
     series = {}
     for client, counts in buckets.items():
         if counts:
-            hours = sorted(counts)
-            series[client] = (hours, [counts[h] for h in hours])
+            keys = sorted(counts)
+            series[client] = (keys, [counts[k] for k in keys])
     return series
 
 
@@ -60,7 +73,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     period = period if period in PERIODS else "7d"
     now = timezone.now()
     since_24h, since = now - timedelta(hours=24), now - PERIODS[period]
-    queries_24h = dict(QueryRollup.objects.filter(minute__gte=since_24h).values("model_id").annotate(n=Sum("count"))
+    queries_24h = dict(ModelHourRollup.objects.filter(hour__gte=since_24h).values("model_id").annotate(n=Sum("count"))
                        .values_list("model_id", "n"))
     open_counts: dict[int, dict[str, int]] = {}
     for model_id, severity, n in (Alert.objects.unresolved().values("model_id", "severity").annotate(n=Count("id"))
@@ -109,15 +122,15 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     period = request.GET.get("period", "7d")
     period = period if period in PERIODS else "7d"
     since = timezone.now() - PERIODS[period]
-    series = _volume_series(model, since)
+    series = _volume_series(model, since, hourly=period == "24h")
     search = request.GET.get("q", "").strip()[:128]
-    in_period = QueryRollup.objects.filter(model=model, minute__gte=since)
+    in_period = ClientDayRollup.objects.filter(model=model, day__gte=since.date())
     if search:
         in_period = in_period.filter(client_id__icontains=search)
     top_clients = (in_period.values("client_id")
-                   .annotate(queries=Sum("count"), minutes=Count("id"), last=Max("minute"),
+                   .annotate(queries=Sum("count"), days=Count("id"), last=Max("day"),
                              confidence=Sum("confidence_sum"))
-                   .order_by("-queries")[:20])
+                   .order_by("-queries", "client_id")[:20])
     for row in top_clients:
         row["mean_confidence"] = row["confidence"] / row["queries"] if row["queries"] else None
     audit = _audit_panel(model)
@@ -131,7 +144,8 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "periods": list(PERIODS),
         "top_clients": top_clients,
         "search": search,
-        "volume_figure": charts.query_volume_figure(series=series, title=f"Queries per hour, last {period}") if series else None,
+        "volume_figure": charts.query_volume_figure(
+            series=series, title=f"Queries per {'hour' if period == '24h' else 'day'}, last {period}") if series else None,
     })
 
 
@@ -182,7 +196,7 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
     since = timezone.now() - PERIODS[period]
     rollups = list(QueryRollup.objects.filter(model=model, client_id=client_id, minute__gte=since)
                    .order_by("minute").values_list("minute", "count", "confidence_sum"))
-    total = QueryRollup.objects.filter(model=model, client_id=client_id).aggregate(n=Sum("count"))["n"] or 0
+    total = ClientDayRollup.objects.filter(model=model, client_id=client_id).aggregate(n=Sum("count"))["n"] or 0
     if not total:
         raise Http404(f"no queries from client {client_id!r} on {model.slug}")
     timeline = None
@@ -272,8 +286,7 @@ def _detector_health(model: RegisteredModel, state) -> list[dict]:
     if state is None or not state.calibration:
         return []
     week = timezone.now() - timedelta(days=7)
-    active_client_days = (QueryRollup.objects.filter(model=model, minute__gte=week)
-                          .annotate(day=TruncDate("minute")).values("client_id", "day").distinct().count())
+    active_client_days = ClientDayRollup.objects.filter(model=model, day__gte=week.date()).count()
     counts = dict(DetectorFinding.objects.filter(model=model, created_at__gte=week).values("detector")
                   .annotate(n=Count("id")).values_list("detector", "n"))
     flagged_clients = dict(DetectorFinding.objects.filter(model=model, created_at__gte=week).values("detector")

@@ -7,7 +7,6 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests import factories
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -22,6 +21,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture
 def model(db):
+    from tests import factories  # imported here: the pure-core suites run without Django
+
     return factories.make_model()
 
 

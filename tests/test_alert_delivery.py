@@ -221,6 +221,9 @@ def test_a_model_incident_silences_per_client_detail_alerts(model, smtp_server):
     assert len(smtp_server.messages) == 1 and "policy_breach" in smtp_server.messages[0]["Subject"]
     assert detail.events.filter(kind="suppressed").exists()
     assert Alert.objects.filter(client_id="client-1").exists()  # still visible
+    raise_signal(signal(model=model, client_id="client-2", severity="critical"))  # an attack in progress
+    deliver_due()
+    assert len(smtp_server.messages) == 2 and "client-2" in smtp_server.messages[1]["Subject"]
 
 
 def test_past_the_rate_limit_messages_fold_into_one_summary(model, smtp_server):

@@ -166,20 +166,26 @@ class AccountLinkingDetector(Detector):
         pair_mass = per_client.sum() ** 2 - (per_client**2).sum()
         kappa = float((rare_counts * (rare_counts - 1)).sum() / pair_mass) if pair_mass > 0 else 0.0
         kappa = max(kappa, 1.0 / max(pair_mass, 1.0))
+        dispersion, inflation = self._fit_pair_model(codes[rare], hashes[rare], len(prepared.clients), kappa)
         return {
             "settings": self.settings(),
             "false_alarm_rate": self.false_alarm_rate,
             "kappa": kappa,
-            "dispersion": self._fit_dispersion(codes[rare], hashes[rare], len(prepared.clients), kappa),
+            "dispersion": dispersion,
+            "inflation": inflation,
             "popular_cells": [int(h) for h in popular],
             "reference_clients": int(len(prepared.clients)),
         }
 
-    def _fit_dispersion(self, codes: np.ndarray, hashes: np.ndarray, n_clients: int, kappa: float) -> float:
-        """Negative-binomial dispersion of shared sketch entries over all benign client pairs (moments).
+    def _fit_pair_model(
+        self, codes: np.ndarray, hashes: np.ndarray, n_clients: int, kappa: float
+    ) -> tuple[float, float]:
+        """(dispersion, inflation) of the shared-cell count over all benign reference client pairs.
 
-        Honest clients in the same trade share more cells than kappa alone says; the dispersion
-        widens the tail by as much as the reference traffic shows.
+        The dispersion is the negative-binomial moment estimate: honest clients in the same trade
+        share more cells than kappa alone says. The inflation is how much more often than nominal
+        the reference pairs still reach small p-values (a tail heavier than the negative binomial,
+        e.g. clients sharing customers they both keep editing); scan p-values are multiplied by it.
         """
         kept = min(n_clients, self.max_calibration_clients)
         use = codes < kept  # clients are sorted by id, so this is a deterministic subset
@@ -195,7 +201,16 @@ class AccountLinkingDetector(Detector):
         # Sum over all pairs of (X - mu)^2 - mu, with X = 0 for pairs that share nothing.
         excess = float((mu_all**2 - mu_all).sum() + ((shared - mu_pairs) ** 2 - mu_pairs**2).sum())
         scale = float((mu_all**2).sum())
-        return max(0.0, excess / scale) if scale > 0 else 0.0
+        dispersion = max(0.0, excess / scale) if scale > 0 else 0.0
+        tested = shared >= self.min_shared
+        p_values = negative_binomial_tail(shared[tested], mu_pairs[tested], dispersion)
+        inflation = 1.0
+        for level in 10.0 ** -np.arange(2, 8):
+            observed = int((p_values <= level).sum())
+            # Only levels the reference can speak to: at least five pairs observed there.
+            if observed >= 5:
+                inflation = max(inflation, observed / (level * len(a)))
+        return dispersion, inflation
 
     def scan(
         self, batch: QueryBatch, context: ModelContext, state: Mapping[str, Any] | None = None
@@ -249,6 +264,7 @@ class AccountLinkingDetector(Detector):
         p_pair = np.minimum(
             1.0,
             negative_binomial_tail(shared, expected, float(calibration["dispersion"]))
+            * float(calibration["inflation"])
             * max(1, len(everyone) - 1),
         )
         far = float(calibration["false_alarm_rate"])

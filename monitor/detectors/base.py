@@ -45,6 +45,9 @@ class QueryBatch:
     def __post_init__(self) -> None:
         features = np.asarray(self.features, dtype=np.float32)
         outputs = np.asarray(self.outputs, dtype=np.float32)
+        # A quiet beat sends empty lists: treat them as zero rows of unknown width.
+        features = features.reshape(0, 0) if features.size == 0 and features.ndim == 1 else features
+        outputs = outputs.reshape(0, 0) if outputs.size == 0 and outputs.ndim == 1 else outputs
         if features.ndim != 2 or outputs.ndim != 2:
             raise ValueError("features and outputs must be 2-d arrays (n, d) and (n, k)")
         n = len(features)
@@ -211,13 +214,11 @@ class ModelContext:
     feature_stds: np.ndarray  # (d,)
     n_classes: int
     fingerprint_key: bytes  # secret per model; without it nobody can tell which queries share a fingerprint
-    members: np.ndarray | None = field(
-        default=None, repr=False
-    )  # decrypted member records (m, d); never persisted
+    # Decrypted member records (m, d): used in memory for the member index, never persisted.
+    members: np.ndarray | None = field(default=None, repr=False)
     member_ids: np.ndarray | None = None  # (m,) record ids reported in evidence
-    calibration: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # detector name -> calibrate() output
+    # Detector name -> what its calibrate() returned (stored by the caller as JSON).
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -285,7 +286,7 @@ class ModelContext:
         """Derived arrays of `batch`, shared by all detectors scanning it with this context."""
         cached = self._cache.get("prepared")
         if cached is None or cached.batch is not batch:
-            if batch.features.shape[1] != self.n_features:
+            if len(batch) and batch.features.shape[1] != self.n_features:
                 raise ValueError(
                     f"queries have {batch.features.shape[1]} features, the model {self.n_features}"
                 )
@@ -311,7 +312,7 @@ class PreparedBatch:
         self.starts = np.searchsorted(self.codes, np.arange(len(self.clients) + 1))
         self.times = batch.timestamps[self.order]
         self.query_ids = batch.query_ids[self.order]
-        self._fingerprints: dict[tuple[float, int], np.ndarray] = {}
+        self._fingerprints: dict[float, np.ndarray] = {}  # cell size -> (n, grids computed so far)
         self._matches: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -326,6 +327,8 @@ class PreparedBatch:
         """Standardised features, in sorted order (float32 throughout: a million rows in a blink)."""
         means = self.context.feature_means.astype(np.float32)
         scale = (1.0 / self.context.feature_stds).astype(np.float32)
+        if len(self) == 0:
+            return np.zeros((0, self.context.n_features), dtype=np.float32)
         return (self.batch.features[self.order] - means) * scale
 
     @cached_property
@@ -372,15 +375,18 @@ class PreparedBatch:
 
     def fingerprints(self, *, cell_size: float, n_grids: int) -> np.ndarray:
         """(n, n_grids) keyed fingerprints in sorted order; grid g is the same whatever n_grids is asked."""
-        for (size, grids), cached in self._fingerprints.items():
-            if size == cell_size and grids >= n_grids:
-                return cached[:, :n_grids]
-        per_record = quantised_fingerprints(
-            self.z[self.record_rows], key=self.context.fingerprint_key, cell_size=cell_size, n_grids=n_grids
-        )
-        computed = per_record[self.row_record]
-        self._fingerprints[(cell_size, n_grids)] = computed
-        return computed
+        cached = self._fingerprints.get(cell_size, np.zeros((len(self), 0), dtype=np.int64))
+        if cached.shape[1] < n_grids:
+            missing = quantised_fingerprints(
+                self.z[self.record_rows],
+                key=self.context.fingerprint_key,
+                cell_size=cell_size,
+                n_grids=n_grids - cached.shape[1],
+                first_grid=cached.shape[1],
+            )
+            cached = np.hstack([cached, missing[self.row_record]])
+            self._fingerprints[cell_size] = cached
+        return cached[:, :n_grids]
 
     def member_matches(self, radius_fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
         """(matched, member position) per sorted row, or None without members; one KD-tree query per record."""

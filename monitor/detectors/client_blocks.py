@@ -122,8 +122,8 @@ def _share_counts(
         pairs = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     else:
         pair_codes, pair_keys = prepared.codes[flagged], hit_keys[flagged]
-        distinct = np.unique(pair_codes * (int(hit_keys.max(initial=0)) + 1) + pair_keys)
         step = int(hit_keys.max(initial=0)) + 1
+        distinct = np.unique(pair_codes * step + pair_keys)
         pairs = (distinct // step, distinct % step)
         x = np.bincount(pairs[0], minlength=n_clients)
     return _ShareCounts(n=n, x=x.astype(np.float64), counted=counted, hit_pairs=pairs)

@@ -53,24 +53,25 @@ def mix64(values: np.ndarray) -> np.ndarray:
 
 
 def quantised_fingerprints(
-    z: np.ndarray, *, key: bytes, cell_size: float, n_grids: int, purpose: str = "cells"
+    z: np.ndarray, *, key: bytes, cell_size: float, n_grids: int, purpose: str = "cells", first_grid: int = 0
 ) -> np.ndarray:
     """(n, n_grids) int64 fingerprints in [0, 2**52) of standardised rows z, one per shifted grid.
 
     `cell_size` is in standard deviations; queries closer than about a tenth of it on every
-    feature share the cell on most grids. Each `purpose` gets its own grids and hashes.
+    feature share the cell on most grids. Each `purpose` gets its own grids and hashes; grid g is
+    the same whichever `first_grid` and `n_grids` are asked for.
     """
     z = np.asarray(z, dtype=np.float32)
     n, d = z.shape
     out = np.empty((n, n_grids), dtype=np.int64)
     # Clip so that the integer cell index cannot overflow; values this far out share an edge cell.
     scaled = np.clip(z * np.float32(1.0 / cell_size), -1e9, 1e9)
-    for grid in range(n_grids):
+    for column, grid in enumerate(range(first_grid, first_grid + n_grids)):
         offsets, multipliers, salt = _grid_parameters(key, purpose, grid, d)
         cells = np.floor(scaled + offsets.astype(np.float32)).astype(np.int64).view(np.uint64)
         # Multiply-add over the coordinates wraps mod 2**64 (a universal hash of the cell vector);
         # the salted finaliser then spreads it over all bits.
         cells *= multipliers
         h = cells.sum(axis=1, dtype=np.uint64) ^ salt
-        out[:, grid] = (mix64(h) & _MASK).view(np.int64)
+        out[:, column] = (mix64(h) & _MASK).view(np.int64)
     return out

@@ -77,7 +77,9 @@ class Alert(models.Model):
                 "mute_reason": self.mute_reason, "ack_note": self.ack_note}
 
     def suppressed_by_incident(self) -> bool:
-        if self.incident or not self.client_id:
+        """An open model-level incident silences this model's per-client detail alerts, except critical
+        ones: a standing audit breach must not hide an attack in progress."""
+        if self.incident or not self.client_id or self.severity == "critical":
             return False
         return Alert.objects.unresolved().filter(model_id=self.model_id, incident=True).exclude(status="muted").exists()
 

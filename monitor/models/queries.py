@@ -53,3 +53,29 @@ class WorkerHeartbeat(models.Model):
     name = models.CharField(max_length=64, unique=True)
     seen_at = models.DateTimeField()
     hostname = models.CharField(max_length=255, blank=True)
+
+
+class ClientDayRollup(models.Model):
+    """Per model, client and day: what lists of clients read (thousands of clients, weeks of traffic)."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="client_days")
+    client_id = models.CharField(max_length=128)
+    day = models.DateField()
+    count = models.PositiveIntegerField()
+    confidence_sum = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "day"], name="clientday_model_day")]
+        constraints = [models.UniqueConstraint(fields=["model", "client_id", "day"], name="clientday_model_client_day")]
+
+
+class ModelHourRollup(models.Model):
+    """Per model and hour, all clients together: totals and volume charts without touching client rows."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="hours")
+    hour = models.DateTimeField()
+    count = models.PositiveBigIntegerField()
+    confidence_sum = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "hour"], name="modelhour_model_hour")]

@@ -60,10 +60,10 @@ class RegisteredModel(models.Model):
         return self.artifacts.filter(version=self.version).first()
 
     def queries_logged(self) -> int:
-        return self.rollups.aggregate(n=models.Sum("count"))["n"] or 0
+        return self.hours.aggregate(n=models.Sum("count"))["n"] or 0
 
     def client_count(self) -> int:
-        return self.rollups.values("client_id").distinct().count()
+        return self.client_days.values("client_id").distinct().count()
 
 
 class ModelArtifact(models.Model):

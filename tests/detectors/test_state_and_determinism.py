@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from monitor.detectors import ModelContext, scan
+from monitor.detectors import ModelContext, QueryBatch, scan
 
 
 def fresh_copy(context: ModelContext) -> ModelContext:
@@ -78,7 +78,8 @@ def test_two_half_day_scans_catch_every_attacker_one_scan_catches(attack_scan, c
 
 
 def test_an_empty_batch_changes_nothing(attack_scan, context):
-    empty = attack_scan.batch.take(np.zeros(len(attack_scan.batch), bool))
-    findings, state = scan(empty, fresh_copy(context), attack_scan.state)
-    assert findings == []
-    assert json.loads(json.dumps(state)) == json.loads(json.dumps(attack_scan.state))
+    from_lists = QueryBatch(query_ids=[], client_ids=[], timestamps=[], features=[], outputs=[])
+    for empty in (attack_scan.batch.take(np.zeros(len(attack_scan.batch), bool)), from_lists):
+        findings, state = scan(empty, fresh_copy(context), attack_scan.state)
+        assert findings == []
+        assert json.loads(json.dumps(state)) == json.loads(json.dumps(attack_scan.state))
