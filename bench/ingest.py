@@ -13,38 +13,16 @@ import concurrent.futures
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
+from common import ROOT, gunicorn, recreate_database  # noqa: E402
 
 N_FEATURES = 20
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def setup_model(env: dict) -> str:
@@ -148,24 +126,12 @@ def main() -> None:
     token = setup_model(env)
     rows = make_rows(args.queries, args.clients, spread_seconds=args.spread_seconds)
     bodies = [json.dumps({"queries": rows[i:i + args.batch]}).encode() for i in range(0, len(rows), args.batch)]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "monitor.wsgi", "--bind", f"127.0.0.1:{port}",
-                               "--workers", "2", "--timeout", "300", "--log-level", "warning"], cwd=ROOT, env=env)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with gunicorn(url) as port:
         # Warm up both workers (imports, model cache, connection) outside the timing.
         warm = [json.dumps({"queries": [dict(r, request_id=f"warm-{j}-{k}") for k, r in enumerate(rows[:10])]}).encode()
                 for j in range(4)]
         post_all(port, token, warm, 2)
         api_seconds = post_all(port, token, bodies, args.senders)
-    finally:
-        server.terminate()
-        server.wait(30)
     import psycopg
 
     with psycopg.connect(url) as conn:

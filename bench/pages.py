@@ -11,35 +11,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import gunicorn, setup_django  # noqa: E402
+
 URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/monitor_bench_pages")
-
-
-def setup_django(*, reuse: bool) -> None:
-    from ingest import recreate_database
-
-    if not reuse:
-        recreate_database(URL)
-    os.environ["DATABASE_URL"] = URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def fill(model, *, queries: int, clients: int) -> float:
@@ -107,12 +87,6 @@ def session_cookie() -> str:
     return session.session_key
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def time_page(port: int, path: str, cookie: str, loads: int) -> list[float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     timings = []
@@ -136,7 +110,7 @@ def main() -> None:
     parser.add_argument("--audits", type=int, default=100)
     parser.add_argument("--reuse", action="store_true", help="time the pages on the data a previous run left")
     args = parser.parse_args()
-    setup_django(reuse=args.reuse)
+    setup_django(URL, reuse=args.reuse)
     from django.db import connection
 
     from monitor.models import RegisteredModel
@@ -159,21 +133,8 @@ def main() -> None:
                        "GROUP BY client_id ORDER BY 2 DESC LIMIT 20", [model.pk])
         cursor.fetchall()
         raw_ms = (time.perf_counter() - started) * 1000
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": URL}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "monitor.wsgi", "--bind", f"127.0.0.1:{port}",
-                               "--workers", "2", "--log-level", "warning"], cwd=ROOT, env=env)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with gunicorn(URL) as port:
         results = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/")}
-    finally:
-        server.terminate()
-        server.wait(30)
     print(f"pages: {args.queries:,} queries from {args.clients:,} clients over 30 days, {args.audits} audit runs "
           f"(data written in {fill_seconds:.0f} s); {args.loads} loads per page, gunicorn 2 workers")
     for path, timings in results.items():

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db import connection
 
 
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     # CI sets REQUIRE_SERVICES=1: the suite must run against PostgreSQL and Redis, never fall back.
     if os.environ.get("REQUIRE_SERVICES") == "1":
