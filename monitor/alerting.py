@@ -63,7 +63,7 @@ def _raise_once(signal: Signal, now: datetime) -> tuple[Alert, bool]:
     alert = Alert.objects.select_for_update().unresolved().filter(fingerprint=signal.fingerprint).first()
     if alert is None:
         alert = Alert.objects.create(
-            fingerprint=signal.fingerprint, source=signal.source, kind=signal.kind, title=signal.title[:200],
+            fingerprint=signal.fingerprint, source=signal.source, kind=signal.kind[:64], title=signal.title[:200],
             model=signal.model, client_id=signal.group or signal.client_id, incident=signal.incident,
             severity=signal.severity, first_seen=now, last_seen=now, evidence=signal.evidence,
             quiet_period=signal.quiet_period,

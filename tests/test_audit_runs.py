@@ -148,3 +148,26 @@ def test_audit_page_shows_metrics_roc_and_exposed_ids(client):
     assert str(top) in page
     model_page = client.get(f"/models/{model.slug}/").content.decode()
     assert "figure-tpr" in model_page and "policy breached" in model_page
+
+
+def test_audit_policy_is_edited_in_the_admin_with_validation_and_logged(client):
+    from tests.factories import make_user
+
+    model = make_audited_model()
+    policy = policy_for(model)
+    admin_user = make_user(role="admin")
+    admin_user.is_staff = True
+    admin_user.save()
+    client.force_login(admin_user)
+    url = f"/admin/audits/auditpolicy/{policy.pk}/change/"
+    form = {"model": model.pk, "enabled": "on", "cadence_hours": 12, "attacks": '["threshold", "rmia", "magic"]',
+            "n_reference": 4, "stand_in": "random_forest", "max_eval_records": 2000, "what_if": "on", "seed": 0,
+            "max_tpr_at_1pct_fpr": 0.02, "max_epsilon_lower": 1.0, "regression_factor": 2.0}
+    response = client.post(url, form)
+    assert response.status_code == 200 and "unknown attacks" in response.content.decode()
+    response = client.post(url, {**form, "attacks": '["threshold", "rmia"]'})
+    assert response.status_code == 302
+    policy.refresh_from_db()
+    assert policy.cadence_hours == 12 and policy.attacks == ["threshold", "rmia"]
+    entry = AuditLogEntry.objects.get(action="audit_policy.changed")
+    assert entry.before["attacks"] != entry.after["attacks"] == ["threshold", "rmia"]
