@@ -28,7 +28,7 @@ run: install
 	$(VENV)/bin/celery -A monitor.celery worker --loglevel=INFO --concurrency=2 -n worker@%h & \
 	$(VENV)/bin/celery -A monitor.celery beat --loglevel=INFO & \
 	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
-	wait
+	wait -n; echo "a process stopped (see above); stopping the others"; exit 1
 
 web: install
 	$(VENV)/bin/gunicorn monitor.wsgi --bind 127.0.0.1:8000 --workers 2
