@@ -14,10 +14,10 @@ SEVERITY_COLOURS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563e
 
 
 def figure(traces: list[dict], *, title: str = "", height: int = 320, **layout: Any) -> dict:
-    base = {"title": {"text": title}, "height": height, "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+    base = {"title": {"text": title, "x": 0.02}, "height": height, "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
             "template": {"layout": {"paper_bgcolor": "white", "plot_bgcolor": "white",
-                                    "xaxis": {"gridcolor": "#eef0f3", "zeroline": False},
-                                    "yaxis": {"gridcolor": "#eef0f3", "zeroline": False},
+                                    "xaxis": {"gridcolor": "#eef0f3", "zeroline": False, "automargin": True},
+                                    "yaxis": {"gridcolor": "#eef0f3", "zeroline": False, "automargin": True},
                                     "font": {"family": "system-ui, sans-serif", "size": 12}}},
             "legend": {"orientation": "h", "y": -0.2}}
     base.update(layout)
