@@ -105,6 +105,12 @@ def verify_chain(entries: Any = None) -> tuple[bool, str]:
 
 ATTACKS = ["loss", "confidence", "modified_entropy", "lira_offline", "lira_online", "rmia", "label_only"]
 TIER1 = ["loss", "confidence", "modified_entropy", "rmia", "lira_offline"]
+ATTACK_LABELS = {
+    "loss": "Loss threshold (Yeom et al. 2018)", "confidence": "Confidence threshold",
+    "modified_entropy": "Modified entropy (Song & Mittal 2021)", "lira_offline": "LiRA offline (Carlini et al. 2022)",
+    "lira_online": "LiRA online (Carlini et al. 2022)", "rmia": "RMIA (Zarifzadeh et al. 2024)",
+    "label_only": "Label-only (Choquette-Choo et al. 2021)",
+}
 STAND_INS = ["random_forest", "gradient_boosting", "logistic_regression", "mlp"]
 
 

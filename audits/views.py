@@ -7,17 +7,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from audits import charts
-from audits.models import AuditRun
+from audits.evidence import EvidenceError, build_run_bundle, public_key_pem
+from audits.models import ATTACK_LABELS, AuditRun
 from audits.scheduling import request_audit
 from monitor import roles
 from monitor.models import RegisteredModel
-
-ATTACK_LABELS = {
-    "loss": "Loss threshold (Yeom et al. 2018)", "confidence": "Confidence threshold",
-    "modified_entropy": "Modified entropy (Song & Mittal 2021)", "lira_offline": "LiRA offline (Carlini et al. 2022)",
-    "lira_online": "LiRA online (Carlini et al. 2022)", "rmia": "RMIA (Zarifzadeh et al. 2024)",
-    "label_only": "Label-only (Choquette-Choo et al. 2021)",
-}
 
 
 @roles.role_required(*roles.READ)
@@ -52,3 +46,22 @@ def start_run(request: HttpRequest, slug: str) -> HttpResponse:
     run = request_audit(model, user=request.user)
     messages.success(request, f"Audit {run.pk} of {model.slug} queued.")
     return redirect("audit-run", run_id=run.pk)
+
+
+@roles.role_required(*roles.EXPORT)
+def evidence_download(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AuditRun.objects.select_related("model"), pk=run_id)
+    try:
+        data = build_run_bundle(run, exported_by=request.user)
+    except EvidenceError as exc:
+        messages.error(request, f"No evidence bundle: {exc}")
+        return redirect("audit-run", run_id=run.pk)
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="evidence-{run.model.slug}-audit-{run.pk}.zip"'
+    return response
+
+
+@roles.role_required(*roles.READ)
+def public_key(request: HttpRequest) -> HttpResponse:
+    """The Ed25519 public key that verifies evidence bundles (`manage.py verify_evidence --public-key`)."""
+    return HttpResponse(public_key_pem(), content_type="application/x-pem-file")

@@ -17,6 +17,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
 
+from audits.evidence import EvidenceError, build_period_bundle, build_run_bundle
 from audits.models import AuditRun
 from audits.scheduling import request_audit
 from monitor import alerting, roles
@@ -397,3 +398,41 @@ def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
     require_roles(request, roles.READ)
     model = get_model(slug)
     return [audit_summary(run) for run in model.audit_runs.select_related("model").order_by("-created_at")[:max(1, min(limit, 500))]]
+
+
+# --- evidence ------------------------------------------------------------------------------------
+
+def _zip_response(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@api.get("/audits/{run_id}/evidence.zip", summary="The signed evidence bundle of one audit run",
+         response={200: None, 403: dict, 404: dict, 409: dict}, openapi_extra={
+             "responses": {"200": {"description": "a ZIP (report.pdf, audit.json, CSVs, audit_log.jsonl, MANIFEST.json + .sig)",
+                                   "content": {"application/zip": {}}}}})
+def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
+    require_roles(request, roles.EXPORT)
+    run = AuditRun.objects.select_related("model").filter(pk=run_id).first()
+    if run is None:
+        raise ApiError(404, f"no audit run with id {run_id}")
+    try:
+        data = build_run_bundle(run, exported_by=_user(request))
+    except EvidenceError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return _zip_response(data, f"evidence-{run.model.slug}-audit-{run.pk}.zip")
+
+
+@api.get("/models/{slug}/evidence.zip", summary="The signed evidence bundle of a model over a date range",
+         response={200: None, 400: dict, 403: dict, 404: dict, 409: dict})
+def model_evidence(request: HttpRequest, slug: str, start: datetime, end: datetime) -> HttpResponse:
+    require_roles(request, roles.EXPORT)
+    model = get_model(slug)
+    if start.tzinfo is None or end.tzinfo is None or start >= end:
+        raise ApiError(400, "invalid period", [{"index": None, "field": "start", "message": "start < end, both with a timezone"}])
+    try:
+        data = build_period_bundle(model=model, start=start, end=end, exported_by=_user(request))
+    except EvidenceError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return _zip_response(data, f"evidence-{model.slug}-{start:%Y%m%d}-{end:%Y%m%d}.zip")

@@ -101,3 +101,22 @@ def test_a_running_audit_shows_live_progress(page, live_server, world):
     AuditRun.objects.filter(pk=run.pk).update(progress=77, step="what-if: label")
     page.wait_for_function("document.getElementById('audit-step').textContent.includes('what-if')", timeout=10_000)
     assert "77%" in page.locator("#audit-progress").get_attribute("style")
+
+
+def test_compliance_downloads_a_verifiable_evidence_bundle(page, live_server, world, tmp_path):
+    from audits.evidence import verify_bundle
+
+    log_in(page, live_server, "compliance")
+    page.goto(f"{live_server.url}/audits/{world['run'].pk}/")
+    with page.expect_download() as download_info:
+        page.click("#evidence-download")
+    path = tmp_path / "bundle.zip"
+    download_info.value.save_as(path)
+    report = verify_bundle(path.read_bytes())
+    assert report.ok, report.lines()
+
+
+def test_viewers_have_no_download_button(page, live_server, world):
+    log_in(page, live_server, "viewer")
+    page.goto(f"{live_server.url}/audits/{world['run'].pk}/")
+    assert page.locator("#evidence-download").count() == 0
