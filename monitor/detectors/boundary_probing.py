@@ -7,7 +7,6 @@ get a small top-1/top-2 margin; benign traffic does so at the model's own base r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,10 +19,8 @@ from monitor.detectors.base import (
     ModelContext,
     PreparedBatch,
     QueryBatch,
-    score_from_p,
-    severity_for,
 )
-from monitor.detectors.client_blocks import calibrate_share, scan_share
+from monitor.detectors.client_blocks import block_findings, calibrate_share, scan_share
 from monitor.detectors.registry import register
 
 
@@ -95,29 +92,11 @@ class BoundaryProbingDetector(Detector):
             pending=(state or {}).get("pending"),
             unit_keys=self._regions(prepared, float(calibration["region_cell_size"])),
         )
-        threshold = -math.log10(calibration["false_alarm_rate"])
-        findings = []
-        for result in results:
-            score = score_from_p(result.p_per_day)
-            if score < threshold:
-                continue
-            findings.append(
-                Finding(
-                    detector=self.name,
-                    client_id=result.client_id,
-                    score=score,
-                    severity=severity_for(score, threshold),
-                    evidence={
-                        "n_regions": result.n,
-                        "n_regions_near_boundary": int(result.hits),
-                        "share_near_boundary": round(result.hits / result.n, 6),
-                        "base_rate": round(calibration["base_rate"], 6),
-                        "margin_threshold": round(calibration["margin_threshold"], 6),
-                        "p_value": result.p_value,
-                        "false_alarm_rate": calibration["false_alarm_rate"],
-                        "false_alarm_unit": "client-day",
-                        "query_ids": result.query_ids,
-                    },
-                )
-            )
+        findings = block_findings(self.name, results, calibration, lambda result: {
+            "n_regions": result.n,
+            "n_regions_near_boundary": int(result.hits),
+            "share_near_boundary": round(result.hits / result.n, 6),
+            "base_rate": round(calibration["base_rate"], 6),
+            "margin_threshold": round(calibration["margin_threshold"], 6),
+        })
         return findings, {"pending": pending}

@@ -8,14 +8,23 @@ few customers, and counting every query as independent evidence would flag them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
 
-from monitor.detectors.base import MAX_EVIDENCE_IDS, SECONDS_PER_DAY, PreparedBatch, evidence_ids
+from monitor.detectors.base import (
+    MAX_EVIDENCE_IDS,
+    SECONDS_PER_DAY,
+    Finding,
+    PreparedBatch,
+    evidence_ids,
+    score_from_p,
+    severity_for,
+)
 from monitor.detectors.significance import binomial_tail, fit_base_rate, fit_mean_dispersion, normal_two_sided
 
 # Pending blocks of clients that went quiet are dropped after this long, keeping the state bounded.
@@ -340,3 +349,36 @@ def scan_mean(
             }
     now = float(prepared.times.max()) if len(prepared) else 0.0
     return results, _prune(carried, now) if len(prepared) else dict(sorted(carried.items()))
+
+
+def block_findings(
+    detector: str,
+    results: Sequence[BlockResult],
+    calibration: Mapping[str, Any],
+    evidence: Callable[[BlockResult], dict[str, Any]],
+) -> list[Finding]:
+    """A finding for each client block whose per-day p-value clears the calibrated false-alarm rate.
+
+    Each carries the detector's own evidence, then what every block test states: its p-value, the
+    false-alarm rate it was calibrated to, and the query ids involved.
+    """
+    threshold = -math.log10(calibration["false_alarm_rate"])
+    findings = []
+    for result in results:
+        score = score_from_p(result.p_per_day)
+        if score < threshold:
+            continue
+        findings.append(Finding(
+            detector=detector,
+            client_id=result.client_id,
+            score=score,
+            severity=severity_for(score, threshold),
+            evidence={
+                **evidence(result),
+                "p_value": result.p_value,
+                "false_alarm_rate": calibration["false_alarm_rate"],
+                "false_alarm_unit": "client-day",
+                "query_ids": result.query_ids,
+            },
+        ))
+    return findings

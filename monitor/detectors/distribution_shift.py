@@ -10,7 +10,6 @@ with a random-effects z-test once it has `min_queries` distinct queries.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,10 +22,8 @@ from monitor.detectors.base import (
     ModelContext,
     PreparedBatch,
     QueryBatch,
-    score_from_p,
-    severity_for,
 )
-from monitor.detectors.client_blocks import calibrate_mean, scan_mean
+from monitor.detectors.client_blocks import block_findings, calibrate_mean, scan_mean
 from monitor.detectors.fingerprints import quantised_fingerprints
 from monitor.detectors.registry import register
 
@@ -163,30 +160,12 @@ class DistributionShiftDetector(Detector):
             # Evidence: queries beyond the reference's 99th distance percentile or in empty cells.
             outlying=(ranks[:, 0] >= 0.99) | (ranks[:, 1] <= float(calibration["count_at"][0]) / 2 + 1e-12),
         )
-        threshold = -math.log10(calibration["false_alarm_rate"])
-        findings = []
-        for result in results:
-            score = score_from_p(result.p_per_day)
-            if score < threshold:
-                continue
-            findings.append(
-                Finding(
-                    detector=self.name,
-                    client_id=result.client_id,
-                    score=score,
-                    severity=severity_for(score, threshold),
-                    evidence={
-                        "n_queries": result.n,
-                        "mean_distance_rank": result.extra["mean_0"],
-                        "mean_cell_rank": result.extra["mean_1"],
-                        "benign_mean_ranks": [round(c, 6) for c in calibration["centre"]],
-                        "z_distance": result.extra["z_0"],
-                        "z_cell": result.extra["z_1"],
-                        "p_value": result.p_value,
-                        "false_alarm_rate": calibration["false_alarm_rate"],
-                        "false_alarm_unit": "client-day",
-                        "query_ids": result.query_ids,
-                    },
-                )
-            )
+        findings = block_findings(self.name, results, calibration, lambda result: {
+            "n_queries": result.n,
+            "mean_distance_rank": result.extra["mean_0"],
+            "mean_cell_rank": result.extra["mean_1"],
+            "benign_mean_ranks": [round(c, 6) for c in calibration["centre"]],
+            "z_distance": result.extra["z_0"],
+            "z_cell": result.extra["z_1"],
+        })
         return findings, {"pending": pending}

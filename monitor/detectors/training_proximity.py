@@ -7,7 +7,6 @@ member when it is closer to it than half that member's distance to its nearest f
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,10 +19,8 @@ from monitor.detectors.base import (
     ModelContext,
     PreparedBatch,
     QueryBatch,
-    score_from_p,
-    severity_for,
 )
-from monitor.detectors.client_blocks import calibrate_share, scan_share
+from monitor.detectors.client_blocks import block_findings, calibrate_share, scan_share
 from monitor.detectors.registry import register
 
 
@@ -94,29 +91,11 @@ class TrainingProximityDetector(Detector):
             hit_keys=positions,
             member_ids=index.member_ids,
         )
-        threshold = -math.log10(calibration["false_alarm_rate"])
-        findings = []
-        for result in results:
-            score = score_from_p(result.p_per_day)
-            if score < threshold:
-                continue
-            findings.append(
-                Finding(
-                    detector=self.name,
-                    client_id=result.client_id,
-                    score=score,
-                    severity=severity_for(score, threshold),
-                    evidence={
-                        "n_regions": result.n,
-                        "n_members_hit": int(result.hits),
-                        "members_hit_per_region": round(result.hits / result.n, 6),
-                        "base_rate": round(calibration["base_rate"], 6),
-                        "p_value": result.p_value,
-                        "false_alarm_rate": calibration["false_alarm_rate"],
-                        "false_alarm_unit": "client-day",
-                        "query_ids": result.query_ids,
-                        "member_ids": result.member_ids,
-                    },
-                )
-            )
+        findings = block_findings(self.name, results, calibration, lambda result: {
+            "n_regions": result.n,
+            "n_members_hit": int(result.hits),
+            "members_hit_per_region": round(result.hits / result.n, 6),
+            "base_rate": round(calibration["base_rate"], 6),
+            "member_ids": result.member_ids,
+        })
         return findings, {"pending": pending}
