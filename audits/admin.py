@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from audits.models import ATTACKS, AuditLogEntry, AuditPolicy, AuditRun
+from monitor.audit_hooks import client_ip
 
 
 @admin.register(AuditLogEntry)
@@ -54,7 +55,7 @@ class AuditPolicyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         before = AuditPolicy.objects.filter(pk=obj.pk).first()
         super().save_model(request, obj, form, change)
-        AuditLogEntry.record(action="audit_policy.changed", actor=request.user, ip=request.META.get("REMOTE_ADDR"),
+        AuditLogEntry.record(action="audit_policy.changed", actor=request.user, ip=client_ip(request),
                              obj=obj, before=before.config() if before else None, after=obj.config())
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from audits.models import AuditLogEntry
 from monitor import alerting, roles
 from monitor.alerting import AlertActionError
+from monitor.audit_hooks import client_ip
 from monitor.channels import ChannelError, create_channel, delete_channel
 from monitor.delivery import send_test
 from monitor.models import SEVERITIES, Alert, NotificationChannel, RegisteredModel
@@ -59,7 +60,7 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
 @require_POST
 def alert_action(request: HttpRequest, alert_id: int, action: str) -> HttpResponse:
     alert = get_object_or_404(Alert, pk=alert_id)
-    ip = request.META.get("REMOTE_ADDR")
+    ip = client_ip(request)
     note = request.POST.get("note", "")[:2000]
     try:
         if action == "acknowledge":
@@ -93,7 +94,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
                 name=values.get("name", ""), kind=values.get("kind", ""), target=values.get("target", ""),
                 min_severity=values.get("min_severity", "warning"), models=values.getlist("models") or None,
                 rate_limit_per_hour=int(values.get("rate_limit_per_hour") or 30), digest=values.get("digest") == "on",
-                user=request.user, ip=request.META.get("REMOTE_ADDR"))
+                user=request.user, ip=client_ip(request))
         except ChannelError as exc:
             error = exc
         except ValueError:
@@ -113,7 +114,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 def channel_action(request: HttpRequest, channel_id: int, action: str) -> HttpResponse:
     channel = get_object_or_404(NotificationChannel, pk=channel_id)
     if action == "delete":
-        delete_channel(channel, user=request.user, ip=request.META.get("REMOTE_ADDR"))
+        delete_channel(channel, user=request.user, ip=client_ip(request))
         messages.success(request, f"Channel {channel.name} deleted.")
     elif action == "test":
         delivery = send_test(channel)
@@ -123,7 +124,7 @@ def channel_action(request: HttpRequest, channel_id: int, action: str) -> HttpRe
             messages.error(request, f"Test message to {channel.name} failed: {delivery.last_error}")
     elif action == "enable":
         NotificationChannel.objects.filter(pk=channel.pk).update(enabled=True, disabled_reason="")
-        AuditLogEntry.record(action="channel.enabled", actor=request.user, ip=request.META.get("REMOTE_ADDR"), obj=channel)
+        AuditLogEntry.record(action="channel.enabled", actor=request.user, ip=client_ip(request), obj=channel)
         messages.success(request, f"Channel {channel.name} enabled.")
     return redirect("channel-list")
 

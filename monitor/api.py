@@ -23,6 +23,7 @@ from audits.scheduling import request_audit
 from monitor import alerting, roles
 from monitor.alerting import AlertActionError
 from monitor.artifacts import ArtifactError
+from monitor.audit_hooks import client_ip
 from monitor.channels import ChannelError, create_channel, delete_channel
 from monitor.delivery import send_test
 from monitor.gateway import predict_and_log
@@ -248,10 +249,6 @@ class MuteIn(Schema):
     reason: str = Field(..., min_length=1, max_length=500)
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
-
-
 def _alert(alert_id: int) -> Alert:
     alert = Alert.objects.select_related("model", "acknowledged_by", "resolved_by").filter(pk=alert_id).first()
     if alert is None:
@@ -304,13 +301,13 @@ def _act(request: HttpRequest, alert_id: int, action) -> dict:
 @api.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert", response={200: dict, 400: dict, 403: dict, 404: dict, 409: dict})
 def acknowledge_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None) -> dict:
     note = body.note if body else ""
-    return _act(request, alert_id, lambda a: alerting.acknowledge(a, user=_user(request), note=note, ip=_client_ip(request)))
+    return _act(request, alert_id, lambda a: alerting.acknowledge(a, user=_user(request), note=note, ip=client_ip(request)))
 
 
 @api.post("/alerts/{alert_id}/resolve", summary="Resolve an alert", response={200: dict, 400: dict, 403: dict, 404: dict, 409: dict})
 def resolve_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None) -> dict:
     note = body.note if body else ""
-    return _act(request, alert_id, lambda a: alerting.resolve(a, user=_user(request), note=note, ip=_client_ip(request)))
+    return _act(request, alert_id, lambda a: alerting.resolve(a, user=_user(request), note=note, ip=client_ip(request)))
 
 
 @api.post("/alerts/{alert_id}/mute", summary="Mute an alert until a time, with a reason",
@@ -319,7 +316,7 @@ def mute_alert(request: HttpRequest, alert_id: int, body: MuteIn) -> dict:
     if body.until.tzinfo is None:
         raise ApiError(400, "invalid request", [{"index": None, "field": "until", "message": "needs a timezone (Z or +00:00)"}])
     return _act(request, alert_id, lambda a: alerting.mute(a, user=_user(request), until=body.until, reason=body.reason,
-                                                            ip=_client_ip(request)))
+                                                            ip=client_ip(request)))
 
 
 # --- notification channels ----------------------------------------------------------------------
@@ -351,7 +348,7 @@ def list_channels(request: HttpRequest) -> list[dict]:
 def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
     require_roles(request, roles.CONFIGURE)
     try:
-        channel = create_channel(**body.dict(), user=_user(request), ip=_client_ip(request))
+        channel = create_channel(**body.dict(), user=_user(request), ip=client_ip(request))
     except ChannelError as exc:
         raise ApiError(400, exc.message, [{"index": None, "field": exc.field, "message": exc.message}]) from exc
     return Status(201, channel_summary(channel))
@@ -360,7 +357,7 @@ def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
 @api.delete("/channels/{channel_id}", summary="Delete a notification channel", response={204: None, 403: dict, 404: dict})
 def remove_channel(request: HttpRequest, channel_id: int) -> Status:
     require_roles(request, roles.CONFIGURE)
-    delete_channel(_channel(channel_id), user=_user(request), ip=_client_ip(request))
+    delete_channel(_channel(channel_id), user=_user(request), ip=client_ip(request))
     return Status(204, None)
 
 

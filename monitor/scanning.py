@@ -14,6 +14,7 @@ import numpy as np
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from monitor.alerting import Signal, raise_signal
@@ -164,8 +165,6 @@ def claim_lease(model: RegisteredModel, *, seconds: int) -> bool:
     """One scan per model at a time (beat ticks may overlap with a manual scan)."""
     now = timezone.now()
     state = state_for(model)
-    from django.db.models import Q
-
     return bool(DetectorState.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=state.pk)
                 .update(lease_until=now + timedelta(seconds=seconds)))
 

@@ -17,10 +17,9 @@ from monitor.detectors.base import (
     Detector,
     Finding,
     ModelContext,
-    PreparedBatch,
     QueryBatch,
 )
-from monitor.detectors.client_blocks import block_findings, calibrate_share, scan_share
+from monitor.detectors.client_blocks import block_findings, calibrate_share, region_keys, scan_share
 from monitor.detectors.registry import register
 
 
@@ -60,7 +59,7 @@ class BoundaryProbingDetector(Detector):
             prepared,
             hits,
             min_queries=self.min_queries,
-            unit_keys=self._regions(prepared, self.region_cell_size),
+            unit_keys=region_keys(prepared, self.region_cell_size),
         )
         return {
             "applicable": True,
@@ -71,10 +70,6 @@ class BoundaryProbingDetector(Detector):
             "min_queries": self.min_queries,
             **share,
         }
-
-    @staticmethod
-    def _regions(prepared: PreparedBatch, cell_size: float) -> np.ndarray:
-        return prepared.fingerprints(cell_size=cell_size, n_grids=1)[:, 0]
 
     def scan(
         self, batch: QueryBatch, context: ModelContext, state: Mapping[str, Any] | None = None
@@ -90,7 +85,7 @@ class BoundaryProbingDetector(Detector):
             calibration=calibration,
             min_queries=int(calibration["min_queries"]),
             pending=(state or {}).get("pending"),
-            unit_keys=self._regions(prepared, float(calibration["region_cell_size"])),
+            unit_keys=region_keys(prepared, float(calibration["region_cell_size"])),
         )
         findings = block_findings(self.name, results, calibration, lambda result: {
             "n_regions": result.n,

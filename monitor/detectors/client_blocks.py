@@ -351,6 +351,11 @@ def scan_mean(
     return results, _prune(carried, now) if len(prepared) else dict(sorted(carried.items()))
 
 
+def region_keys(prepared: PreparedBatch, cell_size: float) -> np.ndarray:
+    """The keyed cell of each sorted row on one grid: the neighbourhood a share test counts once."""
+    return prepared.fingerprints(cell_size=cell_size, n_grids=1)[:, 0]
+
+
 def block_findings(
     detector: str,
     results: Sequence[BlockResult],

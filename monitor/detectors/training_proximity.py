@@ -11,16 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
 from monitor.detectors.base import (
     Detector,
     Finding,
     ModelContext,
-    PreparedBatch,
     QueryBatch,
 )
-from monitor.detectors.client_blocks import block_findings, calibrate_share, scan_share
+from monitor.detectors.client_blocks import block_findings, calibrate_share, region_keys, scan_share
 from monitor.detectors.registry import register
 
 
@@ -50,7 +47,7 @@ class TrainingProximityDetector(Detector):
             prepared,
             matches[0],
             min_queries=self.min_queries,
-            unit_keys=self._regions(prepared, self.region_cell_size),
+            unit_keys=region_keys(prepared, self.region_cell_size),
             hit_keys=matches[1],
         )
         return {
@@ -62,10 +59,6 @@ class TrainingProximityDetector(Detector):
             "min_queries": self.min_queries,
             **share,
         }
-
-    @staticmethod
-    def _regions(prepared: PreparedBatch, cell_size: float) -> np.ndarray:
-        return prepared.fingerprints(cell_size=cell_size, n_grids=1)[:, 0]
 
     def scan(
         self, batch: QueryBatch, context: ModelContext, state: Mapping[str, Any] | None = None
@@ -87,7 +80,7 @@ class TrainingProximityDetector(Detector):
             calibration=calibration,
             min_queries=int(calibration["min_queries"]),
             pending=(state or {}).get("pending"),
-            unit_keys=self._regions(prepared, float(calibration["region_cell_size"])),
+            unit_keys=region_keys(prepared, float(calibration["region_cell_size"])),
             hit_keys=positions,
             member_ids=index.member_ids,
         )
