@@ -50,10 +50,10 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "kind", "model", "user", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "kind", "model", "user", "created_at", "last_used_at", "revoked_at", "queries_per_minute")
     list_filter = ("kind",)
     readonly_fields = ("prefix", "kind", "model", "user", "created_at", "last_used_at")
-    fields = readonly_fields + ("revoked_at",)
+    fields = readonly_fields + ("revoked_at", "queries_per_minute")
 
     def has_add_permission(self, request) -> bool:
         return False  # tokens are printed once by `manage.py issue_token`

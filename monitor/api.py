@@ -29,6 +29,7 @@ from monitor.delivery import send_test
 from monitor.gateway import predict_and_log
 from monitor.ingest import IngestError, store_queries, validate_queries
 from monitor.models import SEVERITIES, Alert, ApiToken, NotificationChannel, RegisteredModel
+from monitor.ratelimit import RateLimited, charge
 from monitor.summaries import alert_summary, audit_summary, channel_summary, model_summary
 
 
@@ -48,6 +49,8 @@ api = NinjaAPI(
     version="1",
     urls_namespace="api",
     auth=[BearerToken(), django_auth],
+    # The schema and the docs page name every endpoint: signed-in users of any role only, like every page.
+    docs_decorator=roles.role_required(*roles.READ),
     description="Log queries, call models through the gateway, read audits and alerts. "
     "Authenticate with `Authorization: Bearer <token>` (see `manage.py issue_token`).",
 )
@@ -65,6 +68,15 @@ def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 @api.exception_handler(IngestError)
 def on_ingest_error(request: HttpRequest, exc: IngestError) -> HttpResponse:
     return _error(request, exc.status, exc.message, exc.details)
+
+
+@api.exception_handler(RateLimited)
+def on_rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    if exc.too_large:
+        return _error(request, 413, str(exc))
+    response = _error(request, 429, str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(AuthenticationError)
@@ -115,6 +127,12 @@ def model_for_write(request: HttpRequest, slug: str, *, user_roles: tuple[str, .
         return auth.model
     require_roles(request, user_roles)
     return get_model(slug)
+
+
+def charge_token(request: HttpRequest, rows: int) -> None:
+    """Rows sent with an API token count against its per-minute limit (people on a session are not limited)."""
+    if isinstance(request.auth, ApiToken):
+        charge(request.auth, rows)
 
 
 def get_model(slug: str) -> RegisteredModel:
@@ -183,7 +201,7 @@ _QUERY_SCHEMA = {
 @api.post(
     "/models/{slug}/queries",
     summary="Log a batch of answered queries",
-    response={201: dict, 400: dict, 403: dict, 404: dict, 413: dict, 415: dict},
+    response={201: dict, 400: dict, 403: dict, 404: dict, 413: dict, 415: dict, 429: dict},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -198,7 +216,9 @@ _QUERY_SCHEMA = {
 def log_queries(request: HttpRequest, slug: str) -> Status:
     """Atomic: any invalid row rejects the batch and nothing is stored. Idempotent on `request_id`."""
     model = model_for_write(request, slug, user_roles=(roles.ADMIN,))
-    batch = validate_queries(parse_query_body(request), model=model, max_queries=settings.INGEST_MAX_QUERIES)
+    rows = parse_query_body(request)
+    charge_token(request, len(rows) if isinstance(rows, list) else 1)
+    batch = validate_queries(rows, model=model, max_queries=settings.INGEST_MAX_QUERIES)
     result = store_queries(model, batch)
     return Status(201, {"accepted": result.accepted, "duplicates": result.duplicates})
 
@@ -206,7 +226,7 @@ def log_queries(request: HttpRequest, slug: str) -> Status:
 @api.post(
     "/models/{slug}/predict",
     summary="Predict through the gateway (output policy applied, every row logged)",
-    response={200: dict, 400: dict, 403: dict, 404: dict, 413: dict, 502: dict},
+    response={200: dict, 400: dict, 403: dict, 404: dict, 413: dict, 429: dict, 502: dict},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["client_id", "features"],
         "properties": {"client_id": {"type": "string", "maxLength": 128},
@@ -218,6 +238,8 @@ def predict(request: HttpRequest, slug: str) -> dict:
     payload = _load_json(_read_body(request, settings.INGEST_MAX_BYTES), where="JSON body")
     if not isinstance(payload, dict):
         raise ApiError(400, 'the body must be an object {"client_id": ..., "features": [[...], ...]}')
+    features = payload.get("features")
+    charge_token(request, len(features) if isinstance(features, list) else 1)
     try:
         return predict_and_log(model, payload)
     except ArtifactError as exc:
@@ -407,7 +429,7 @@ def _zip_response(data: bytes, filename: str) -> HttpResponse:
 
 @api.get("/audits/{run_id}/evidence.zip", summary="The signed evidence bundle of one audit run",
          response={200: None, 403: dict, 404: dict, 409: dict}, openapi_extra={
-             "responses": {"200": {"description": "a ZIP (report.pdf, audit.json, CSVs, audit_log.jsonl, MANIFEST.json + .sig)",
+             "responses": {200: {"description": "a ZIP (report.pdf, audit.json, CSVs, audit_log.jsonl, MANIFEST.json + .sig)",
                                    "content": {"application/zip": {}}}}})
 def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
     require_roles(request, roles.EXPORT)

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from monitor import outbound
+
 # Types skops reports as untrusted that we reviewed. Tree and TreePredictor hold raw node
 # indices, so every instance is bounds-checked by `_validate_trees` after loading.
 TRUSTED_SKOPS_TYPES = frozenset({
@@ -208,8 +210,10 @@ class EndpointPredictor:
         body = json.dumps({"instances": np.asarray(X, dtype=np.float64).tolist()}).encode()
         request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (scheme checked)
+            with outbound.opener().open(request, timeout=self.timeout) as response:
                 payload = json.loads(response.read(64 * 1024 * 1024))
+        except outbound.OutboundBlocked as exc:
+            raise ArtifactError(f"the model endpoint is not allowed: {exc}") from exc
         except (urllib.error.URLError, TimeoutError, OSError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"the model endpoint did not answer usefully: {exc}") from exc
         proba = np.asarray(payload.get("probabilities") if isinstance(payload, dict) else None, dtype=np.float64)

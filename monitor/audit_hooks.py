@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
@@ -29,3 +30,9 @@ def _login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs:
     # The username tried is evidence; the password never is (Django already masks it).
     AuditLogEntry.record(action="auth.login_failed", actor_name="anonymous", ip=client_ip(request),
                          object_type="auth.user", object_id=str(credentials.get("username", ""))[:64])
+
+
+@receiver(user_locked_out)
+def _locked_out(sender: Any, request: Any, username: Any = None, ip_address: Any = None, **kwargs: Any) -> None:
+    AuditLogEntry.record(action="auth.locked_out", actor_name="anonymous", ip=client_ip(request),
+                         object_type="auth.user", object_id=str(username or "")[:64])

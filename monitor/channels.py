@@ -9,6 +9,7 @@ from django.db import transaction
 from audits.models import AuditLogEntry
 from monitor.models import SEVERITIES, NotificationChannel, RegisteredModel
 from monitor.notify import email_addresses
+from monitor.outbound import OutboundBlocked, check_url
 
 
 @dataclass
@@ -30,6 +31,10 @@ def check_target(kind: str, target: str) -> str:
     if kind == NotificationChannel.SLACK:
         if not target.startswith(("https://", "http://")) or " " in target or len(target) > 500:
             raise ChannelError("target", "a Slack channel needs its incoming-webhook URL (https://hooks.slack.com/services/…)")
+        try:
+            check_url(target)
+        except (ValueError, OutboundBlocked) as exc:
+            raise ChannelError("target", str(exc)) from exc
         return target
     raise ChannelError("kind", f"unknown channel kind {kind!r}: use email or slack")
 

@@ -254,7 +254,7 @@ def _stored_request_ids(model_id: int, wanted: list[str]) -> set[str]:
     table = QueryLog._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SELECT request_id FROM {table} WHERE model_id = %s AND request_id = ANY(%s)",  # noqa: S608
+            cursor.execute(f"SELECT request_id FROM {table} WHERE model_id = %s AND request_id = ANY(%s)",  # noqa: S608  # nosec B608
                            [model_id, wanted])
             return {row[0] for row in cursor.fetchall()}
     return set(QueryLog.objects.filter(model_id=model_id, request_id__in=wanted).values_list("request_id", flat=True))
@@ -336,7 +336,7 @@ def _upsert(table_model: type, keys: tuple[str, ...], model_id: int, buckets: di
     table = table_model._meta.db_table
     columns = ", ".join(keys)
     insert = f"INSERT INTO {table} (model_id, {columns}, count, confidence_sum) "
-    conflict = (f"ON CONFLICT (model_id, {columns}) DO UPDATE SET count = {table}.count + excluded.count, "
+    conflict = (f"ON CONFLICT (model_id, {columns}) DO UPDATE SET count = {table}.count + excluded.count, "  # noqa: S608  # nosec B608
                 f"confidence_sum = {table}.confidence_sum + excluded.confidence_sum")
     # Sorted keys: two concurrent batches lock rollup rows in the same order and cannot deadlock.
     items = sorted(buckets.items())
@@ -345,7 +345,7 @@ def _upsert(table_model: type, keys: tuple[str, ...], model_id: int, buckets: di
             # One statement over arrays instead of one per bucket.
             arrays = [[key[j] for key, _ in items] for j in range(len(keys))]
             unnest = ", ".join(f"%s::{cast}[]" for cast in casts)
-            source = f"SELECT %s, * FROM unnest({unnest}, %s::bigint[], %s::float8[]) "  # noqa: S608
+            source = f"SELECT %s, * FROM unnest({unnest}, %s::bigint[], %s::float8[]) "  # noqa: S608  # nosec B608
             cursor.execute(insert + source + conflict,  # noqa: S608 (table and column names are ours)
                            [model_id, *arrays, [int(v[0]) for _, v in items], [float(v[1]) for _, v in items]])
         else:

@@ -2,7 +2,9 @@
 (healthchecks' pattern), temporary ones are retried with backoff."""
 from __future__ import annotations
 
+import logging
 import smtplib
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -10,9 +12,15 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
 from django.template.loader import render_to_string
+from slack_sdk.webhook import WebhookClient, WebhookResponse
 
+from monitor import outbound
 from monitor.models import Delivery, NotificationChannel
 
+# Silenced: slack_sdk would write the webhook URL (a secret) into the log on retries and debug output.
+_SLACK_SDK_LOGGER = logging.getLogger("monitor.notify.slack_sdk")
+_SLACK_SDK_LOGGER.setLevel(logging.CRITICAL + 1)
+_SLACK_SDK_LOGGER.propagate = False
 SLACK_MAX_BLOCKS = 50
 SLACK_MAX_SECTION = 3000
 SLACK_MAX_HEADER = 150
@@ -129,13 +137,30 @@ class EmailTransport:
             raise NotifyError(f"the mail server is unreachable: {type(exc).__name__}: {exc}") from exc
 
 
+class GuardedWebhookClient(WebhookClient):
+    """slack_sdk's client, connecting only where monitor/outbound.py allows and never following a redirect.
+
+    No retry handlers (the outbox retries) and a logger of its own: slack_sdk logs the full webhook URL,
+    which is a secret, when it retries or debugs a response.
+    """
+
+    def __init__(self, url: str, *, timeout: int) -> None:
+        super().__init__(url, timeout=timeout, retry_handlers=[], logger=_SLACK_SDK_LOGGER)
+
+    def _perform_http_request_internal(self, url: str, req: urllib.request.Request) -> WebhookResponse:
+        with outbound.opener().open(req, timeout=self.timeout) as http_resp:
+            charset = http_resp.headers.get_content_charset() or "utf-8"
+            body = http_resp.read(64 * 1024).decode(charset, errors="replace")
+            return WebhookResponse(url=url, status_code=http_resp.status, body=body, headers=http_resp.headers)
+
+
 class SlackTransport:
     def send(self, channel: NotificationChannel, message: Message) -> None:
-        from slack_sdk.webhook import WebhookClient
-
-        client = WebhookClient(channel.target, timeout=int(max(1, settings.NOTIFY_TIMEOUT)))
+        client = GuardedWebhookClient(channel.target, timeout=int(max(1, settings.NOTIFY_TIMEOUT)))
         try:
             response = client.send(text=message.slack_text, blocks=message.slack_blocks)
+        except outbound.OutboundBlocked as exc:
+            raise NotifyError(f"the webhook address is not allowed: {exc}", permanent=True) from exc
         except (TimeoutError, OSError) as exc:
             raise NotifyError(f"Slack is unreachable: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # slack_sdk wraps urllib errors in several types
@@ -143,6 +168,8 @@ class SlackTransport:
         status, body = response.status_code, (response.body or "")[:200]
         if status == 200:
             return
+        if 300 <= status < 400:
+            raise NotifyError(f"Slack answered a redirect ({status}); redirects are not followed", permanent=True)
         if status in (403, 404, 410):
             # The webhook was revoked or its channel archived: retrying cannot help.
             raise NotifyError(f"Slack answered {status} {body!r}: the webhook no longer exists", permanent=True)

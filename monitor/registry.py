@@ -12,6 +12,7 @@ from django.db import transaction
 from audits.models import AuditLogEntry
 from monitor.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
 from monitor.models import SLUG_VALIDATOR, ModelArtifact, ReferenceDataset, RegisteredModel
+from monitor.outbound import OutboundBlocked, check_url
 from monitor.output_policy import OutputPolicy
 from monitor.referencedata import DatasetError, ParsedCsv, encrypt_arrays, parse_reference_csv
 
@@ -68,8 +69,11 @@ def register_model(
         raise RegistrationError("output_policy", str(exc)) from exc
     if (artifact is None) == (not endpoint_url):
         raise RegistrationError("artifact", "give exactly one prediction source: an artifact file or an endpoint URL")
-    if endpoint_url and not endpoint_url.startswith(("http://", "https://")):
-        raise RegistrationError("endpoint", "the endpoint must be an http:// or https:// URL")
+    if endpoint_url:
+        try:
+            check_url(endpoint_url)
+        except (ValueError, OutboundBlocked) as exc:
+            raise RegistrationError("endpoint", str(exc)) from exc
 
     predictor: Predictor | None = None
     fmt = ""

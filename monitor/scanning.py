@@ -61,7 +61,7 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
                  exclude_clients: tuple[str, ...] = ()) -> tuple[QueryBatch, int]:
     """Queries with after_id < id ≤ upto_id in id order, at most `limit`; returns the batch and its last id."""
     table = QueryLog._meta.db_table
-    sql = (f"SELECT id, client_id, {_epoch_expression()}, features, outputs FROM {table} "  # noqa: S608
+    sql = (f"SELECT id, client_id, {_epoch_expression()}, features, outputs FROM {table} "  # noqa: S608  # nosec B608
            "WHERE model_id = %s AND id > %s AND id <= %s ORDER BY id LIMIT %s")
     with connection.cursor() as cursor:
         cursor.execute(sql, [model.pk, after_id, upto_id, limit])
@@ -91,7 +91,7 @@ def safe_high_water(model: RegisteredModel) -> int:
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {QueryLog._meta.db_table} WHERE model_id = %s",  # noqa: S608
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {QueryLog._meta.db_table} WHERE model_id = %s",  # noqa: S608  # nosec B608
                            [model.pk])
             return int(cursor.fetchone()[0])
 

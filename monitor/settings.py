@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -82,6 +84,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ninja",
+    "axes",
     "monitor",
     "audits",
 ]
@@ -95,6 +98,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "monitor.security_headers.PermissionsPolicyMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "monitor.urls"
@@ -137,7 +144,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["monitor.roles.RolePermissionBackend"]
+# django-axes counts failed logins first; the role backend then checks the password.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "monitor.roles.RolePermissionBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -161,6 +169,45 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = strict_bool("SECURE_COOKIES", default=not SERVES_ONLY_LOCALHOST)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+# A production install serves HTTPS: redirect plain HTTP and send HSTS (each can be turned off, e.g. behind a
+# TLS-terminating proxy that already does it). Locally all of it is off, so http://127.0.0.1:8000 works.
+SECURE_SSL_REDIRECT = strict_bool("SECURE_SSL_REDIRECT", default=not SERVES_ONLY_LOCALHOST)
+SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=0 if SERVES_ONLY_LOCALHOST else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = strict_bool("HSTS_INCLUDE_SUBDOMAINS", default=SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = strict_bool("HSTS_PRELOAD", default=SECURE_HSTS_SECONDS > 0)
+if strict_bool("TRUST_X_FORWARDED_PROTO", default=False):
+    # Only behind a proxy that sets the header itself; otherwise a client could claim HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# No inline scripts anywhere (figure data travels as application/json); Plotly and the progress bar set styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+
+# Login lockout (django-axes): LOGIN_FAILURE_LIMIT failures for one username (from any address: guessing spread
+# over many addresses) or from one address (against many usernames) lock it for LOGIN_LOCKOUT_MINUTES.
+# Each lockout is written to the audit log; `manage.py axes_reset_username NAME` / `axes_reset_ip IP` lift one.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are already in the hash-chained audit log
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 # Ingestion batches may be large; everything else stays small.
 INGEST_MAX_BYTES = 32 * 1024 * 1024
@@ -171,6 +218,18 @@ DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 REMOTE_MODEL_TIMEOUT = env.float("REMOTE_MODEL_TIMEOUT", default=10.0)
+# Outbound HTTP to user-given URLs (model endpoints, Slack webhooks), see monitor/outbound.py: link-local and
+# metadata addresses are always refused, loopback only on a localhost-only install unless set here.
+OUTBOUND_ALLOW_LOOPBACK = strict_bool("OUTBOUND_ALLOW_LOOPBACK", default=SERVES_ONLY_LOCALHOST)
+OUTBOUND_ALLOW_PRIVATE = strict_bool("OUTBOUND_ALLOW_PRIVATE", default=True)
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+try:
+    [ipaddress.ip_network(net) for net in OUTBOUND_ALLOWED_NETWORKS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {exc}") from exc
+# Rows (logged or predicted) one API token may send per minute; 0 turns the limit off. A token's own
+# queries_per_minute (Django admin) overrides it. Beyond it the API answers 429 with Retry-After.
+TOKEN_QUERIES_PER_MINUTE = env.int("TOKEN_QUERIES_PER_MINUTE", default=1_000_000)
 
 # Celery: JSON only, acks late so a killed worker's task is redelivered, hard time limits.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -201,6 +260,7 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "monitor.tasks.record_heartbeat", "schedule": 60.0},
     "deliver-notifications": {"task": "monitor.tasks.deliver_notifications", "schedule": 15.0},
     "alert-housekeeping": {"task": "monitor.tasks.alert_housekeeping", "schedule": 60.0},
+    "prune-token-usage": {"task": "monitor.tasks.prune_token_usage", "schedule": 600.0},
     "daily-digest": {"task": "monitor.tasks.send_digests", "schedule": crontab(hour=7, minute=0)},
     "schedule-audits": {"task": "audits.tasks.schedule_audits", "schedule": 300.0},
     "scan-queries": {"task": "monitor.tasks.scan_all_models", "schedule": 60.0},

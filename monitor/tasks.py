@@ -10,6 +10,7 @@ from django.utils import timezone
 from monitor.alerting import housekeeping
 from monitor.delivery import deliver_due, queue_digests
 from monitor.models import RegisteredModel, WorkerHeartbeat
+from monitor.ratelimit import prune_usage
 from monitor.scanning import scan_model
 
 
@@ -30,6 +31,11 @@ def deliver_notifications() -> dict:
 @shared_task(time_limit=300, soft_time_limit=270)
 def alert_housekeeping() -> dict:
     return housekeeping()
+
+
+@shared_task(time_limit=120, soft_time_limit=100)
+def prune_token_usage() -> int:
+    return prune_usage()
 
 
 @shared_task(time_limit=600, soft_time_limit=570)

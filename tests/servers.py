@@ -94,3 +94,42 @@ class WebhookServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class ModelServer:
+    """A team's model service on loopback: POST {"instances"} -> {"probabilities"}; can be slow or redirect."""
+
+    def __init__(self, *, delay: float = 0.0, redirect_to: str | None = None) -> None:
+        self.requests: list[dict] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                recorder.requests.append(body)
+                if delay:
+                    threading.Event().wait(delay)
+                if redirect_to:
+                    self.send_response(307)
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                payload = json.dumps({"probabilities": [[0.25, 0.75] for _ in body["instances"]]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/predict"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -108,8 +108,30 @@ def test_session_login_works_for_api_reads(client, model):
 
 
 def test_openapi_schema_and_docs_are_served(client, db):
+    from tests.factories import make_user
+
+    assert client.get("/api/v1/openapi.json").status_code == 302  # to the login page, like every page
+    client.force_login(make_user(role="viewer"))
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/models/{slug}/queries" in schema["paths"]
     body = schema["paths"]["/api/v1/models/{slug}/queries"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/x-ndjson"} <= set(body)
     assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_the_served_openapi_json_has_no_duplicate_keys(client, db):
+    """Swagger UI refuses a schema with a repeated key (ninja once merged 200 and "200" side by side)."""
+    import json
+
+    from tests.factories import make_user
+
+    client.force_login(make_user(role="viewer"))
+    repeated = []
+
+    def no_repeats(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        repeated.extend({key for key in keys if keys.count(key) > 1})
+        return dict(pairs)
+
+    json.loads(client.get("/api/v1/openapi.json").content, object_pairs_hook=no_repeats)
+    assert repeated == []

@@ -9,10 +9,10 @@ from monitor.models.registry import (
     validate_output_policy,
 )
 from monitor.models.scanning import DetectorFinding, DetectorState
-from monitor.models.tokens import ApiToken, hash_token
+from monitor.models.tokens import ApiToken, TokenUsage, hash_token
 
 __all__ = [
     "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "ApiToken", "ClientDayRollup", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ModelArtifact",
-    "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "WorkerHeartbeat",
+    "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "TokenUsage", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

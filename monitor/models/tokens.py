@@ -35,6 +35,9 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    queries_per_minute = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="rows this token may log or predict per minute; empty uses the TOKEN_QUERIES_PER_MINUTE setting")
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -74,3 +77,15 @@ class ApiToken(models.Model):
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
             cls.objects.filter(id=token.id).update(last_used_at=now)
         return token
+
+
+class TokenUsage(models.Model):
+    """Rows charged to a token per minute window, for its rate limit (monitor/ratelimit.py)."""
+
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="usage")
+    window_start = models.DateTimeField()
+    queries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token", "window_start"], name="one_usage_row_per_window")]
+        indexes = [models.Index(fields=["window_start"])]

@@ -29,10 +29,16 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page; any Content-Security-Policy violation or script error on it fails the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     yield page
     context.close()
+    assert problems == [], problems
 
 
 @pytest.fixture

@@ -40,3 +40,11 @@ def test_wrong_password_says_so(page, live_server, db):
     make_user(role="viewer", username="vera", password="a-long-password-1")
     log_in(page, live_server, username="vera", password="wrong")
     assert "did not match" in page.locator(".error").inner_text()
+
+
+def test_signed_in_users_read_the_api_docs_without_policy_violations(page, live_server, db):
+    make_user(role="viewer", username="vera", password="a-long-password-1")
+    log_in(page, live_server, username="vera", password="a-long-password-1")
+    page.goto(f"{live_server.url}/api/v1/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=15_000)
+    assert "/api/v1/models/{slug}/queries" in page.locator(".swagger-ui").inner_text()

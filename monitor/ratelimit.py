@@ -1,0 +1,66 @@
+"""Per-token rate limit on rows logged or predicted, counted in fixed one-minute windows in the database.
+
+The database, not Redis, holds the counters: every gunicorn worker sees the same count, and ingestion keeps
+its limit while the broker is down. The charge is its own short statement before the batch is stored, so a
+slow COPY never holds the counter row locked. A fixed window lets a client send up to twice its limit across
+a window boundary; that is the price of one upsert per request.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from monitor.models import ApiToken, TokenUsage
+
+WINDOW = timedelta(minutes=1)
+
+
+@dataclass
+class RateLimited(Exception):
+    limit: int
+    retry_after: int
+    too_large: bool = False
+
+    def __str__(self) -> str:
+        if self.too_large:
+            return (f"this request holds more rows than the token's limit of {self.limit:,} per minute; "
+                    "split it into smaller batches")
+        return (f"rate limit reached: this token may send {self.limit:,} rows per minute; "
+                f"retry after {self.retry_after} s")
+
+
+def limit_of(token: ApiToken) -> int:
+    return token.queries_per_minute if token.queries_per_minute is not None else settings.TOKEN_QUERIES_PER_MINUTE
+
+
+def charge(token: ApiToken, rows: int, *, now: datetime | None = None) -> None:
+    """Count `rows` (at least 1) against the token's current window, or raise RateLimited and count nothing."""
+    limit = limit_of(token)
+    if limit <= 0:
+        return
+    rows = max(1, rows)
+    now = now or timezone.now()
+    window_start = now.replace(second=0, microsecond=0)
+    retry_after = max(1, math.ceil((window_start + WINDOW - now).total_seconds()))
+    if rows > limit:
+        raise RateLimited(limit=limit, retry_after=retry_after, too_large=True)
+    table = TokenUsage._meta.db_table
+    # One atomic statement: add the rows only if the window stays within the limit; no row back means refused.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (token_id, window_start, queries) VALUES (%s, %s, %s) "  # noqa: S608 (table name is ours)  # nosec B608
+            f"ON CONFLICT (token_id, window_start) DO UPDATE SET queries = {table}.queries + EXCLUDED.queries "
+            f"WHERE {table}.queries + EXCLUDED.queries <= %s RETURNING queries",
+            [token.pk, window_start, rows, limit],
+        )
+        if cursor.fetchone() is None:
+            raise RateLimited(limit=limit, retry_after=retry_after)
+
+
+def prune_usage(*, older_than: timedelta = timedelta(hours=1)) -> int:
+    return TokenUsage.objects.filter(window_start__lt=timezone.now() - older_than).delete()[0]
