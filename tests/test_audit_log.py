@@ -1,9 +1,14 @@
 """The audit log is a hash chain: any edit, deletion or reordering is found and named."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django.db.utils import DatabaseError
 
 from audits.models import AuditLogEntry, verify_chain
 
@@ -15,6 +20,20 @@ def write(n: int) -> list[AuditLogEntry]:
                                  after={"i": i}) for i in range(n)]
 
 
+@contextlib.contextmanager
+def as_table_owner() -> Iterator[None]:
+    """Tampering as someone who owns the table: on PostgreSQL they first switch off the append-only trigger."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # Django's deferred FK checks would block ALTER TABLE
+            cursor.execute("ALTER TABLE audits_auditlogentry DISABLE TRIGGER audit_log_append_only")
+    yield
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("ALTER TABLE audits_auditlogentry ENABLE TRIGGER audit_log_append_only")
+
+
 def test_an_untouched_chain_verifies(capsys):
     write(5)
     call_command("verify_audit_log")
@@ -23,14 +42,16 @@ def test_an_untouched_chain_verifies(capsys):
 
 def test_an_edited_entry_is_named():
     entries = write(4)
-    AuditLogEntry.objects.filter(pk=entries[2].pk).update(after={"i": 99})  # bypasses the model's guard, like raw SQL
+    with as_table_owner():
+        AuditLogEntry.objects.filter(pk=entries[2].pk).update(after={"i": 99})  # bypasses the model's guard, like raw SQL
     with pytest.raises(CommandError, match="entry #3: its content does not match its hash"):
         call_command("verify_audit_log")
 
 
 def test_a_deleted_entry_is_named():
     entries = write(4)
-    AuditLogEntry.objects.filter(pk=entries[1].pk).delete()
+    with as_table_owner():
+        AuditLogEntry.objects.filter(pk=entries[1].pk).delete()
     ok, message = verify_chain()
     assert not ok and message == "entry #2 is missing (next is #3)"
 
@@ -39,7 +60,8 @@ def test_a_rehashed_edit_breaks_the_link_to_the_next_entry():
     entries = write(3)
     forged = AuditLogEntry.objects.get(pk=entries[0].pk)
     forged.after = {"i": 42}
-    AuditLogEntry.objects.filter(pk=forged.pk).update(after=forged.after, hash=forged.compute_hash())
+    with as_table_owner():
+        AuditLogEntry.objects.filter(pk=forged.pk).update(after=forged.after, hash=forged.compute_hash())
     ok, message = verify_chain()
     assert not ok and message.startswith("entry #2: prev_hash does not match")
 
@@ -68,4 +90,27 @@ def test_logins_failures_registrations_and_tokens_are_logged(client):
     issued = AuditLogEntry.objects.get(action="token.issued")
     assert issued.after["prefix"] == clear[:12] and clear not in str(issued.after)
     assert not any("a-long-password-1" in str(e.payload()) for e in AuditLogEntry.objects.all())
+    assert verify_chain()[0]
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audits_auditlogentry SET after = '{}'", "DELETE FROM audits_auditlogentry"])
+def test_postgresql_refuses_raw_sql_edits_of_the_log(statement):
+    if connection.vendor != "postgresql":
+        pytest.skip("the append-only trigger exists on PostgreSQL only; SQLite keeps the model-level guard")
+    write(2)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
+    assert AuditLogEntry.objects.count() == 2
+    ok, _ = verify_chain()
+    assert ok
+
+
+def test_deleting_a_user_keeps_their_entries(db):
+    from tests.factories import make_user
+
+    user = make_user(role="viewer")
+    AuditLogEntry.record(action="test.action", actor=user)
+    user.delete()
+    entry = AuditLogEntry.objects.get(action="test.action")
+    assert entry.actor_id is None and entry.actor_name == user.username
     assert verify_chain()[0]

@@ -206,3 +206,13 @@ def test_each_principal_reaches_exactly_what_the_table_allows(principal, world, 
 def test_anonymous_api_answers_are_json_401():
     response = Client().get("/api/v1/models")
     assert response.status_code == 401 and response.json()["error"].startswith("authentication required")
+
+
+@pytest.mark.parametrize("name", sorted(name for method, name in PAGES if method == "POST"))
+def test_every_form_post_needs_the_csrf_token(name, world):
+    """Even the right role cannot post a form without the token the page handed out."""
+    strict = Client(enforce_csrf_checks=True)
+    user = make_user(role="admin")
+    strict.force_login(user)
+    response = page_request(strict, "POST", name, world)
+    assert response.status_code == 403 and "CSRF" in response.content.decode()
