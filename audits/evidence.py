@@ -48,8 +48,9 @@ REQUIRED_FILES = ("report.pdf", "report.html", "audit.json", "metrics.csv", "roc
 FPRS = ("0.001", "0.01", "0.1")
 # The fields of an audit-log entry its hash covers (AuditLogEntry.payload()).
 PAYLOAD_KEYS = ("seq", "at", "actor", "ip", "action", "object_type", "object_id", "before", "after")
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"; NUL from
+# ASVS 5.0 1.2.10: an importer that drops a leading NUL would see the formula behind it).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\x00")
 # Alert evidence holds counts, scores and ids by design; keys that could carry a record's content are
 # dropped anyway, so that a future detector cannot put member values into a bundle by accident.
 EVIDENCE_DENY_KEYS = frozenset({"features", "feature_values", "values", "x", "X", "record", "records", "row", "rows",
@@ -57,6 +58,7 @@ EVIDENCE_DENY_KEYS = frozenset({"features", "feature_values", "values", "x", "X"
 MAX_LOG_ROWS_IN_REPORT = 80
 MAX_CHAIN_FAILURES = 20
 MAX_MANIFEST_BYTES = 16 * 2**20
+SAFE_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what _zip writes; both read in bounded steps
 
 ATTACK_NOTES = {
     "loss": "Scores each record by the model's loss on it; members have lower loss. No reference models.",
@@ -820,13 +822,30 @@ def _read(archive: zipfile.ZipFile, infos: dict, name: str, *, limit: Any = None
     info = infos.get(name)
     if info is None:
         return None
-    # The declared size is checked before reading, so a ZIP bomb is refused unread.
-    if isinstance(limit, int) and info.file_size > limit:
+    # The declared size is checked before reading, and reading stops at it: ZipFile.read would inflate the
+    # whole member in one call, however small its declared size, before cutting it to that size.
+    if isinstance(limit, int) and info.file_size > limit or info.compress_type not in SAFE_COMPRESSION:
         return None
     try:
-        return archive.read(info)
+        with archive.open(info) as member:
+            return member.read(info.file_size)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError):
         return None  # damaged, encrypted or in an unsupported compression: the caller names the file
+
+
+def _digest(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, int] | None:
+    """SHA-256 and size of a member, inflated 1 MiB at a time and never held whole (a bundle may be hostile)."""
+    if info.compress_type not in SAFE_COMPRESSION:
+        return None  # bzip2 and LZMA inflate a whole read at once, with no bound; we never write them
+    digest, size = hashlib.sha256(), 0
+    try:
+        with archive.open(info) as member:
+            while chunk := member.read(2**20):
+                digest.update(chunk)
+                size += len(chunk)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError):
+        return None
+    return digest.hexdigest(), size
 
 
 def _public_key(pem: bytes | None) -> Ed25519PublicKey | None:
@@ -866,16 +885,16 @@ def _check_file(report: VerifyReport, archive: zipfile.ZipFile, infos: dict, nam
     if info.file_size != expected["size"]:
         report.add(name, False, f"size {info.file_size} bytes, MANIFEST.json says {expected['size']}")
         return
-    content = _read(archive, infos, name)
-    if content is None:
+    read = _digest(archive, info)
+    if read is None:
         report.add(name, False, "cannot be read from the ZIP (damaged)")
         return
-    digest = hashlib.sha256(content).hexdigest()
+    digest, size = read
     if digest != expected["sha256"]:
         report.add(name, False, f"SHA-256 {digest[:16]}… does not match MANIFEST.json ({str(expected['sha256'])[:16]}…): "
                                 "the file was changed")
         return
-    report.add(name, True, f"SHA-256 and size ({len(content)} bytes) match")
+    report.add(name, True, f"SHA-256 and size ({size} bytes) match")
 
 
 def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> None:

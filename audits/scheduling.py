@@ -10,8 +10,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audits.models import AuditLogEntry, AuditPolicy, AuditRun
+from monitor.broker import publish
 
 MAX_ATTEMPTS = 2
+# The step of a queued run whose message could not be sent: the reaper sends it again on its next tick.
+WAITING_FOR_BROKER = "waiting for the task broker (unreachable); the run starts once it is back"
 
 
 def policy_for(model) -> AuditPolicy:
@@ -28,9 +31,7 @@ def slot_for(now: datetime, cadence_hours: int) -> datetime:
 def request_audit(model, *, user=None, trigger: str = "manual", slot: datetime | None = None,
                   enqueue: bool = True) -> AuditRun | None:
     """Create a queued run and (unless the caller runs it itself) enqueue it after commit;
-    None when this slot already has its run."""
-    from audits.tasks import run_audit
-
+    None when this slot already has its run. A broker outage does not fail the request: see send_run."""
     try:
         with transaction.atomic():
             run = AuditRun.objects.create(model=model, trigger=trigger, slot=slot, requested_by=user,
@@ -40,8 +41,20 @@ def request_audit(model, *, user=None, trigger: str = "manual", slot: datetime |
     except IntegrityError:
         return None
     if enqueue:
-        run_audit.delay_on_commit(run.pk)
+        transaction.on_commit(lambda: send_run(run.pk))
     return run
+
+
+def send_run(run_id: int) -> bool:
+    """Send a queued run to the workers. With the broker unreachable the run stays queued, says so, and the
+    reaper (reap_stuck_runs) sends it again; a worker's conditional claim makes a second message harmless."""
+    from audits.tasks import run_audit
+
+    if publish(run_audit, run_id):
+        AuditRun.objects.filter(id=run_id, status="queued", step=WAITING_FOR_BROKER).update(step="")
+        return True
+    AuditRun.objects.filter(id=run_id, status="queued").update(step=WAITING_FOR_BROKER)
+    return False
 
 
 def enqueue_due_audits(*, now: datetime | None = None) -> list[AuditRun]:
@@ -73,8 +86,6 @@ def claim(run_id: int, *, now: datetime | None = None) -> bool:
 
 def reap_stuck_runs(*, now: datetime | None = None) -> dict[str, int]:
     """Runs silent past AUDIT_STALE_SECONDS: queue again while attempts remain, else fail with the reason."""
-    from audits.tasks import run_audit
-
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.AUDIT_STALE_SECONDS)
     counts = {"requeued": 0, "failed": 0}
@@ -83,7 +94,7 @@ def reap_stuck_runs(*, now: datetime | None = None) -> dict[str, int]:
         if run.attempts < MAX_ATTEMPTS:
             if AuditRun.objects.filter(id=run.id, status="running", heartbeat_at__lt=stale).update(
                     status="queued", step=f"requeued: no heartbeat since {run.heartbeat_at:%H:%M:%S} (worker lost)"):
-                transaction.on_commit(lambda run_id=run.id: run_audit.delay(run_id))
+                transaction.on_commit(lambda run_id=run.id: send_run(run_id))
                 requeued.append(run.id)
                 counts["requeued"] += 1
         elif AuditRun.objects.filter(id=run.id, status="running", heartbeat_at__lt=stale).update(
@@ -91,8 +102,10 @@ def reap_stuck_runs(*, now: datetime | None = None) -> dict[str, int]:
                 error=f"the worker stopped responding {run.attempts} times (last heartbeat {run.heartbeat_at:%Y-%m-%d %H:%M:%S}); "
                       "likely killed or out of memory"):
             counts["failed"] += 1
-    # A queued run whose message was lost (e.g. broker restarted without persistence) is sent again.
-    for run in AuditRun.objects.filter(status="queued", created_at__lt=stale).exclude(id__in=requeued):
-        transaction.on_commit(lambda run_id=run.id: run_audit.delay(run_id))
+    # A queued run whose message was lost (e.g. broker restarted without persistence) or never sent (broker
+    # unreachable when it was requested) is sent again.
+    lost = Q(created_at__lt=stale) | Q(step=WAITING_FOR_BROKER)
+    for run in AuditRun.objects.filter(lost, status="queued").exclude(id__in=requeued):
+        transaction.on_commit(lambda run_id=run.id: send_run(run_id))
         counts["requeued"] += 1
     return counts

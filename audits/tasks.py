@@ -13,11 +13,11 @@ def run_audit(run_id: int) -> str | None:
     return run.status if run is not None else None
 
 
-@shared_task(time_limit=120)
+@shared_task(time_limit=120, soft_time_limit=100)
 def schedule_audits() -> list[int]:
     return [run.pk for run in scheduling.enqueue_due_audits()]
 
 
-@shared_task(time_limit=120)
+@shared_task(time_limit=120, soft_time_limit=100)
 def reap_stuck_audits() -> dict:
     return scheduling.reap_stuck_runs()

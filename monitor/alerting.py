@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audits.models import AuditLogEntry
+from monitor.broker import publish_on_commit
 from monitor.models import SEVERITY_RANK, Alert, AlertEvent, Delivery, NotificationChannel, RegisteredModel
 
 
@@ -100,7 +101,8 @@ def notify(alert: Alert, event: str, *, key: str = "", now: datetime | None = No
         Alert.objects.filter(pk=alert.pk).update(last_notified_at=now or timezone.now())
         from monitor.tasks import deliver_notifications
 
-        deliver_notifications.delay_on_commit()
+        # Only a wake-up call: with the broker down the periodic delivery task finds the rows.
+        publish_on_commit(deliver_notifications)
     return queued
 
 

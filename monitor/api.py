@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Schema, Status
+from django.utils import timezone
+from ninja import Field, NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from audits.evidence import EvidenceError, build_period_bundle, build_run_bundle
 from audits.models import AuditRun
@@ -31,6 +33,7 @@ from monitor.ingest import IngestError, store_queries, validate_queries
 from monitor.models import SEVERITIES, Alert, ApiToken, NotificationChannel, RegisteredModel
 from monitor.ratelimit import RateLimited, charge
 from monitor.summaries import alert_summary, audit_summary, channel_summary, model_summary
+from monitor.unavailable import DATABASE_ERRORS, database_unavailable
 
 
 class ApiError(Exception):
@@ -44,7 +47,39 @@ class BearerToken(HttpBearer):
         return ApiToken.authenticate(token)
 
 
-api = NinjaAPI(
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error", "details"],
+    "properties": {
+        "error": {"type": "string", "minLength": 1, "description": "what is wrong, in one sentence"},
+        "details": {"type": "array", "items": {"type": "object", "required": ["message"], "properties": {
+            "index": {"type": ["integer", "null"], "description": "the offending row of a batch"},
+            "field": {"type": ["string", "null"]}, "message": {"type": "string"}}}},
+    },
+}
+
+
+class MonitorApi(NinjaAPI):
+    """Documents the error every operation can answer with: the JSON error shape on every 4xx/5xx, 401 on every
+    operation (all need a token) and 400 on every operation that takes parameters or a body (ninja validates)."""
+
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(**kwargs)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path_item in schema["paths"].values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                responses.setdefault(401, {"description": "Unauthorized"})
+                if operation.get("parameters") or operation.get("requestBody"):
+                    responses.setdefault(400, {"description": "Bad Request"})
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = error_content
+                operation["responses"] = dict(sorted(responses.items(), key=lambda item: int(item[0])))
+        return schema
+
+
+api = MonitorApi(
     title="Membership-inference monitor API",
     version="1",
     urls_namespace="api",
@@ -103,6 +138,10 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return _error(request, exc.status_code, str(exc))
 
 
+for _database_error in DATABASE_ERRORS:  # the database restarting: 503 + Retry-After, also under DEBUG
+    api.add_exception_handler(_database_error, database_unavailable)
+
+
 def _user(request: HttpRequest) -> AbstractBaseUser | None:
     auth = request.auth
     if isinstance(auth, ApiToken):
@@ -136,7 +175,8 @@ def charge_token(request: HttpRequest, rows: int) -> None:
 
 
 def get_model(slug: str) -> RegisteredModel:
-    model = RegisteredModel.objects.filter(slug=slug).first()
+    # PostgreSQL text cannot hold NUL, so no slug has one, and the query would fail rather than find nothing.
+    model = RegisteredModel.objects.filter(slug=slug).first() if "\x00" not in slug else None
     if model is None:
         raise ApiError(404, f"unknown model {slug!r:.80}")
     return model
@@ -262,13 +302,30 @@ def model_detail(request: HttpRequest, slug: str) -> dict:
 
 # --- alerts -------------------------------------------------------------------------------------
 
-class AckIn(Schema):
-    note: str = Field("", max_length=2000)
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")  # PostgreSQL text cannot store them
+    return value
 
 
-class MuteIn(Schema):
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class BodyIn(BaseModel):
+    """Request bodies are plain pydantic models, which take only a JSON object: ninja's Schema reads attributes off
+    any value, so a body of `true` or `[1]` would pass as one with every field at its default. An unknown field is
+    an error that names it (like a query row's), not a typo silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AckIn(BodyIn):
+    note: Text = Field("", max_length=2000)
+
+
+class MuteIn(BodyIn):
     until: datetime
-    reason: str = Field(..., min_length=1, max_length=500)
+    reason: Text = Field(..., min_length=1, max_length=500)
 
 
 def _alert(alert_id: int) -> Alert:
@@ -279,7 +336,7 @@ def _alert(alert_id: int) -> Alert:
 
 
 @api.get("/alerts", summary="Alerts, newest first", response={200: list[dict], 400: dict, 403: dict})
-def list_alerts(request: HttpRequest, status: str = "", model: str = "", severity: str = "", client: str = "",
+def list_alerts(request: HttpRequest, status: str = "", model: Text = "", severity: str = "", client: Text = "",
                 limit: int = 100, offset: int = 0) -> list[dict]:
     require_roles(request, roles.READ)
     problems = []
@@ -287,8 +344,10 @@ def list_alerts(request: HttpRequest, status: str = "", model: str = "", severit
         problems.append({"index": None, "field": "status", "message": "one of open, acknowledged, resolved, muted, unresolved"})
     if severity and severity not in SEVERITIES:
         problems.append({"index": None, "field": "severity", "message": f"one of {', '.join(SEVERITIES)}"})
-    if not 1 <= limit <= 1000 or offset < 0:
-        problems.append({"index": None, "field": "limit", "message": "1 ≤ limit ≤ 1000 and offset ≥ 0"})
+    if not 1 <= limit <= 1000:
+        problems.append({"index": None, "field": "limit", "message": "1 ≤ limit ≤ 1000"})
+    if not 0 <= offset < 2**63:  # the database counts rows in a signed 64-bit integer
+        problems.append({"index": None, "field": "offset", "message": "0 ≤ offset < 2^63"})
     if problems:
         raise ApiError(400, "invalid filter", problems)
     alerts = Alert.objects.select_related("model", "acknowledged_by", "resolved_by")
@@ -343,12 +402,12 @@ def mute_alert(request: HttpRequest, alert_id: int, body: MuteIn) -> dict:
 
 # --- notification channels ----------------------------------------------------------------------
 
-class ChannelIn(Schema):
-    name: str = Field(..., min_length=1, max_length=100)
+class ChannelIn(BodyIn):
+    name: Text = Field(..., min_length=1, max_length=100)
     kind: str = Field(..., pattern="^(email|slack)$")
-    target: str = Field(..., min_length=1, max_length=2000)
+    target: Text = Field(..., min_length=1, max_length=2000)
     min_severity: str = Field("warning", pattern="^(info|warning|critical)$")
-    models: list[str] | None = None
+    models: list[Text] | None = None
     rate_limit_per_hour: int = Field(30, ge=1, le=10_000)
     digest: bool = True
 
@@ -370,7 +429,7 @@ def list_channels(request: HttpRequest) -> list[dict]:
 def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
     require_roles(request, roles.CONFIGURE)
     try:
-        channel = create_channel(**body.dict(), user=_user(request), ip=client_ip(request))
+        channel = create_channel(**body.model_dump(), user=_user(request), ip=client_ip(request))
     except ChannelError as exc:
         raise ApiError(400, exc.message, [{"index": None, "field": exc.field, "message": exc.message}]) from exc
     return Status(201, channel_summary(channel))
@@ -450,6 +509,11 @@ def model_evidence(request: HttpRequest, slug: str, start: datetime, end: dateti
     model = get_model(slug)
     if start.tzinfo is None or end.tzinfo is None or start >= end:
         raise ApiError(400, "invalid period", [{"index": None, "field": "start", "message": "start < end, both with a timezone"}])
+    try:  # the bundle states the period in TIME_ZONE: year 1 at +14:00 or year 9999 at -14:00 fall off the calendar there
+        timezone.localtime(start), timezone.localtime(end)
+    except OverflowError as exc:
+        raise ApiError(400, "invalid period", [{"index": None, "field": "start",
+                                                "message": f"start and end must lie within years 1-9999 in {settings.TIME_ZONE}"}]) from exc
     try:
         data = build_period_bundle(model=model, start=start, end=end, exported_by=_user(request))
     except EvidenceError as exc:

@@ -3,6 +3,12 @@
 A row is claimed (pending → sending) by exactly one worker. A temporary failure puts it back with
 exponential backoff for up to DELIVERY_RETRY_SECONDS; a permanent one fails it and, for a dead
 destination, disables the channel. Past a channel's hourly limit, messages are folded into one summary.
+
+Guarantee: one row per (alert, channel, event), sent by one worker at a time, so each message is sent once
+whenever a send ends with an answer (sent, or an error that Slack/SMTP did not act on). It is at-least-once
+when the outcome is lost: a worker killed after the request left, or a receiver answering after NOTIFY_TIMEOUT,
+may have delivered it, and the row is sent again (after DELIVERY_STUCK_SECONDS, resp. the backoff). Every
+attempt at a row carries the same idempotency key (notify.idempotency_key) for receivers that deduplicate.
 """
 from __future__ import annotations
 
@@ -15,19 +21,22 @@ from django.utils import timezone
 from monitor.models import Alert, Delivery, NotificationChannel
 from monitor.notify import TRANSPORTS, NotifyError, render
 
-STUCK_AFTER = timedelta(minutes=10)
 UNLIMITED_EVENTS = ("summary", "digest", "test")
 
 
 def deliver_due(*, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
     now = now or timezone.now()
-    # A worker killed between claim and outcome leaves "sending": hand it back after a while.
-    Delivery.objects.filter(status="sending", claimed_at__lt=now - STUCK_AFTER).update(status="pending")
+    # A worker killed between claim and outcome leaves "sending": hand it back after a while. If it died with the
+    # request in flight the receiver may already have the message; the resend carries the same idempotency key.
+    stuck_after = timedelta(seconds=settings.DELIVERY_STUCK_SECONDS)
+    Delivery.objects.filter(status="sending", claimed_at__lt=now - stuck_after).update(status="pending")
     due = list(Delivery.objects.filter(status="pending", next_attempt_at__lte=now, channel__enabled=True)
                .order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
     outcomes: dict[str, int] = {}
     for delivery_id in due:
-        outcome = deliver_one(delivery_id, now=now)
+        # Claimed at the time of the claim, not of the batch's start: a live worker deep in a long batch (each
+        # send may take NOTIFY_TIMEOUT) must not look stuck to another one.
+        outcome = deliver_one(delivery_id, now=max(now, timezone.now()))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

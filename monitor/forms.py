@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
 from monitor.models import SLUG_VALIDATOR, validate_output_policy
 
@@ -19,8 +20,30 @@ class RegisterModelForm(forms.Form):
     nonmembers = forms.FileField(help_text="CSV: held-out records from the same distribution")
     population = forms.FileField(required=False, help_text="CSV, optional: more records for reference models")
 
+    # Uploads are streamed to disk by Django; an oversized one is refused from its size, never read into memory.
+    def _within(self, name: str, setting: str):
+        file = self.cleaned_data.get(name)
+        limit = getattr(settings, setting)
+        if file and file.size > limit:
+            raise forms.ValidationError(f"the file is {file.size:,} bytes; the limit is {limit:,} bytes ({setting})")
+        return file
+
+    def clean_artifact(self):
+        return self._within("artifact", "ARTIFACT_MAX_BYTES")
+
+    def clean_members(self):
+        return self._within("members", "DATASET_MAX_BYTES")
+
+    def clean_nonmembers(self):
+        return self._within("nonmembers", "DATASET_MAX_BYTES")
+
+    def clean_population(self):
+        return self._within("population", "DATASET_MAX_BYTES")
+
     def clean(self) -> dict:
         data = super().clean()
+        if "artifact" in self.errors or "endpoint" in self.errors:
+            return data  # the field's own error says what is wrong with it
         if bool(data.get("artifact")) == bool(data.get("endpoint")):
             raise forms.ValidationError("Give exactly one prediction source: an artifact file or an endpoint URL.")
         return data

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
 from django.template.loader import render_to_string
 from slack_sdk.webhook import WebhookClient, WebhookResponse
@@ -41,6 +42,8 @@ class Message:
     html: str
     slack_text: str
     slack_blocks: list[dict] = field(default_factory=list)
+    # The same on every attempt at one outbox row: a receiver that deduplicates on it sees a resend once.
+    idempotency_key: str = ""
 
 
 def email_addresses(target: str) -> list[str]:
@@ -73,6 +76,11 @@ def evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
     return lines
 
 
+def idempotency_key(delivery: Delivery) -> str:
+    """One per outbox row, stable across its retries; the creation time keeps it unique after a database reset."""
+    return f"{delivery.pk}.{delivery.created_at:%Y%m%d%H%M%S%f}"
+
+
 def render(delivery: Delivery) -> Message:
     """The message for one outbox row, rendered from templates (email) and Block Kit (Slack)."""
     alert = delivery.alert
@@ -87,7 +95,8 @@ def render(delivery: Delivery) -> Message:
     text = render_to_string(f"emails/{template}-body.txt", context)
     html = render_to_string(f"emails/{template}-body.html", context)
     return Message(subject=_truncate(subject, 200), text=text, html=html, slack_text=_truncate(subject, 3000),
-                   slack_blocks=slack_blocks(delivery, subject=subject, text=text, context=context))
+                   slack_blocks=slack_blocks(delivery, subject=subject, text=text, context=context),
+                   idempotency_key=idempotency_key(delivery))
 
 
 def slack_blocks(delivery: Delivery, *, subject: str, text: str, context: dict) -> list[dict]:
@@ -122,8 +131,10 @@ class EmailTransport:
             recipients = email_addresses(channel.target)
         except ValueError as exc:
             raise NotifyError(str(exc), permanent=True) from exc
+        # A stable Message-ID: mail systems that deduplicate on it (Gmail does) show a resent message once.
+        headers = {"Message-ID": f"<monitor.{message.idempotency_key}@{DNS_NAME}>"} if message.idempotency_key else {}
         email = EmailMultiAlternatives(message.subject, message.text, settings.DEFAULT_FROM_EMAIL, recipients,
-                                       connection=get_connection(timeout=settings.NOTIFY_TIMEOUT))
+                                       connection=get_connection(timeout=settings.NOTIFY_TIMEOUT), headers=headers)
         email.attach_alternative(message.html, "text/html")
         try:
             email.send()
@@ -158,7 +169,8 @@ class SlackTransport:
     def send(self, channel: NotificationChannel, message: Message) -> None:
         client = GuardedWebhookClient(channel.target, timeout=int(max(1, settings.NOTIFY_TIMEOUT)))
         try:
-            response = client.send(text=message.slack_text, blocks=message.slack_blocks)
+            headers = {"Idempotency-Key": message.idempotency_key} if message.idempotency_key else None
+            response = client.send(text=message.slack_text, blocks=message.slack_blocks, headers=headers)
         except outbound.OutboundBlocked as exc:
             raise NotifyError(f"the webhook address is not allowed: {exc}", permanent=True) from exc
         except (TimeoutError, OSError) as exc:

@@ -5,8 +5,10 @@ Fernet (DATA_ENCRYPTION_KEY) and only ever decrypted in memory by the code that 
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +17,14 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
 MAX_DETAILS = 20
+# What a file that is not CSV text usually is. The CSV path never decompresses anything, so a compressed
+# upload (or a compression bomb) is refused from its first bytes.
+NOT_CSV_SIGNATURES = (
+    (b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "a ZIP archive (or an Excel workbook)"),
+    (b"PK\x05\x06", "a ZIP archive (or an Excel workbook)"), (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook"),
+)
 
 
 class DatasetError(ValueError):
@@ -66,9 +76,11 @@ def parse_reference_csv(
     """
     limit = max_bytes or settings.DATASET_MAX_BYTES
     if len(raw) > limit:
-        raise DatasetError(f"the file is {len(raw):,} bytes; the limit is {limit:,} bytes")
+        raise DatasetError(f"the file is {len(raw):,} bytes; the limit is {limit:,} bytes"
+                           + ("" if max_bytes else " (DATASET_MAX_BYTES)"))
     if not raw.strip():
         raise DatasetError("the file is empty")
+    _refuse_non_text(raw)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -77,10 +89,12 @@ def parse_reference_csv(
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DatasetError(f"the file is not valid CSV: {exc}") from exc
-    frame.columns = [str(column).strip() for column in frame.columns]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    # pandas renames a repeated name ("age", "age.1"), so repeats are looked for in the header as written.
+    header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise DatasetError("duplicate column names", [{"column": c, "message": "appears more than once"} for c in duplicated])
+    frame.columns = [str(column).strip() for column in frame.columns]
     if frame.empty:
         raise DatasetError("the file has a header but no data rows")
     if label_column not in frame.columns:
@@ -119,7 +133,7 @@ def parse_reference_csv(
                 cell = cells.iat[row]
                 if cell == "":
                     reason = "empty cell (missing values are not allowed)"
-                elif cell.lower() in {"nan", "-nan", "+nan", "inf", "+inf", "-inf", "infinity", "-infinity"}:
+                elif cell.lower() in {"nan", "-nan", "+nan", "inf", "+inf", "-inf", "infinity", "-infinity"} or _overflows(cell):
                     reason = f"{cell!r} is not a finite number"
                 else:
                     reason = f"{_excerpt(cell)} is not a number"
@@ -149,8 +163,7 @@ def parse_reference_csv(
     mapping = {label: i for i, label in enumerate(class_labels if class_labels is not None else labels_seen)}
     if id_column:
         record_ids = frame[id_column].str.strip().to_numpy(dtype=str)
-        if len(set(record_ids)) != len(record_ids):
-            raise DatasetError(f"the id column {id_column!r} has duplicate values")
+        _check_ids(record_ids, id_column)
     else:
         record_ids = np.array([str(i) for i in range(1, len(frame) + 1)])
     arrays = ReferenceArrays(
@@ -160,6 +173,44 @@ def parse_reference_csv(
     )
     return ParsedCsv(arrays=arrays, sha256=hashlib.sha256(raw).hexdigest(),
                      feature_names=list(feature_names), labels_seen=labels_seen)
+
+
+def _refuse_non_text(raw: bytes) -> None:
+    for signature, what in NOT_CSV_SIGNATURES:
+        if raw.startswith(signature):
+            raise DatasetError(f"the file is {what}, not CSV text; upload the plain .csv file")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DatasetError("the file is UTF-16 text; save it as UTF-8 CSV")
+    if b"\x00" in raw:  # also keeps NUL out of labels, which PostgreSQL's jsonb cannot store
+        raise DatasetError("the file is binary (it contains NUL bytes), not CSV text")
+
+
+def _overflows(cell: str) -> bool:
+    """A number too large for a float ('1e999'): a number, but not a finite one."""
+    try:
+        return not math.isfinite(float(cell))
+    except ValueError:
+        return False
+
+
+def _check_ids(record_ids: np.ndarray, id_column: str) -> None:
+    first_row: dict[str, int] = {}
+    details: list[dict] = []
+    n_problems = 0
+    for row, record_id in enumerate(record_ids.tolist(), start=1):
+        if record_id == "":
+            message = "empty id"
+        elif record_id in first_row:
+            message = f"{_excerpt(record_id)} repeats the id of row {first_row[record_id]}"
+        else:
+            first_row[record_id] = row
+            continue
+        n_problems += 1
+        if len(details) < MAX_DETAILS:
+            details.append({"row": row, "column": id_column, "message": message})
+    if n_problems:
+        more = f" (the first {MAX_DETAILS} are listed)" if n_problems > MAX_DETAILS else ""
+        raise DatasetError(f"{n_problems} invalid record id(s) in column {id_column!r}{more}", details)
 
 
 def _excerpt(cell: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 import numpy as np
 from django.conf import settings
@@ -79,9 +80,11 @@ def register_model(
     fmt = ""
     if artifact is not None:
         if len(artifact.data) > settings.ARTIFACT_MAX_BYTES:
-            raise RegistrationError("artifact", f"the file is {len(artifact.data):,} bytes; the limit is {settings.ARTIFACT_MAX_BYTES:,}")
+            raise RegistrationError("artifact", f"the file is {len(artifact.data):,} bytes; the limit is "
+                                                f"{settings.ARTIFACT_MAX_BYTES:,} bytes (ARTIFACT_MAX_BYTES)")
         try:
             fmt = sniff_format(artifact.data)
+            _check_extension(artifact.filename, fmt)
             predictor = load_artifact(artifact.data, fmt)
         except ArtifactError as exc:
             raise RegistrationError("artifact", str(exc)) from exc
@@ -138,6 +141,18 @@ def register_model(
             "datasets": {kind: {"sha256": result.sha256, "rows": len(result.arrays.y)} for kind, result in parsed.items()},
         })
     return model
+
+
+EXTENSIONS = {".skops": "skops", ".onnx": "onnx"}
+FORMAT_NAMES = {"skops": ("a skops file", "skops"), "onnx": ("an ONNX file", "ONNX")}
+
+
+def _check_extension(filename: str, fmt: str) -> None:
+    """The format comes from the content; a name that says another format is a mistake worth stopping at."""
+    named = EXTENSIONS.get(PurePath(filename).suffix.lower())
+    if named and named != fmt:
+        raise ArtifactError(f"the file is named {filename!r} but it is {FORMAT_NAMES[fmt][0]}, not "
+                            f"{FORMAT_NAMES[named][1]}; rename it or upload the right file")
 
 
 def _labels_across(uploads: dict[str, Upload | None], *, label_column: str, id_column: str | None) -> list[str]:

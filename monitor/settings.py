@@ -100,6 +100,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "monitor.security_headers.PermissionsPolicyMiddleware",
+    # A view that meets a dropped or refused database connection answers 503 + Retry-After, not a 500 page.
+    "monitor.unavailable.DatabaseUnavailableMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -217,6 +219,7 @@ ARTIFACT_MAX_BYTES = env.int("ARTIFACT_MAX_BYTES", default=200 * 1024 * 1024)
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "monitor.uploads.CappedTemporaryFileUploadHandler"]
 REMOTE_MODEL_TIMEOUT = env.float("REMOTE_MODEL_TIMEOUT", default=10.0)
 # Outbound HTTP to user-given URLs (model endpoints, Slack webhooks), see monitor/outbound.py: link-local and
 # metadata addresses are always refused, loopback only on a localhost-only install unless set here.
@@ -278,6 +281,11 @@ AUDIT_TIME_LIMIT_SECONDS = env.int("AUDIT_TIME_LIMIT_SECONDS", default=3600)
 ALERT_REMINDER_SECONDS = env.int("ALERT_REMINDER_SECONDS", default=4 * 3600)
 # Temporary delivery failures (timeouts, 5xx, SMTP down) are retried for this long.
 DELIVERY_RETRY_SECONDS = env.int("DELIVERY_RETRY_SECONDS", default=24 * 3600)
+# The wait before the first retry of a failed delivery; each later retry waits twice as long (at most 1 h).
+DELIVERY_BACKOFF_SECONDS = env.int("DELIVERY_BACKOFF_SECONDS", default=30)
+# A row left "sending" this long belongs to a worker that died mid-send (a live send takes at most NOTIFY_TIMEOUT
+# per network step): it is sent again, with the same idempotency key. Keep it well above NOTIFY_TIMEOUT.
+DELIVERY_STUCK_SECONDS = env.int("DELIVERY_STUCK_SECONDS", default=600)
 NOTIFY_TIMEOUT = env.float("NOTIFY_TIMEOUT", default=10.0)
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

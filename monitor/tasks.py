@@ -45,7 +45,7 @@ def send_digests() -> int:
     return queued
 
 
-@shared_task(time_limit=120)
+@shared_task(time_limit=120, soft_time_limit=100)
 def scan_all_models() -> list[int]:
     """Fan out: one scan task per model, so a slow model does not hold up the others."""
     ids = list(RegisteredModel.objects.values_list("pk", flat=True))

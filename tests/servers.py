@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import threading
 from collections import deque
 from email import message_from_bytes, policy
@@ -56,11 +57,24 @@ class SmtpServer:
             self._controller = None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when the sender hung up before the answer (it timed out, or was killed): tests expect that."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class WebhookServer:
-    """An HTTP server that records POSTs and answers from a script of status codes (then 200)."""
+    """An HTTP server that records POSTs and answers from a script of status codes (then 200).
+
+    `requests` holds the messages it accepted (answered 200); `received` every POST as it arrived, with its
+    headers, including ones still being answered or that the sender gave up on.
+    """
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.received: list[dict] = []
         self.script: deque[tuple[int, str]] = deque()
         self.delay = 0.0
         recorder = self
@@ -69,8 +83,10 @@ class WebhookServer:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, text = recorder.script.popleft() if recorder.script else (200, "ok")
+                recorder.received.append({"path": self.path, "json": json.loads(body), "headers": dict(self.headers),
+                                          "status": status})
                 if status == 200:
-                    recorder.requests.append({"path": self.path, "json": json.loads(body)})
+                    recorder.requests.append({"path": self.path, "json": json.loads(body), "headers": dict(self.headers)})
                 if recorder.delay:
                     threading.Event().wait(recorder.delay)
                 payload = text.encode()
@@ -83,7 +99,7 @@ class WebhookServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()

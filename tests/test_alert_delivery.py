@@ -272,3 +272,18 @@ def test_slack_messages_stay_within_block_kit_limits(model, slack_server):
     for block in payload["blocks"]:
         assert len(block.get("text", {}).get("text", "")) <= 3000
         assert all(len(field["text"]) <= 2000 for field in block.get("fields", []))
+
+
+def test_a_message_resent_after_its_outcome_was_lost_keeps_its_idempotency_key(model, smtp_server, slack_server, settings):
+    make_channel(kind="email", target="sec@example.com")
+    make_channel(kind="slack", target=slack_server.url)
+    raise_signal(signal(model=model))
+    assert deliver_due() == {"sent": 2}
+    # A worker killed after sending but before recording it leaves its rows "sending"; later they are sent again.
+    Delivery.objects.update(status="sending")
+    assert deliver_due(now=later(seconds=settings.DELIVERY_STUCK_SECONDS + 1)) == {"sent": 2}
+    first, again = smtp_server.messages
+    assert first["Message-ID"] == again["Message-ID"] and first["Message-ID"].startswith("<monitor.")
+    keys = [request["headers"]["Idempotency-Key"] for request in slack_server.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert set(Delivery.objects.values_list("attempts", flat=True)) == {2}

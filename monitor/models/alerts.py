@@ -180,5 +180,5 @@ class Delivery(models.Model):
         return f"{self.event} → {self.channel} ({self.status})"
 
     def backoff(self, now: datetime) -> datetime:
-        """30 s, 1 min, 2 min, … capped at 1 h."""
-        return now + timedelta(seconds=min(3600, 30 * 2 ** max(0, self.attempts - 1)))
+        """DELIVERY_BACKOFF_SECONDS (30 s), then doubling (1 min, 2 min, …), capped at 1 h."""
+        return now + timedelta(seconds=min(3600, settings.DELIVERY_BACKOFF_SECONDS * 2 ** max(0, self.attempts - 1)))

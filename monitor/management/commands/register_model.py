@@ -2,17 +2,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from monitor.registry import RegistrationError, Upload, register_model
 
 
-def read_upload(path: str | None, option: str) -> Upload | None:
+def read_upload(path: str | None, option: str, setting: str = "DATASET_MAX_BYTES") -> Upload | None:
+    """The file's bytes, once its size is known to be within `setting` (an oversized file is never read)."""
     if path is None:
         return None
     file = Path(path)
     if not file.is_file():
         raise CommandError(f"{option}: {path} is not a readable file")
+    size, limit = file.stat().st_size, getattr(settings, setting)
+    if size > limit:
+        raise CommandError(f"nothing was registered.\n{option}: the file is {size:,} bytes; "
+                           f"the limit is {limit:,} bytes ({setting})")
     return Upload(data=file.read_bytes(), filename=file.name)
 
 
@@ -37,7 +43,7 @@ class Command(BaseCommand):
         try:
             model = register_model(
                 slug=options["slug"], name=options["name"], team=options["team"],
-                artifact=read_upload(options["artifact"], "--artifact"), endpoint_url=options["endpoint"],
+                artifact=read_upload(options["artifact"], "--artifact", "ARTIFACT_MAX_BYTES"), endpoint_url=options["endpoint"],
                 members=read_upload(options["members"], "--members"),
                 nonmembers=read_upload(options["nonmembers"], "--nonmembers"),
                 population=read_upload(options["population"], "--population"),
