@@ -1,4 +1,4 @@
-"""Simulated traffic through the real HTTP API → scan → an alert for each attacker, none for benign clients."""
+"""Simulated traffic through the real HTTP API → scan → an alert for each attacker, benign clients at the stated false-alarm rate."""
 from __future__ import annotations
 
 import time
@@ -30,11 +30,15 @@ def scanned(live_server):
     return model, live, summary
 
 
-def test_every_attacker_is_flagged_and_no_benign_client(scanned):
+def test_every_attacker_is_flagged_and_benign_false_alarms_stay_at_their_rate(scanned):
     model, live, summary = scanned
     flagged = set(Alert.objects.filter(model=model, source="detector").values_list("client_id", flat=True))
     assert set(live.attackers) <= flagged, f"missed: {set(live.attackers) - flagged}; by detector {summary.by_detector}"
-    assert not flagged & set(live.benign_clients)
+    # Each detector allows a false alarm per 1,000 benign client-days, and the fingerprint key is
+    # fresh per run: over 60 runs of this fixture, 9 benign alerts in 8 runs (0.15 per run, two at
+    # most). Three or more would be a 1-in-2,000 event at that rate: a calibration failure.
+    false_alarms = flagged & set(live.benign_clients)
+    assert len(false_alarms) <= 2, f"benign clients flagged: {sorted(false_alarms)}"
     for alert in Alert.objects.filter(model=model, source="detector"):
         assert "score" in alert.evidence and alert.severity in ("warning", "critical")
 
