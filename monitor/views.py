@@ -276,7 +276,8 @@ def _detection_panel(model: RegisteredModel, since) -> dict:
         heatmap = charts.detector_heatmap_figure(
             [f for f in findings if f["client_id"] in set(top)], clients=top, title="Detector scores over time (−log₁₀ p)",
             start=since, end=timezone.now())
-    state = DetectorState.objects.filter(model=model).first()
+    # The scanners' carried state (megabytes at a few hundred active clients) and the key stay unread here.
+    state = DetectorState.objects.filter(model=model).defer("state", "fingerprint_key").first()
     return {"suspicious": suspicious, "detector_heatmap": heatmap, "detector_state": state,
             "detector_health": _detector_health(model, state)}
 
