@@ -51,6 +51,7 @@ test: install chromium
 # bandit: no medium or high finding may stand; reviewed exceptions carry "# nosec <test id>" on their line.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(PY) tools/check_layout.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/bandit --quiet --recursive monitor audits bench --severity-level medium
 

@@ -1,26 +1,9 @@
 from django import forms
 from django.contrib import admin
 
-from audits.models import ATTACKS, AuditLogEntry, AuditPolicy, AuditRun
-from monitor.audit_hooks import client_ip
-
-
-@admin.register(AuditLogEntry)
-class AuditLogEntryAdmin(admin.ModelAdmin):
-    """Read-only: the audit log has no edit or delete path."""
-
-    list_display = ("seq", "at", "actor_name", "ip", "action", "object_type", "object_id")
-    list_filter = ("action",)
-    search_fields = ("actor_name", "object_id", "action")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from audits.models import ATTACKS, AuditPolicy, AuditRun
+from monitor.trail.hooks import client_ip
+from monitor.trail.models import TrailEntry
 
 
 class AuditPolicyForm(forms.ModelForm):
@@ -55,7 +38,7 @@ class AuditPolicyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         before = AuditPolicy.objects.filter(pk=obj.pk).first()
         super().save_model(request, obj, form, change)
-        AuditLogEntry.record(action="audit_policy.changed", actor=request.user, ip=client_ip(request),
+        TrailEntry.record(action="audit_policy.changed", actor=request.user, ip=client_ip(request),
                              obj=obj, before=before.config() if before else None, after=obj.config())
 
 

@@ -1,121 +1,52 @@
-"""The hash-chained audit log. Audit policies and runs arrive with the audit engine."""
+"""The audit engine's tables: each model's audit policy, its audit runs, and the reference-model cache."""
 from __future__ import annotations
 
-import hashlib
-import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 
-GENESIS = "0" * 64
+from audits.attacks.catalogue import TIER_1_NAMES, attack_names
+
+# The figure policies, pages, detectors and evidence lead with: TPR at 1 % FPR (Carlini et al. 2022 argue for
+# low-FPR figures; 1 % is the lowest that a few thousand non-members measure reliably).
+HEADLINE_FPR = "0.01"
+# A run whose worker vanished may be claimed again by its redelivered message, this many claims in all.
+MAX_ATTEMPTS = 2
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
 
 
-class AuditChainHead(models.Model):
-    """One row, locked while appending, so concurrent writers extend the chain one at a time."""
+class Trigger(models.TextChoices):
+    MANUAL = "manual", "manual"
+    SCHEDULE = "schedule", "schedule"
 
-    seq = models.PositiveBigIntegerField(default=0)
-    hash = models.CharField(max_length=64, default=GENESIS)
-
-
-class AuditLogEntry(models.Model):
-    """Append-only record of a security-relevant action. `hash` = SHA-256(prev_hash + canonical JSON)."""
-
-    seq = models.PositiveBigIntegerField(unique=True)
-    at = models.DateTimeField(db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+")
-    actor_name = models.CharField(max_length=150)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
-    object_type = models.CharField(max_length=64, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
-
-    class Meta:
-        ordering = ["seq"]
-        verbose_name_plural = "audit log entries"
-
-    def __str__(self) -> str:
-        return f"#{self.seq} {self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type}:{self.object_id}"
-
-    def payload(self) -> dict:
-        """What the hash covers (everything but the hash itself and the nullable actor link)."""
-        return {
-            "seq": self.seq, "at": self.at.isoformat(), "actor": self.actor_name, "ip": self.ip, "action": self.action,
-            "object_type": self.object_type, "object_id": self.object_id, "before": self.before, "after": self.after,
-        }
-
-    def compute_hash(self) -> str:
-        return hashlib.sha256((self.prev_hash + canonical_json(self.payload())).encode()).hexdigest()
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise RuntimeError("audit log entries are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("audit log entries are append-only")
-
-    @classmethod
-    def record(cls, *, action: str, actor: Any = None, actor_name: str | None = None, ip: str | None = None,
-               obj: Any = None, object_type: str = "", object_id: str = "",
-               before: Any = None, after: Any = None) -> AuditLogEntry:
-        """Append one entry to the chain (inside the caller's transaction when there is one)."""
-        if obj is not None:
-            object_type = object_type or obj._meta.label_lower
-            object_id = object_id or str(obj.pk)
-        name = actor_name or (actor.get_username() if actor is not None and actor.is_authenticated else "system")
-        with transaction.atomic():
-            head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
-            entry = cls(
-                seq=head.seq + 1, at=timezone.now(), actor=actor if getattr(actor, "pk", None) else None,
-                actor_name=name[:150], ip=ip, action=action, object_type=object_type[:64], object_id=str(object_id)[:64],
-                before=json.loads(canonical_json(before)) if before is not None else None,
-                after=json.loads(canonical_json(after)) if after is not None else None,
-                prev_hash=head.hash,
-            )
-            entry.hash = entry.compute_hash()
-            entry.save()
-            AuditChainHead.objects.filter(pk=1).update(seq=entry.seq, hash=entry.hash)
-        return entry
-
-
-def verify_chain(entries: Any = None) -> tuple[bool, str]:
-    """Walk the chain; (False, reason naming the first broken entry) or (True, summary)."""
-    previous, expected_seq, count = GENESIS, 1, 0
-    for entry in (entries if entries is not None else AuditLogEntry.objects.order_by("seq").iterator()):
-        if entry.seq != expected_seq:
-            return False, f"entry #{expected_seq} is missing (next is #{entry.seq})"
-        if entry.prev_hash != previous:
-            return False, f"entry #{entry.seq}: prev_hash does not match the hash of entry #{entry.seq - 1}"
-        if entry.compute_hash() != entry.hash:
-            return False, f"entry #{entry.seq}: its content does not match its hash (edited after it was written)"
-        previous, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return True, f"{count} entries, chain intact"
-
-
-ATTACKS = ["loss", "confidence", "modified_entropy", "lira_offline", "lira_online", "rmia", "label_only"]
-TIER1 = ["loss", "confidence", "modified_entropy", "rmia", "lira_offline"]
-ATTACK_LABELS = {
-    "loss": "Loss threshold (Yeom et al. 2018)", "confidence": "Confidence threshold",
-    "modified_entropy": "Modified entropy (Song & Mittal 2021)", "lira_offline": "LiRA offline (Carlini et al. 2022)",
-    "lira_online": "LiRA online (Carlini et al. 2022)", "rmia": "RMIA (Zarifzadeh et al. 2024)",
-    "label_only": "Label-only (Choquette-Choo et al. 2021)",
-}
+# The attack vocabulary is the catalogue's (audits.attacks.catalogue): one list for the policy, admin and pages.
+ATTACKS: tuple[str, ...] = attack_names()
 STAND_INS = ["random_forest", "gradient_boosting", "logistic_regression", "mlp"]
 
 
 def default_attacks() -> list[str]:
-    return list(TIER1)
+    return list(TIER_1_NAMES)
+
+
+class AuditPolicyManager(models.Manager["AuditPolicy"]):
+    def for_model(self, model: Any) -> AuditPolicy:
+        """The model's policy, or the default one unsaved: reading a policy (a page, a scheduled tick) never
+        inserts a row; saving one is an admin's change."""
+        return self.filter(model=model).first() or self.model(model=model)
+
+    def ensure(self, model: Any) -> AuditPolicy:
+        """The model's stored policy, created with the defaults if it has none (for writers)."""
+        return self.get_or_create(model=model)[0]
 
 
 class AuditPolicy(models.Model):
@@ -136,6 +67,8 @@ class AuditPolicy(models.Model):
     regression_factor = models.FloatField(default=2.0, help_text="alert when TPR@1%FPR grows by this factor over the last run")
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AuditPolicyManager()
+
     class Meta:
         verbose_name_plural = "audit policies"
 
@@ -151,14 +84,41 @@ class AuditPolicy(models.Model):
         }
 
 
-class AuditRun(models.Model):
-    """One audit of one model version; claimed by conditional UPDATE, heartbeat while it runs."""
+class AuditRunQuerySet(models.QuerySet["AuditRun"]):
+    def finished(self) -> AuditRunQuerySet:
+        return self.filter(status=RunStatus.DONE)
 
-    STATUSES = [("queued", "queued"), ("running", "running"), ("done", "done"), ("failed", "failed")]
+    def latest_finished(self) -> AuditRun | None:
+        return self.finished().order_by("-finished_at").first()
+
+    def claim(self, run_id: int, *, now: datetime | None = None) -> bool:
+        """queued → running for exactly one worker (a conditional UPDATE). A run whose worker vanished (no
+        heartbeat for AUDIT_STALE_SECONDS) may be claimed again by the redelivered message, up to MAX_ATTEMPTS."""
+        now = now or timezone.now()
+        stale = now - timedelta(seconds=settings.AUDIT_STALE_SECONDS)
+        return bool(self.filter(
+            Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale), id=run_id,
+            attempts__lt=MAX_ATTEMPTS,
+        ).update(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, progress=0,
+                 step="starting", error=""))
+
+
+def headline_rate(headline: dict | None, fpr: str | float = HEADLINE_FPR) -> dict:
+    """`{"value", "low", "high", "attack", "reliable"}` of a stored headline at `fpr` ({} when absent); for
+    readers that load only the headline column (`values("result__headline")`)."""
+    key = fpr if isinstance(fpr, str) else f"{fpr:g}"
+    return ((headline or {}).get("tpr_at_fpr") or {}).get(key) or {}
+
+
+class AuditRun(models.Model):
+    """One audit of one model version; claimed by conditional UPDATE, heartbeat while it runs.
+
+    `result` is the attack core's `AuditResult.to_dict()`; read it through the accessors below, never by hand,
+    so every page, detector and bundle agrees on what the headline and the leading attack are."""
 
     model = models.ForeignKey("monitor.RegisteredModel", on_delete=models.CASCADE, related_name="audit_runs")
-    status = models.CharField(max_length=8, choices=STATUSES, default="queued")
-    trigger = models.CharField(max_length=16, default="manual", choices=[("manual", "manual"), ("schedule", "schedule")])
+    status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trigger = models.CharField(max_length=16, default=Trigger.MANUAL, choices=Trigger.choices)
     # Scheduled runs carry their slot: a duplicated beat tick cannot create a second run for it.
     slot = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -178,6 +138,8 @@ class AuditRun(models.Model):
     result = models.JSONField(null=True, blank=True)
     policy_result = models.JSONField(null=True, blank=True)
 
+    objects = AuditRunQuerySet.as_manager()
+
     class Meta:
         indexes = [models.Index(fields=["model", "-created_at"], name="auditrun_model_created"),
                    models.Index(fields=["status"], name="auditrun_status")]
@@ -190,7 +152,62 @@ class AuditRun(models.Model):
 
     @property
     def headline(self) -> dict | None:
+        """Best attack at each FPR target, AUC and ε lower bound, each naming its attack."""
         return (self.result or {}).get("headline")
+
+    @property
+    def attack_results(self) -> list[dict]:
+        return list((self.result or {}).get("attacks") or [])
+
+    def tpr_at(self, fpr: str | float = HEADLINE_FPR) -> dict:
+        """The headline's TPR at `fpr` with its interval and attack ({} before a finished run)."""
+        return headline_rate(self.headline, fpr)
+
+    def leading_attack(self) -> dict | None:
+        """The one rule for "the leading attack": the attack that sets the headline TPR at 1 % FPR; where the
+        headline names none (e.g. every attack reads zero there), the one with the best AUC."""
+        attacks = self.attack_results
+        headline = self.headline or {}
+        for name in (self.tpr_at().get("attack"), headline.get("auc_attack")):
+            found = next((attack for attack in attacks if attack.get("name") == name), None)
+            if found is not None:
+                return found
+        return None
+
+    def most_exposed_ids(self) -> list[str]:
+        """Member record ids the leading attack is surest about, most exposed first (ids only, never values)."""
+        leader = self.leading_attack()
+        return [str(i) for i in (leader or {}).get("top_exposed") or []]
+
+    @property
+    def passed(self) -> bool | None:
+        return (self.policy_result or {}).get("passed") if self.policy_result else None
+
+    def summary(self, *, full: bool = False) -> dict:
+        """The audit run shape of DESIGN.md; `full` adds ROC points, per-class slices, what-if and provenance."""
+        result = self.result or {}
+        attacks = []
+        for attack in self.attack_results:
+            item = {key: attack.get(key) for key in ("name", "auc", "advantage", "balanced_accuracy", "epsilon_lower",
+                                                      "tpr_at_fpr", "n_members", "n_nonmembers")}
+            if full:
+                item.update({key: attack.get(key) for key in ("roc", "per_class", "top_exposed", "seconds", "details")})
+            attacks.append(item)
+        summary = {
+            "id": self.pk, "model": self.model.slug, "status": self.status, "trigger": self.trigger,
+            "progress": self.progress, "step": self.step, "error": self.error or None, "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at, "headline": self.headline,
+            "attacks": attacks, "policy": self.policy_result,
+        }
+        if full:
+            summary.update({
+                "what_if": result.get("what_if"), "recommendations": result.get("recommendations"),
+                "accuracy": result.get("accuracy"), "notes": result.get("notes"), "timings": result.get("timings"),
+                "model_version": self.model_version, "artifact_sha256": self.artifact_sha256,
+                "data_sha256": self.data_sha256, "config": self.config, "environment": self.environment,
+                "attack_config": result.get("config"),
+            })
+        return summary
 
 
 class ReferenceCache(models.Model):

@@ -5,24 +5,23 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import platform
 import time
 from typing import Any
 
 import numpy as np
-from cryptography.fernet import Fernet
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audits.attacks.audit import AuditResult, run_attacks
+from audits.attacks import AuditConfig, AuditData, AuditResult, run_attacks
 from audits.attacks.reference import ReferenceModels
-from audits.models import AuditLogEntry, AuditRun, ReferenceCache
-from audits.scheduling import claim, policy_for
-from monitor.alerting import Signal, raise_signal
-from monitor.artifacts import TRUSTED_SKOPS_TYPES, SklearnPredictor, _validate_trees
-from monitor.gateway import predictor_for
+from audits.models import AuditPolicy, AuditRun, ReferenceCache, RunStatus, headline_rate
+from monitor.alerts.lifecycle import Signal, raise_signal
 from monitor.models import RegisteredModel
+from monitor.platform.crypto import data_fernet
+from monitor.platform.versions import python_environment
+from monitor.registry.artifacts import TRUSTED_SKOPS_TYPES, SklearnPredictor, validate_trees
+from monitor.registry.gateway import predictor_for
+from monitor.trail.models import TrailEntry
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def _report(run_id: int) -> Any:
         now = time.monotonic()
         # Every step is a heartbeat; throttle the writes, not the liveness.
         if now - last["at"] >= 0.5 or percent in (0, 100):
-            AuditRun.objects.filter(id=run_id, status="running").update(
+            AuditRun.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
                 progress=max(0, min(100, int(percent))), step=step[:200], heartbeat_at=timezone.now())
             last["at"] = now
 
@@ -69,10 +68,6 @@ def _cache_key(model: RegisteredModel, run: AuditRun, kind: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _fernet() -> Fernet:
-    return Fernet(settings.DATA_ENCRYPTION_KEY.encode())
-
-
 def load_cached_references(model: RegisteredModel, key: str) -> ReferenceModels | None:
     import skops.io as sio
 
@@ -80,7 +75,7 @@ def load_cached_references(model: RegisteredModel, key: str) -> ReferenceModels 
     if row is None:
         return None
     try:
-        clear = _fernet().decrypt(bytes(row.ciphertext))
+        clear = data_fernet().decrypt(bytes(row.ciphertext))
         with np.load(io.BytesIO(clear), allow_pickle=False) as npz:
             blob = npz["models"].tobytes()
             untrusted = set(sio.get_untrusted_types(data=blob))
@@ -88,7 +83,7 @@ def load_cached_references(model: RegisteredModel, key: str) -> ReferenceModels 
                 raise ValueError(f"untrusted types {sorted(untrusted - TRUSTED_SKOPS_TYPES)}")
             models = sio.loads(blob, trusted=sorted(untrusted))
             for fitted in models:
-                _validate_trees(fitted, n_features=getattr(fitted, "n_features_in_", None))
+                validate_trees(fitted, n_features=getattr(fitted, "n_features_in_", None))
             refs = ReferenceModels(models=tuple(models), pool_in=npz["pool_in"], target_in=npz["target_in"],
                                    seed=int(npz["seed"]), pool_fingerprint=str(npz["pool_fingerprint"]),
                                    target_fingerprint=str(npz["target_fingerprint"]))
@@ -106,7 +101,7 @@ def store_cached_references(model: RegisteredModel, key: str, refs: ReferenceMod
     np.savez(buffer, models=np.frombuffer(sio.dumps(list(refs.models), compression=8), dtype=np.uint8),
              pool_in=refs.pool_in, target_in=refs.target_in, seed=refs.seed,
              pool_fingerprint=refs.pool_fingerprint, target_fingerprint=refs.target_fingerprint)
-    ciphertext = _fernet().encrypt(buffer.getvalue())
+    ciphertext = data_fernet().encrypt(buffer.getvalue())
     ReferenceCache.objects.update_or_create(model=model, key=key, defaults={"ciphertext": ciphertext,
                                                                              "last_used_at": timezone.now()})
     # Keep the cache to the current version's entries.
@@ -124,7 +119,7 @@ def _current_keys(model: RegisteredModel) -> list[str]:
 
 def execute(run_id: int) -> AuditRun | None:
     """Claim and run one audit; None if another worker holds it. Failures are recorded, not raised."""
-    if not claim(run_id):
+    if not AuditRun.objects.claim(run_id):
         return None
     run = AuditRun.objects.select_related("model").get(id=run_id)
     report = _report(run.id)
@@ -133,9 +128,9 @@ def execute(run_id: int) -> AuditRun | None:
     except Exception as exc:
         log.exception("audit %s of %s failed", run.id, run.model.slug)
         reason = str(exc) if isinstance(exc, (AuditError, ValueError)) else f"{type(exc).__name__}: {exc}"
-        AuditRun.objects.filter(id=run.id).update(status="failed", error=reason[:4000], finished_at=timezone.now(),
+        AuditRun.objects.filter(id=run.id).update(status=RunStatus.FAILED, error=reason[:4000], finished_at=timezone.now(),
                                                    step="failed")
-        AuditLogEntry.record(action="audit.failed", obj=run, after={"model": run.model.slug, "error": reason[:500]})
+        TrailEntry.record(action="audit.failed", obj=run, after={"model": run.model.slug, "error": reason[:500]})
         run.refresh_from_db()
         return run
     finish(run, result)
@@ -152,7 +147,7 @@ def _run(run: AuditRun, report: Any) -> AuditResult:
     arrays = {kind: d.load() for kind, d in datasets.items()}  # decrypted in memory only
     artifact = model.artifacts.filter(version=model.version).values("sha256").first()
     predictor = predictor_for(model)
-    config = run.config or policy_for(model).config()
+    config = run.config or AuditPolicy.objects.for_model(model).config()
     if isinstance(predictor, SklearnPredictor):
         estimator, stand_in = predictor.estimator, None
     else:
@@ -166,16 +161,22 @@ def _run(run: AuditRun, report: Any) -> AuditResult:
     cache_keys = {kind: _cache_key(model, run, kind) for kind in ("offline", "online")}
     cached = {kind: load_cached_references(model, key) for kind, key in cache_keys.items()}
     population = arrays.get("population")
-    result = run_attacks(
-        target_predict_proba=predictor.predict_proba, estimator_for_reference=estimator,
+    data = AuditData(
         members_X=arrays["members"].X, members_y=arrays["members"].y,
         nonmembers_X=arrays["nonmembers"].X, nonmembers_y=arrays["nonmembers"].y,
         population_X=population.X if population is not None else None,
         population_y=population.y if population is not None else None,
+        member_ids=[str(i) for i in arrays["members"].record_ids],
+    )
+    audit_config = AuditConfig(
         attacks=config["attacks"], n_reference=config["n_reference"], seed=config["seed"],
         output_policy=model.output_policy, what_if_policies=_what_if(config),
-        max_per_side=config["max_eval_records"], member_ids=[str(i) for i in arrays["members"].record_ids],
-        offline_references=cached["offline"], online_references=cached["online"], progress=report,
+        max_per_side=config["max_eval_records"],
+    )
+    result = run_attacks(
+        data=data, target_predict_proba=predictor.predict_proba, estimator_for_reference=estimator,
+        config=audit_config, references={kind: refs for kind, refs in cached.items() if refs is not None},
+        progress=report,
     )
     for kind, refs in result.references.items():
         if cached.get(kind) is not refs:
@@ -190,15 +191,7 @@ def _what_if(config: dict) -> tuple[str, ...]:
 
 
 def _environment() -> dict:
-    import importlib.metadata
-
-    versions = {}
-    for package in ("numpy", "scipy", "scikit-learn", "skops", "onnxruntime", "Django"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+    return python_environment(("numpy", "scipy", "scikit-learn", "skops", "onnxruntime", "Django"))
 
 
 def _fpr_upper_bound(fpr: float, n_nonmembers: int) -> float:
@@ -221,7 +214,7 @@ def judge(run: AuditRun, result: dict, previous: AuditRun | None) -> dict:
     """
     limits = run.config.get("limits", {})
     headline = result.get("headline") or {}
-    tpr = ((headline.get("tpr_at_fpr") or {}).get("0.01") or {})
+    tpr = headline_rate(headline)
     epsilon = headline.get("epsilon_lower")
     breaches = []
     n_nonmembers = (result.get("config") or {}).get("n_nonmembers") or 0
@@ -233,7 +226,7 @@ def judge(run: AuditRun, result: dict, previous: AuditRun | None) -> dict:
         breaches.append({"metric": "epsilon_lower", "value": epsilon, "limit": limits["epsilon_lower"]})
     regression = None
     if previous is not None and previous.result:
-        before = (((previous.result.get("headline") or {}).get("tpr_at_fpr") or {}).get("0.01") or {}).get("value")
+        before = previous.tpr_at().get("value")
         factor = limits.get("regression_factor", 2.0)
         if before is not None and tpr.get("value") is not None and before > 0 and tpr["value"] >= factor * before:
             regression = {"metric": "tpr_at_1pct_fpr", "previous": before, "now": tpr["value"], "factor": factor,
@@ -243,12 +236,12 @@ def judge(run: AuditRun, result: dict, previous: AuditRun | None) -> dict:
 
 def finish(run: AuditRun, result: AuditResult) -> None:
     data = result.to_dict()
-    previous = (AuditRun.objects.filter(model=run.model, status="done").exclude(pk=run.pk).order_by("-finished_at").first())
+    previous = AuditRun.objects.filter(model=run.model).exclude(pk=run.pk).latest_finished()
     verdict = judge(run, data, previous)
     with transaction.atomic():
-        AuditRun.objects.filter(id=run.id).update(status="done", progress=100, step="done", result=data,
+        AuditRun.objects.filter(id=run.id).update(status=RunStatus.DONE, progress=100, step="done", result=data,
                                                    policy_result=verdict, finished_at=timezone.now())
-        AuditLogEntry.record(action="audit.finished", obj=run, after={"model": run.model.slug, "passed": verdict["passed"],
+        TrailEntry.record(action="audit.finished", obj=run, after={"model": run.model.slug, "passed": verdict["passed"],
                                                                       "breaches": [b["metric"] for b in verdict["breaches"]]})
         if verdict["breaches"]:
             worst = max(verdict["breaches"], key=lambda b: b["value"] / b["limit"] if b["limit"] else float("inf"))

@@ -6,20 +6,15 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from audits.models import AuditLogEntry, AuditPolicy, AuditRun
-from monitor.broker import publish
+from audits.models import MAX_ATTEMPTS, AuditPolicy, AuditRun, RunStatus
+from monitor.platform.broker import publish
+from monitor.trail.models import TrailEntry
 
-MAX_ATTEMPTS = 2
 # The step of a queued run whose message could not be sent: the reaper sends it again on its next tick.
 WAITING_FOR_BROKER = "waiting for the task broker (unreachable); the run starts once it is back"
-
-
-def policy_for(model) -> AuditPolicy:
-    policy, _ = AuditPolicy.objects.get_or_create(model=model)
-    return policy
 
 
 def slot_for(now: datetime, cadence_hours: int) -> datetime:
@@ -35,8 +30,8 @@ def request_audit(model, *, user=None, trigger: str = "manual", slot: datetime |
     try:
         with transaction.atomic():
             run = AuditRun.objects.create(model=model, trigger=trigger, slot=slot, requested_by=user,
-                                          model_version=model.version, config=policy_for(model).config())
-            AuditLogEntry.record(action="audit.requested", actor=user, obj=run,
+                                          model_version=model.version, config=AuditPolicy.objects.for_model(model).config())
+            TrailEntry.record(action="audit.requested", actor=user, obj=run,
                                  after={"model": model.slug, "trigger": trigger, "slot": slot})
     except IntegrityError:
         return None
@@ -48,12 +43,10 @@ def request_audit(model, *, user=None, trigger: str = "manual", slot: datetime |
 def send_run(run_id: int) -> bool:
     """Send a queued run to the workers. With the broker unreachable the run stays queued, says so, and the
     reaper (reap_stuck_runs) sends it again; a worker's conditional claim makes a second message harmless."""
-    from audits.tasks import run_audit
-
-    if publish(run_audit, run_id):
-        AuditRun.objects.filter(id=run_id, status="queued", step=WAITING_FOR_BROKER).update(step="")
+    if publish("audits.tasks.run_audit", run_id):
+        AuditRun.objects.filter(id=run_id, status=RunStatus.QUEUED, step=WAITING_FOR_BROKER).update(step="")
         return True
-    AuditRun.objects.filter(id=run_id, status="queued").update(step=WAITING_FOR_BROKER)
+    AuditRun.objects.filter(id=run_id, status=RunStatus.QUEUED).update(step=WAITING_FOR_BROKER)
     return False
 
 
@@ -64,7 +57,7 @@ def enqueue_due_audits(*, now: datetime | None = None) -> list[AuditRun]:
     from monitor.models import RegisteredModel
 
     for model in RegisteredModel.objects.all():
-        policy = policy_for(model)
+        policy = AuditPolicy.objects.for_model(model)
         if not policy.enabled:
             continue
         run = request_audit(policy.model, trigger="schedule", slot=slot_for(now, policy.cadence_hours))
@@ -73,39 +66,28 @@ def enqueue_due_audits(*, now: datetime | None = None) -> list[AuditRun]:
     return created
 
 
-def claim(run_id: int, *, now: datetime | None = None) -> bool:
-    """queued → running for exactly one worker. A run whose worker vanished (no heartbeat for
-    AUDIT_STALE_SECONDS) may be claimed again by the redelivered message, up to MAX_ATTEMPTS."""
-    now = now or timezone.now()
-    stale = now - timedelta(seconds=settings.AUDIT_STALE_SECONDS)
-    return bool(AuditRun.objects.filter(
-        Q(status="queued") | Q(status="running", heartbeat_at__lt=stale), id=run_id, attempts__lt=MAX_ATTEMPTS,
-    ).update(status="running", started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, progress=0,
-             step="starting", error=""))
-
-
 def reap_stuck_runs(*, now: datetime | None = None) -> dict[str, int]:
     """Runs silent past AUDIT_STALE_SECONDS: queue again while attempts remain, else fail with the reason."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.AUDIT_STALE_SECONDS)
     counts = {"requeued": 0, "failed": 0}
     requeued: list[int] = []
-    for run in AuditRun.objects.filter(status="running", heartbeat_at__lt=stale):
+    for run in AuditRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale):
         if run.attempts < MAX_ATTEMPTS:
-            if AuditRun.objects.filter(id=run.id, status="running", heartbeat_at__lt=stale).update(
-                    status="queued", step=f"requeued: no heartbeat since {run.heartbeat_at:%H:%M:%S} (worker lost)"):
+            if AuditRun.objects.filter(id=run.id, status=RunStatus.RUNNING, heartbeat_at__lt=stale).update(
+                    status=RunStatus.QUEUED, step=f"requeued: no heartbeat since {run.heartbeat_at:%H:%M:%S} (worker lost)"):
                 transaction.on_commit(lambda run_id=run.id: send_run(run_id))
                 requeued.append(run.id)
                 counts["requeued"] += 1
-        elif AuditRun.objects.filter(id=run.id, status="running", heartbeat_at__lt=stale).update(
-                status="failed", finished_at=now,
+        elif AuditRun.objects.filter(id=run.id, status=RunStatus.RUNNING, heartbeat_at__lt=stale).update(
+                status=RunStatus.FAILED, finished_at=now,
                 error=f"the worker stopped responding {run.attempts} times (last heartbeat {run.heartbeat_at:%Y-%m-%d %H:%M:%S}); "
                       "likely killed or out of memory"):
             counts["failed"] += 1
     # A queued run whose message was lost (e.g. broker restarted without persistence) or never sent (broker
     # unreachable when it was requested) is sent again.
     lost = Q(created_at__lt=stale) | Q(step=WAITING_FOR_BROKER)
-    for run in AuditRun.objects.filter(lost, status="queued").exclude(id__in=requeued):
+    for run in AuditRun.objects.filter(lost, status=RunStatus.QUEUED).exclude(id__in=requeued):
         transaction.on_commit(lambda run_id=run.id: send_run(run_id))
         counts["requeued"] += 1
     return counts

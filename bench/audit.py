@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 
-from audits.attacks import STANDARD_POLICIES, TIER_1, run_attacks  # noqa: E402
-from monitor.datasets import load_adult  # noqa: E402
+from audits.attacks import STANDARD_POLICIES, TIER_1, AuditConfig, AuditData, run_attacks  # noqa: E402
+from monitor.demo.datasets import load_adult  # noqa: E402
 
 WALL_GOAL_SECONDS = 60.0
 RATIO_GOAL = 10.0
@@ -57,11 +57,12 @@ def main() -> int:
 
     started = time.perf_counter()
     result = run_attacks(
+        data=AuditData(members_X=data.X[members], members_y=data.y[members],
+                       nonmembers_X=data.X[nonmembers], nonmembers_y=data.y[nonmembers],
+                       population_X=data.X[population], population_y=data.y[population]),
         target_predict_proba=target.predict_proba, estimator_for_reference=target,
-        members_X=data.X[members], members_y=data.y[members],
-        nonmembers_X=data.X[nonmembers], nonmembers_y=data.y[nonmembers],
-        population_X=data.X[population], population_y=data.y[population],
-        attacks=args.attacks.split(","), n_reference=args.reference, seed=0, what_if_policies=policies,
+        config=AuditConfig(attacks=args.attacks.split(","), n_reference=args.reference, seed=0,
+                           what_if_policies=policies),
     )
     wall = time.perf_counter() - started
     out = result.to_dict()

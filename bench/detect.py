@@ -26,7 +26,7 @@ def register(n_features: int = 20):
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
 
-    from monitor.registry import Upload, register_model
+    from monitor.registry.registration import Upload, register_model
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20_000, n_features)) * rng.uniform(0.5, 20, n_features) + rng.uniform(-50, 50, n_features)
@@ -49,7 +49,8 @@ def register(n_features: int = 20):
 def store(model, estimator, traffic) -> None:
     import numpy as np
 
-    from monitor.ingest import QueryBatch, store_queries
+    from monitor.ingestion.store import store_queries
+    from monitor.ingestion.validate import QueryBatch
 
     proba = estimator.predict_proba(traffic.features.astype(np.float64))
     from datetime import UTC, datetime
@@ -65,7 +66,7 @@ def store(model, estimator, traffic) -> None:
 
 def make_traffic(model, *, benign_clients: int, queries: int, start: float, hours: float, seed: int, attacks: bool,
                  per_client_day: float | None = None):
-    from monitor import traffic as gen
+    from monitor.demo import traffic as gen
 
     datasets = {d.kind: d.load() for d in model.datasets.all()}
     pool = datasets["population"].X
@@ -77,7 +78,7 @@ def make_traffic(model, *, benign_clients: int, queries: int, start: float, hour
     if attacks:
         import numpy as np
 
-        from monitor.gateway import predictor_for
+        from monitor.registry.gateway import predictor_for
 
         rng = np.random.default_rng(seed)
         predict = predictor_for(model).predict_proba
@@ -102,7 +103,7 @@ def make_traffic(model, *, benign_clients: int, queries: int, start: float, hour
 
 def read_only_seconds(model) -> float:
     """Anchor: read and decode the same rows with no detector work (what the scan cannot go below)."""
-    from monitor.scanning import load_queries, safe_high_water
+    from monitor.detection.scanning import load_queries, safe_high_water
 
     high, last, start = safe_high_water(model), 0, time.perf_counter()
     while last < high:
@@ -118,8 +119,8 @@ def main() -> None:
     parser.add_argument("--benign-clients", type=int, default=1000)
     args = parser.parse_args()
     setup_django(URL)
+    from monitor.detection.scanning import calibrate_model, scan_model
     from monitor.models import Alert, QueryLog
-    from monitor.scanning import calibrate_model, scan_model
 
     model, estimator = register()
     now = time.time()

@@ -32,7 +32,7 @@ import django, io, numpy as np
 django.setup()
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
-from monitor.registry import register_model, Upload
+from monitor.registry.registration import register_model, Upload
 from monitor.models import ApiToken
 rng = np.random.default_rng(0)
 X = rng.normal(size=(400, 20)); y = np.where(X[:, 0] > 0, "yes", "no")

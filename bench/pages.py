@@ -81,7 +81,7 @@ def session_cookie() -> str:
     user.groups.add(Group.objects.get(name="viewer"))
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "monitor.roles.RolePermissionBackend"
+    session["_auth_user_backend"] = "monitor.access.roles.RolePermissionBackend"
     session["_auth_user_hash"] = user.get_session_auth_hash()
     session.create()
     return session.session_key

@@ -18,504 +18,56 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import os
-import re
-import secrets
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
-from common import ROOT, gunicorn, setup_django  # noqa: E402
+from common import gunicorn, setup_django  # noqa: E402
+from soak_load import (  # noqa: E402
+    PAGES,
+    AuditWatch,
+    Http,
+    Ingestion,
+    Predicts,
+    Stats,
+    audit_loop,
+    login,
+    page_loop,
+    predict_loop,
+    run_ingestion,
+)
+from soak_stack import (  # noqa: E402
+    BROKER,
+    N_CLIENTS,
+    N_FEATURES,
+    SLUG,
+    URL,
+    VACUUMED,
+    Sampler,
+    Vacuumer,
+    calibrate,
+    celery_worker,
+    dead_tuples,
+    descendants,
+    make_traffic,
+    people,
+    register,
+    wait_for_worker,
+)
 
-URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/monitor_bench_soak")
-BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
-SLUG = "soak"
-N_FEATURES = 20
-N_CLIENTS = 500
-PREDICT_CLIENTS = 20
 SCAN_EVERY = 60.0
 AUDIT_AT = 10.0
 INGEST = "POST /queries"
-PAGES = ("/", f"/models/{SLUG}/", "/alerts/")
-
-
-# --- measurement -------------------------------------------------------------------------------------
-
-class Stats:
-    """Per endpoint: latency of each 2xx answer, and every failure by status or exception type."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.latency: dict[str, list[float]] = defaultdict(list)
-        self.errors: dict[str, Counter] = defaultdict(Counter)
-        self.log: list[tuple[float, str, float, str]] = []  # when it ended, endpoint, ms, outcome (for --dump)
-
-    def ok(self, endpoint: str, ms: float) -> None:
-        with self.lock:
-            self.latency[endpoint].append(ms)
-            self.log.append((time.time(), endpoint, ms, "ok"))
-
-    def error(self, endpoint: str, what: str, ms: float = float("nan")) -> None:
-        with self.lock:
-            self.errors[endpoint][what] += 1
-            self.latency.setdefault(endpoint, [])
-            self.log.append((time.time(), endpoint, ms, what))
-
-
-class Http:
-    """One keep-alive connection (gunicorn's sync workers close it after each answer; http.client reopens)."""
-
-    def __init__(self, port: int, *, timeout: float = 120.0) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def call(self, method: str, path: str, body: bytes | None = None,
-             headers: dict | None = None) -> tuple[int, bytes, float, http.client.HTTPResponse]:
-        started = time.perf_counter()
-        try:
-            self.conn.request(method, path, body=body, headers=headers or {})
-            response = self.conn.getresponse()
-            data = response.read()
-        except Exception:
-            self.conn.close()
-            raise
-        return response.status, data, (time.perf_counter() - started) * 1000, response
-
-
-def timed(stats: Stats, endpoint: str, client: Http, method: str, path: str, body: bytes | None = None,
-          headers: dict | None = None, *, expect: int = 200) -> bytes | None:
-    """One request, recorded; the body on the expected status, None otherwise."""
-    try:
-        status, data, ms, _ = client.call(method, path, body, headers)
-    except Exception as exc:  # timeouts, resets: counted, never fatal
-        stats.error(endpoint, type(exc).__name__)
-        return None
-    if status != expect:
-        stats.error(endpoint, f"HTTP {status}", ms)
-        return None
-    stats.ok(endpoint, ms)
-    return data
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
-
-
-# --- setup ---------------------------------------------------------------------------------------------
-
-def register(rng: np.random.Generator):
-    """A 20-feature RandomForest with members, non-members and a population (as bench/detect.py does)."""
-    import skops.io as sio
-    from sklearn.ensemble import RandomForestClassifier
-
-    from monitor.registry import Upload, register_model
-
-    X = rng.normal(size=(12_000, N_FEATURES)) * rng.uniform(0.5, 20, N_FEATURES) + rng.uniform(-50, 50, N_FEATURES)
-    X[:, :5] = np.round(X[:, :5])
-    y = np.where(X[:, 5] + 0.3 * X[:, 6] + rng.normal(scale=8, size=len(X)) > X[:, 5].mean(), "yes", "no")
-    names = [f"f{i:02d}" for i in range(N_FEATURES)]
-
-    def csv(rows: np.ndarray) -> bytes:
-        lines = [",".join(names + ["label"])] + [",".join(f"{v:.6g}" for v in X[i]) + f",{y[i]}" for i in rows]
-        return "\n".join(lines).encode()
-
-    members, nonmembers, population = np.arange(0, 3000), np.arange(3000, 6000), np.arange(6000, 12_000)
-    estimator = RandomForestClassifier(n_estimators=30, max_depth=12, random_state=0, n_jobs=1).fit(X[members], y[members])
-    model = register_model(slug=SLUG, name="Soak", label_column="label", artifact=Upload(sio.dumps(estimator), "rf.skops"),
-                           members=Upload(csv(members)), nonmembers=Upload(csv(nonmembers)),
-                           population=Upload(csv(population)))
-    # What the stored rows carry must round-trip through float32 exactly as the API stores it.
-    return model, estimator, X[population].astype(np.float32)
-
-
-def make_traffic(pool: np.ndarray, estimator, *, rate: float, seconds: float, seed: int):
-    """Benign traffic from N_CLIENTS clients at `rate` queries/s in total, with the model's own answers."""
-    from monitor.traffic import benign_traffic
-
-    traffic = benign_traffic(pool.astype(np.float64), n_clients=N_CLIENTS, seed=seed, start=time.time() - seconds,
-                             duration=seconds, queries_per_day=rate / N_CLIENTS * 86_400)
-    outputs = estimator.predict_proba(traffic.features.astype(np.float64)).astype(np.float32)
-    return traffic, outputs
-
-
-def calibrate(model, estimator, traffic, outputs, n_reference: int) -> None:
-    """Store the first `n_reference` rows directly and calibrate the detectors on them (known-benign)."""
-    from datetime import UTC, datetime
-
-    from monitor.ingest import QueryBatch, store_queries
-    from monitor.models import DetectorState
-    from monitor.scanning import calibrate_model, safe_high_water
-
-    for lo in range(0, n_reference, 50_000):
-        hi = min(lo + 50_000, n_reference)
-        store_queries(model, QueryBatch(
-            client_ids=traffic.client_ids[lo:hi].tolist(),
-            timestamps=[datetime.fromtimestamp(t, tz=UTC) for t in traffic.timestamps[lo:hi]],
-            features=traffic.features[lo:hi], outputs=outputs[lo:hi], request_ids=[None] * (hi - lo)))
-    calibrate_model(model)
-    DetectorState.objects.filter(model=model).update(watermark_id=safe_high_water(model))
-
-
-def people():
-    """A security user who logs in through the login form, and a personal API token (audits, audit status)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    from monitor.models import ApiToken
-
-    password = secrets.token_urlsafe(18)
-    user = get_user_model().objects.create_user("soak-security", password=password)
-    user.groups.add(Group.objects.get(name="security"))
-    return user.username, password, ApiToken.issue(kind=ApiToken.USER, user=user)[1]
-
-
-def login(port: int, username: str, password: str) -> str:
-    """The login form, with its CSRF token, as a browser does; returns the Cookie header of the session."""
-    client = Http(port)
-    status, html, _, response = client.call("GET", "/login/")
-    cookies = dict(c.split(";")[0].split("=", 1) for c in response.headers.get_all("Set-Cookie") or [])
-    match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', html)
-    if status != 200 or match is None or "csrftoken" not in cookies:
-        raise SystemExit(f"login page: HTTP {status}, no CSRF token")
-    form = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": match.group(1).decode(),
-                      "next": "/"}).encode()
-    status, body, _, response = client.call("POST", "/login/", form, {
-        "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={cookies['csrftoken']}"})
-    cookies.update(dict(c.split(";")[0].split("=", 1) for c in response.headers.get_all("Set-Cookie") or []))
-    if status != 302 or "sessionid" not in cookies:
-        raise SystemExit(f"login failed: HTTP {status} {body[:200]!r}")
-    return "; ".join(f"{k}={v}" for k, v in cookies.items())
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (from /proc): how the watchdog finds what this run started."""
-    parents: dict[int, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                parents[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-@contextlib.contextmanager
-def celery_worker(concurrency: int) -> Iterator[Path]:
-    """One Celery worker (prefork, `concurrency` children) on the bench database and broker; yields its log."""
-    log = Path(tempfile.mkstemp(prefix="soak-worker-", suffix=".log")[1])
-    env = {**os.environ, "DATABASE_URL": URL, "CELERY_BROKER_URL": BROKER, "DJANGO_SETTINGS_MODULE": "monitor.settings",
-           "LOG_LEVEL": "WARNING"}
-    with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "monitor.celery", "worker", "--loglevel=WARNING",
-                                   f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
-                                   "-n", f"soak-{secrets.token_hex(3)}@%h"], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT)
-    try:
-        yield log
-    finally:
-        children = descendants(worker.pid)
-        worker.terminate()  # warm shutdown: finishes running tasks...
-        try:
-            worker.wait(5)
-        except subprocess.TimeoutExpired:
-            worker.send_signal(signal.SIGQUIT)  # ...so a running audit is cut short by a cold shutdown
-            try:
-                worker.wait(10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def wait_for_worker(deadline: float) -> None:
-    from monitor.models import WorkerHeartbeat
-    from monitor.tasks import record_heartbeat
-
-    record_heartbeat.delay("soak-worker")
-    while time.time() < deadline:
-        if WorkerHeartbeat.objects.filter(name="soak-worker").exists():
-            return
-        time.sleep(0.3)
-    raise SystemExit("the Celery worker did not run a task within 90 s")
-
-
-# --- load ---------------------------------------------------------------------------------------------
-
-class Ingestion:
-    """Batches of `batch` rows; batch k of a phase is due at start + k·batch/rate (unpaced when rate is None).
-    A failed batch is sent again with the same request ids until it is acknowledged (idempotency)."""
-
-    def __init__(self, *, prefix: str, first_row: int, batch: int, rate: float | None, start: float, end: float,
-                 rows: tuple[list[str], np.ndarray, np.ndarray]) -> None:
-        self.prefix, self.first_row, self.batch, self.rate, self.start, self.end = prefix, first_row, batch, rate, start, end
-        self.client_ids, self.features, self.outputs = rows
-        self.lock = threading.Lock()
-        self.claimed = self.acked_batches = self.accepted = self.duplicates = 0
-        self.unacknowledged = 0
-        self.last_ack = start
-        self.per_minute: Counter = Counter()
-        self.max_slip = 0.0
-
-    def claim(self) -> tuple[int, float] | None:
-        """The next batch and when it is due; None at the end of the phase (late batches are not made up)."""
-        with self.lock:
-            k = self.claimed
-            due = self.start if self.rate is None else self.start + k * self.batch / self.rate
-            if due >= self.end or time.time() >= self.end:
-                return None
-            self.claimed += 1
-            return k, due
-
-    def body(self, k: int) -> bytes:
-        n = len(self.client_ids)
-        rows = []
-        for i in range(self.first_row + k * self.batch, self.first_row + (k + 1) * self.batch):
-            j = i % n
-            rows.append({"client_id": self.client_ids[j], "features": self.features[j], "output": self.outputs[j],
-                         "request_id": f"{self.prefix}-{i}"})
-        return orjson.dumps({"queries": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-    def acked(self, payload: bytes) -> None:
-        answer = orjson.loads(payload)
-        now = time.time()
-        with self.lock:
-            self.acked_batches += 1
-            self.accepted += answer["accepted"]
-            self.duplicates += answer["duplicates"]
-            self.last_ack = max(self.last_ack, now)
-            self.per_minute[int((now - self.start) // 60)] += answer["accepted"]
-
-    @property
-    def rows_sent(self) -> int:
-        return self.claimed * self.batch
-
-    @property
-    def next_row(self) -> int:
-        return self.first_row + self.claimed * self.batch
-
-
-def ingest_sender(plan: Ingestion, port: int, token: str, stats: Stats, endpoint: str, give_up: threading.Event) -> None:
-    client = Http(port)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    while (claim := plan.claim()) is not None:
-        k, due = claim
-        delay = due - time.time()
-        if delay > 0 and give_up.wait(delay):
-            break
-        plan.max_slip = max(plan.max_slip, -delay)
-        body = plan.body(k)
-        while True:
-            answer = timed(stats, endpoint, client, "POST", f"/api/v1/models/{SLUG}/queries", body, headers, expect=201)
-            if answer is not None:
-                plan.acked(answer)
-                break
-            if give_up.wait(0.5):
-                with plan.lock:
-                    plan.unacknowledged += 1
-                return
-
-
-def run_ingestion(plan: Ingestion, senders: int, port: int, token: str, stats: Stats, endpoint: str,
-                  give_up: threading.Event) -> list[threading.Thread]:
-    threads = [threading.Thread(target=ingest_sender, args=(plan, port, token, stats, endpoint, give_up), daemon=True)
-               for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    return threads
-
-
-def paced(rate: float, start: float, end: float, stop: threading.Event) -> Iterator[int]:
-    """Ticks at `rate` per second from `start` to `end`; a late tick fires at once, missed ones are not made up."""
-    k, due = 0, start
-    while due < end and not stop.is_set():
-        delay = due - time.time()
-        if delay > 0 and stop.wait(delay):
-            return
-        yield k
-        k += 1
-        due = max(due + 1 / rate, time.time())
-
-
-class Predicts:
-    def __init__(self) -> None:
-        self.rows_answered = self.rows_failed = 0
-
-
-def predict_loop(port: int, token: str, pool: np.ndarray, rate: float, rows: int, start: float, end: float,
-                 stats: Stats, stop: threading.Event, tally: Predicts) -> None:
-    client = Http(port)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    for k in paced(rate, start, end, stop):
-        lo = (k * rows) % (len(pool) - rows)
-        body = orjson.dumps({"client_id": f"pred-{k % PREDICT_CLIENTS:02d}", "features": pool[lo:lo + rows]},
-                            option=orjson.OPT_SERIALIZE_NUMPY)
-        if timed(stats, "POST /predict", client, "POST", f"/api/v1/models/{SLUG}/predict", body, headers) is None:
-            tally.rows_failed += rows
-        else:
-            tally.rows_answered += rows
-
-
-def page_loop(port: int, cookie: str, rate: float, start: float, end: float, stats: Stats, stop: threading.Event) -> None:
-    client = Http(port)
-    for k in paced(rate, start, end, stop):
-        path = PAGES[k % len(PAGES)]
-        timed(stats, f"GET {path}", client, "GET", path, headers={"Cookie": cookie})
-
-
-class AuditWatch:
-    def __init__(self) -> None:
-        self.run_id: int | None = None
-        self.requested = self.seen_done = 0.0
-        self.last: dict = {}
-
-
-def audit_loop(port: int, token: str, start: float, stats: Stats, stop: threading.Event, watch: AuditWatch) -> None:
-    client = Http(port)
-    headers = {"Authorization": f"Bearer {token}"}
-    if stop.wait(max(0.0, start - time.time())):
-        return
-    watch.requested = time.time()
-    answer = timed(stats, "POST /audits", client, "POST", f"/api/v1/models/{SLUG}/audits", headers=headers, expect=202)
-    if answer is None:
-        return
-    watch.run_id = orjson.loads(answer)["id"]
-    while not stop.wait(3.0):
-        answer = timed(stats, "GET /audits/{id}", client, "GET", f"/api/v1/audits/{watch.run_id}", headers=headers)
-        if answer is not None:
-            watch.last = orjson.loads(answer)
-            if watch.last["status"] in ("done", "failed"):
-                watch.seen_done = time.time()
-                return
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
-DB_NAME = URL.rsplit("/", 1)[-1]
-
-
-def cpu_by_process() -> dict[int, tuple[str, float]]:
-    """CPU seconds so far of this run's processes, by role: the load generator (this process), gunicorn and the
-    Celery worker (its descendants), PostgreSQL backends of the bench database (named in their process title)."""
-    mine = set(descendants(os.getpid()))
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            if pid == os.getpid():
-                role = "load generator"
-            elif pid in mine:
-                role = "gunicorn" if b"gunicorn" in cmdline else "celery worker" if b"celery" in cmdline else "other child"
-            elif cmdline.startswith(b"postgres: ") and f" {DB_NAME} ".encode() in cmdline:
-                role = "postgres (bench db)"
-            else:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            found[pid] = (role, (int(fields[11]) + int(fields[12])) / TICKS)
-    return found
-
-
-def machine_cpu() -> float:
-    """Busy CPU seconds of the whole machine so far (every process, ours and others')."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values) - values[3] - values[4]) / TICKS  # minus idle and iowait
-
-
-class Sampler(threading.Thread):
-    """Every second: the scanner's watermark against the newest committed query (its own connection), and the
-    CPU time of each process of the run."""
-
-    def __init__(self, model_id: int) -> None:
-        super().__init__(daemon=True)
-        self.model_id, self.stop = model_id, threading.Event()
-        self.samples: list[tuple[float, int, int, float]] = []  # time, newest id, watermark, age of oldest unscanned
-        self.scans: dict[str, dict] = {}  # last_scan["at"] -> last_scan
-        self.cpu_first = cpu_by_process()
-        self.cpu_last = dict(self.cpu_first)
-        self.machine_first = self.machine_last = machine_cpu()
-        self.cpu_frozen = False
-        self.cpu_trace: list[tuple[float, dict[str, float]]] = []
-
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds per role while the sampler ran (a backend that exited between samples loses ≤ 1 s)."""
-        used: dict[str, float] = defaultdict(float)
-        for pid, (role, seconds) in self.cpu_last.items():
-            before = self.cpu_first.get(pid)
-            used[role] += seconds - (before[1] if before and before[0] == role else 0.0)
-        used["whole machine"] = self.machine_last - self.machine_first
-        return used
-
-    def read(self, conn) -> tuple[int, int, float, dict]:
-        watermark, last_scan = conn.execute(
-            "SELECT watermark_id, last_scan FROM monitor_detectorstate WHERE model_id = %s", [self.model_id]).fetchone()
-        newest = conn.execute("SELECT COALESCE(MAX(id), 0) FROM monitor_querylog WHERE model_id = %s",
-                              [self.model_id]).fetchone()[0]
-        oldest = conn.execute("SELECT EXTRACT(EPOCH FROM now() - ts)::float8 FROM monitor_querylog "
-                              "WHERE model_id = %s AND id > %s ORDER BY id LIMIT 1", [self.model_id, watermark]).fetchone()
-        return newest, watermark, (oldest[0] if oldest else 0.0), last_scan or {}
-
-    def run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(URL, autocommit=True) as conn:
-            while not self.stop.wait(1.0):
-                newest, watermark, age, last_scan = self.read(conn)
-                self.samples.append((time.time(), newest, watermark, age))
-                if last_scan.get("at"):
-                    self.scans[last_scan["at"]] = last_scan
-                if not self.cpu_frozen:
-                    self.cpu_last.update(cpu_by_process())
-                    self.machine_last = machine_cpu()
-                    self.cpu_trace.append((time.time(), dict(self.cpu_seconds())))
-
-
-VACUUMED = ("monitor_queryrollup", "monitor_clientdayrollup", "monitor_modelhourrollup", "monitor_detectorstate",
-            "monitor_querylog")
-
-
-class Vacuumer(threading.Thread):
-    """Stands in for autovacuum when the server has it off: VACUUM (ANALYZE) of the tables the load rewrites
-    (each ingested batch updates ~batch rollup rows; each scan chunk rewrites the detector state) every 60 s,
-    autovacuum's default naptime."""
-
-    def __init__(self, start: float) -> None:
-        super().__init__(daemon=True)
-        self.first, self.stop = start, threading.Event()
-        self.seconds: list[float] = []
-
-    def run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(URL, autocommit=True) as conn:
-            due = self.first
-            while not self.stop.wait(max(0.0, due - time.time())):
-                started = time.perf_counter()
-                conn.execute(f"VACUUM (ANALYZE) {', '.join(VACUUMED)}")  # constant table names
-                self.seconds.append(time.perf_counter() - started)
-                due += 60.0
-
-
-def dead_tuples(conn) -> str:
-    rows = conn.execute("SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables WHERE relname = ANY(%s) "
-                        "ORDER BY relname", [list(VACUUMED[:4])]).fetchall()
-    return ", ".join(f"{name.removeprefix('monitor_')} {live:,} live / {dead:,} dead" for name, live, dead in rows)
 
 
 # --- the run -------------------------------------------------------------------------------------------
@@ -631,8 +183,8 @@ def run(args: argparse.Namespace, wall_start: float, cap_deadline: float) -> int
         # The anchors' rows are not the soak's: the scanner starts after them.
         from django.db import connection
 
+        from monitor.detection.scanning import safe_high_water
         from monitor.models import DetectorState
-        from monitor.scanning import safe_high_water
 
         DetectorState.objects.filter(model=model).update(watermark_id=safe_high_water(model))
         with connection.cursor() as cursor:  # planner statistics for the rows setup and the anchors wrote

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.shortcuts import redirect
 
-from monitor.channels import ChannelError, check_target
+from monitor.alerts.channels import ChannelError, check_target
 from monitor.models import (
     Alert,
     AlertEvent,
@@ -15,6 +15,7 @@ from monitor.models import (
     QueryLog,
     ReferenceDataset,
     RegisteredModel,
+    TrailEntry,
     WorkerHeartbeat,
 )
 
@@ -134,3 +135,21 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 
 admin.site.register(WorkerHeartbeat)
+
+
+@admin.register(TrailEntry)
+class TrailEntryAdmin(admin.ModelAdmin):
+    """Read-only: the security trail has no edit or delete path."""
+
+    list_display = ("seq", "at", "actor_name", "ip", "action", "object_type", "object_id")
+    list_filter = ("action",)
+    search_fields = ("actor_name", "object_id", "action")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -9,10 +9,10 @@ class MonitorConfig(AppConfig):
 
     def ready(self) -> None:
         # Bind @shared_task to our configured Celery app in every process (web, worker, commands).
-        from monitor import audit_hooks  # noqa: F401  (connects the login signals)
         from monitor.celery import app  # noqa: F401
+        from monitor.trail import hooks as audit_hooks  # noqa: F401  (connects the login signals)
 
 
 class MonitorAdminConfig(admin_apps.AdminConfig):
     default = False
-    default_site = "monitor.admin_site.MonitorAdminSite"
+    default_site = "monitor.access.admin_site.MonitorAdminSite"

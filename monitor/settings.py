@@ -99,9 +99,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    "monitor.security_headers.PermissionsPolicyMiddleware",
+    "monitor.platform.security_headers.PermissionsPolicyMiddleware",
     # A view that meets a dropped or refused database connection answers 503 + Retry-After, not a 500 page.
-    "monitor.unavailable.DatabaseUnavailableMiddleware",
+    "monitor.platform.unavailable.DatabaseUnavailableMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -119,7 +119,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "monitor.roles.roles_context",
+                "monitor.access.roles.roles_context",
             ],
         },
     },
@@ -136,6 +136,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # A kept connection is checked before a request reuses it: after a database restart the first request of each
+    # web worker otherwise met the dead connection and answered 503 (it failed the Redis-outage fault test, which
+    # runs after the PostgreSQL-restart test against the same gunicorn: seen failing `.ci/run` on an unchanged main).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 STATIC_ROOT_DIR = DATA_DIR / "staticfiles"
@@ -147,7 +151,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 # django-axes counts failed logins first; the role backend then checks the password.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "monitor.roles.RolePermissionBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "monitor.access.roles.RolePermissionBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -219,7 +223,7 @@ ARTIFACT_MAX_BYTES = env.int("ARTIFACT_MAX_BYTES", default=200 * 1024 * 1024)
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "monitor.uploads.CappedTemporaryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "monitor.platform.uploads.CappedTemporaryFileUploadHandler"]
 REMOTE_MODEL_TIMEOUT = env.float("REMOTE_MODEL_TIMEOUT", default=10.0)
 # Outbound HTTP to user-given URLs (model endpoints, Slack webhooks), see monitor/outbound.py: link-local and
 # metadata addresses are always refused, loopback only on a localhost-only install unless set here.

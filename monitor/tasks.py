@@ -7,11 +7,11 @@ from dataclasses import asdict
 from celery import shared_task
 from django.utils import timezone
 
-from monitor.alerting import housekeeping
-from monitor.delivery import deliver_due, queue_digests
+from monitor.access.ratelimit import prune_usage
+from monitor.alerts.lifecycle import housekeeping
+from monitor.alerts.outbox import deliver_due, queue_digests
+from monitor.detection.scanning import scan_model
 from monitor.models import RegisteredModel, WorkerHeartbeat
-from monitor.ratelimit import prune_usage
-from monitor.scanning import scan_model
 
 
 @shared_task(time_limit=30, soft_time_limit=20)

@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from audits import views as audit_views
-from monitor import alert_views, views
 from monitor.api import api
+from monitor.dashboards import alert_views, audit_views, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),

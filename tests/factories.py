@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from monitor.models import ApiToken, RegisteredModel
-from monitor.registry import Upload, register_model
+from monitor.registry.registration import Upload, register_model
 
 FEATURES = ["age", "income", "tenure", "score"]
 CLASSES = ["no", "yes"]
@@ -74,7 +74,7 @@ def query(*, client_id: str = "client-1", n_features: int = 4, **extra) -> dict:
 
 def signal(*, model: RegisteredModel, client_id: str = "client-9", severity: str = "warning", kind: str = "near_duplicate_sweep",
            source: str = "detector", incident: bool = False, evidence: dict | None = None, quiet_period=None):
-    from monitor.alerting import Signal
+    from monitor.alerts.lifecycle import Signal
 
     return Signal(source=source, kind=kind, model=model, severity=severity, client_id=client_id, incident=incident,
                   title=f"{kind} by {client_id}" if client_id else kind, evidence=evidence or {"queries": 120, "query_ids": [1, 2, 3]},
@@ -83,7 +83,7 @@ def signal(*, model: RegisteredModel, client_id: str = "client-9", severity: str
 
 def make_channel(*, kind: str, target: str, min_severity: str = "info", models: list[str] | None = None,
                  rate_limit_per_hour: int = 30, name: str | None = None):
-    from monitor.channels import create_channel
+    from monitor.alerts.channels import create_channel
 
     return create_channel(name=name or f"{kind} channel", kind=kind, target=target, min_severity=min_severity,
                           models=models, rate_limit_per_hour=rate_limit_per_hour)
@@ -112,3 +112,18 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
         members=Upload(csv_bytes(X[members], y[members])), nonmembers=Upload(csv_bytes(X[nonmembers], y[nonmembers])),
         population=Upload(csv_bytes(X[population], y[population])),
     )
+
+
+def sample_run_bundle(*, slug: str) -> bytes:
+    """A real signed evidence bundle of one audit run with an acknowledged alert, built inside the caller's
+    transaction (roll it back after)."""
+    from audits import runner
+    from audits.evidence.build import build_run_bundle
+    from audits.scheduling import request_audit
+    from monitor.alerts.lifecycle import acknowledge, raise_signal
+
+    model = make_audited_model(n=200, slug=slug)
+    run = runner.execute(request_audit(model, enqueue=False).pk)
+    alert, _ = raise_signal(signal(model=model, client_id="client-7"))
+    acknowledge(alert, user=make_user(role="security"), note="on it")
+    return build_run_bundle(run)

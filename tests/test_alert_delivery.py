@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitor.alerting import acknowledge, housekeeping, mute, raise_signal, resolve
-from monitor.delivery import deliver_due, queue_digests, send_test
+from monitor.alerts.lifecycle import acknowledge, housekeeping, mute, raise_signal, resolve
+from monitor.alerts.outbox import deliver_due, queue_digests, send_test
 from monitor.models import Alert, Delivery, NotificationChannel
 from tests.factories import make_channel, make_model, make_user, signal
 
@@ -175,9 +175,9 @@ def test_ack_and_resolve_record_who_and_when(model, smtp_server):
     assert events == [("opened", "system"), ("acknowledged", "alice"), ("resolved", "bob")]
     deliver_due()
     assert [m["Subject"].split("]")[1].strip().split(":")[0] for m in smtp_server.messages][-1] == "Resolved"
-    from audits.models import AuditLogEntry, verify_chain
+    from monitor.trail.models import TrailEntry, verify_chain
 
-    actions = list(AuditLogEntry.objects.values_list("action", "actor_name"))
+    actions = list(TrailEntry.objects.values_list("action", "actor_name"))
     assert ("alert.acknowledged", "alice") in actions and ("alert.resolved", "bob") in actions
     assert verify_chain()[0]
 
@@ -287,3 +287,19 @@ def test_a_message_resent_after_its_outcome_was_lost_keeps_its_idempotency_key(m
     keys = [request["headers"]["Idempotency-Key"] for request in slack_server.requests]
     assert len(keys) == 2 and keys[0] == keys[1]
     assert set(Delivery.objects.values_list("attempts", flat=True)) == {2}
+
+
+def test_daily_digest_lists_critical_alerts_first_and_keeps_them_past_the_row_cap(model, db):
+    # 200 warnings and infos seen more recently than one critical: a string sort on severity ("warning" >
+    # "info" > "critical") put the critical alert last, and the 200-row cap then dropped it.
+    make_channel(kind="email", target="sec@example.com")
+    raise_signal(signal(model=model, client_id="client-critical", severity="critical"), now=later(minutes=-30))
+    for i in range(200):
+        raise_signal(signal(model=model, client_id=f"client-{i}", severity="info" if i % 2 else "warning"),
+                     now=later(minutes=-20))
+    assert queue_digests() == 1
+    items = Delivery.objects.get(event="digest").payload["items"]
+    assert len(items) == 200
+    severities = [item["severity"] for item in items]
+    assert severities[0] == "critical" and items[0]["client"] == "client-critical"
+    assert severities == sorted(severities, key=["critical", "warning", "info"].index)

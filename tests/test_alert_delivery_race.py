@@ -6,8 +6,8 @@ import threading
 import pytest
 from django.db import connection
 
-from monitor.alerting import raise_signal
-from monitor.delivery import deliver_due
+from monitor.alerts.lifecycle import raise_signal
+from monitor.alerts.outbox import deliver_due
 from monitor.models import Delivery
 from tests.factories import make_channel, make_model, signal
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitor.alerting import raise_signal
+from monitor.alerts.lifecycle import raise_signal
 from monitor.models import Alert, NotificationChannel
 from tests.factories import ingest_token, make_channel, make_user, signal, user_token
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
-from monitor.alerting import raise_signal
+from monitor.alerts.lifecycle import raise_signal
 from monitor.models import Alert, NotificationChannel
 from tests.factories import make_user, signal, user_token
 

@@ -10,13 +10,13 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from audits.models import AuditLogEntry, verify_chain
+from monitor.trail.models import TrailEntry, verify_chain
 
 pytestmark = pytest.mark.django_db
 
 
-def write(n: int) -> list[AuditLogEntry]:
-    return [AuditLogEntry.record(action="test.action", actor_name="tester", object_type="thing", object_id=str(i),
+def write(n: int) -> list[TrailEntry]:
+    return [TrailEntry.record(action="test.action", actor_name="tester", object_type="thing", object_id=str(i),
                                  after={"i": i}) for i in range(n)]
 
 
@@ -43,7 +43,7 @@ def test_an_untouched_chain_verifies(capsys):
 def test_an_edited_entry_is_named():
     entries = write(4)
     with as_table_owner():
-        AuditLogEntry.objects.filter(pk=entries[2].pk).update(after={"i": 99})  # bypasses the model's guard, like raw SQL
+        TrailEntry.objects.filter(pk=entries[2].pk).update(after={"i": 99})  # bypasses the model's guard, like raw SQL
     with pytest.raises(CommandError, match="entry #3: its content does not match its hash"):
         call_command("verify_audit_log")
 
@@ -51,17 +51,17 @@ def test_an_edited_entry_is_named():
 def test_a_deleted_entry_is_named():
     entries = write(4)
     with as_table_owner():
-        AuditLogEntry.objects.filter(pk=entries[1].pk).delete()
+        TrailEntry.objects.filter(pk=entries[1].pk).delete()
     ok, message = verify_chain()
     assert not ok and message == "entry #2 is missing (next is #3)"
 
 
 def test_a_rehashed_edit_breaks_the_link_to_the_next_entry():
     entries = write(3)
-    forged = AuditLogEntry.objects.get(pk=entries[0].pk)
+    forged = TrailEntry.objects.get(pk=entries[0].pk)
     forged.after = {"i": 42}
     with as_table_owner():
-        AuditLogEntry.objects.filter(pk=forged.pk).update(after=forged.after, hash=forged.compute_hash())
+        TrailEntry.objects.filter(pk=forged.pk).update(after=forged.after, hash=forged.compute_hash())
     ok, message = verify_chain()
     assert not ok and message.startswith("entry #2: prev_hash does not match")
 
@@ -83,13 +83,13 @@ def test_logins_failures_registrations_and_tokens_are_logged(client):
     client.post("/logout/")
     model = make_model()
     clear = ingest_token(model=model)
-    actions = list(AuditLogEntry.objects.values_list("action", "actor_name", "object_id"))
+    actions = list(TrailEntry.objects.values_list("action", "actor_name", "object_id"))
     assert ("auth.login_failed", "anonymous", "vera") in actions
     assert any(a[:2] == ("auth.login", "vera") for a in actions)
     assert any(a[0] == "auth.logout" for a in actions) and any(a[0] == "model.registered" for a in actions)
-    issued = AuditLogEntry.objects.get(action="token.issued")
+    issued = TrailEntry.objects.get(action="token.issued")
     assert issued.after["prefix"] == clear[:12] and clear not in str(issued.after)
-    assert not any("a-long-password-1" in str(e.payload()) for e in AuditLogEntry.objects.all())
+    assert not any("a-long-password-1" in str(e.payload()) for e in TrailEntry.objects.all())
     assert verify_chain()[0]
 
 
@@ -100,7 +100,7 @@ def test_postgresql_refuses_raw_sql_edits_of_the_log(statement):
     write(2)
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement)
-    assert AuditLogEntry.objects.count() == 2
+    assert TrailEntry.objects.count() == 2
     ok, _ = verify_chain()
     assert ok
 
@@ -109,8 +109,8 @@ def test_deleting_a_user_keeps_their_entries(db):
     from tests.factories import make_user
 
     user = make_user(role="viewer")
-    AuditLogEntry.record(action="test.action", actor=user)
+    TrailEntry.record(action="test.action", actor=user)
     user.delete()
-    entry = AuditLogEntry.objects.get(action="test.action")
+    entry = TrailEntry.objects.get(action="test.action")
     assert entry.actor_id is None and entry.actor_name == user.username
     assert verify_chain()[0]

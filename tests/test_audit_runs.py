@@ -8,9 +8,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from audits import runner
-from audits.models import AuditLogEntry, AuditRun, ReferenceCache
-from audits.scheduling import claim, enqueue_due_audits, policy_for, reap_stuck_runs, request_audit, slot_for
+from audits.models import AuditPolicy, AuditRun, ReferenceCache
+from audits.scheduling import enqueue_due_audits, reap_stuck_runs, request_audit, slot_for
 from monitor.models import Alert
+from monitor.trail.models import TrailEntry
 from tests.factories import ingest_token, make_audited_model, user_token
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def test_a_leaky_model_breaches_its_policy_and_opens_an_incident():
     assert {b["metric"] for b in run.policy_result["breaches"]} >= {"tpr_at_1pct_fpr"}
     alert = Alert.objects.get(model=model, kind="policy_breach")
     assert alert.incident and alert.source == "audit" and alert.evidence["audit_run"] == run.pk
-    assert AuditLogEntry.objects.filter(action="audit.finished", object_id=str(run.pk)).exists()
+    assert TrailEntry.objects.filter(action="audit.finished", object_id=str(run.pk)).exists()
 
 
 def test_a_placebo_model_reads_as_chance_and_raises_nothing():
@@ -82,19 +83,19 @@ def test_a_duplicated_beat_tick_creates_one_run_per_slot():
     second = enqueue_due_audits(now=now + timedelta(minutes=5))
     assert len(first) == 1 and second == []
     assert AuditRun.objects.filter(model=model).count() == 1
-    assert AuditRun.objects.get().slot == slot_for(now, policy_for(model).cadence_hours)
+    assert AuditRun.objects.get().slot == slot_for(now, AuditPolicy.objects.ensure(model).cadence_hours)
     assert len(enqueue_due_audits(now=now + timedelta(hours=24))) == 1
 
 
 def test_a_run_is_claimed_once_and_a_stale_one_is_requeued_then_failed(settings):
     model = make_audited_model()
     run = request_audit(model, enqueue=False)
-    assert claim(run.pk) and not claim(run.pk)  # a redelivered message finds it taken
+    assert AuditRun.objects.claim(run.pk) and not AuditRun.objects.claim(run.pk)  # a redelivered message finds it taken
     later = timezone.now() + timedelta(seconds=settings.AUDIT_STALE_SECONDS + 5)
     assert reap_stuck_runs(now=later)["requeued"] == 1
     run.refresh_from_db()
     assert run.status == "queued" and "worker lost" in run.step
-    assert claim(run.pk)  # second attempt
+    assert AuditRun.objects.claim(run.pk)  # second attempt
     assert reap_stuck_runs(now=later + timedelta(seconds=settings.AUDIT_STALE_SECONDS + 5))["failed"] == 1
     run.refresh_from_db()
     assert run.status == "failed" and "stopped responding 2 times" in run.error
@@ -154,7 +155,7 @@ def test_audit_policy_is_edited_in_the_admin_with_validation_and_logged(client):
     from tests.factories import make_user
 
     model = make_audited_model()
-    policy = policy_for(model)
+    policy = AuditPolicy.objects.ensure(model)
     admin_user = make_user(role="admin")
     admin_user.is_staff = True
     admin_user.save()
@@ -169,5 +170,5 @@ def test_audit_policy_is_edited_in_the_admin_with_validation_and_logged(client):
     assert response.status_code == 302
     policy.refresh_from_db()
     assert policy.cadence_hours == 12 and policy.attacks == ["threshold", "rmia"]
-    entry = AuditLogEntry.objects.get(action="audit_policy.changed")
+    entry = TrailEntry.objects.get(action="audit_policy.changed")
     assert entry.before["attacks"] != entry.after["attacks"] == ["threshold", "rmia"]

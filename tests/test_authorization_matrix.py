@@ -115,8 +115,9 @@ def test_every_url_has_an_entry_in_the_table():
 def world(db, tmp_path) -> dict:
     """The objects the URLs name, and one client per principal."""
     from audits.scheduling import request_audit
-    from monitor.alerting import raise_signal
-    from monitor.ingest import QueryBatch, store_queries
+    from monitor.alerts.lifecycle import raise_signal
+    from monitor.ingestion.store import store_queries
+    from monitor.ingestion.validate import QueryBatch
     from tests.factories import make_channel, signal
 
     model = make_model()

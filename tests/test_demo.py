@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from monitor.demo import ATTACKER, DEMO_SLUG
+from monitor.demo.seed import ATTACKER, DEMO_SLUG
 from monitor.models import QueryLog, RegisteredModel
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 
 from monitor.models import ReferenceDataset
-from monitor.referencedata import DatasetError, decrypt_arrays
-from monitor.registry import Upload, register_model
+from monitor.registry.reference_data import DatasetError, decrypt_arrays
+from monitor.registry.registration import Upload, register_model
 from tests.factories import csv_bytes, make_data, skops_bytes
 
 pytestmark = pytest.mark.django_db

@@ -20,19 +20,16 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from audits import runner
-from audits.evidence import (
-    FORMULA_PREFIXES,
-    EvidenceError,
-    build_period_bundle,
-    build_run_bundle,
-    public_key_pem,
-    signing_key,
-    verify_bundle,
-)
-from audits.models import GENESIS, AuditLogEntry, AuditPolicy, AuditRun
-from audits.scheduling import policy_for, request_audit
-from monitor.alerting import acknowledge, raise_signal, resolve
-from monitor.registry import Upload, register_model
+from audits.evidence.build import build_period_bundle, build_run_bundle
+from audits.evidence.format import FORMULA_PREFIXES, EvidenceError
+from audits.evidence.keys import public_key_pem, signing_key
+from audits.evidence.verify import verify_bundle
+from audits.models import AuditPolicy, AuditRun
+from audits.scheduling import request_audit
+from monitor.alerts.lifecycle import acknowledge, raise_signal, resolve
+from monitor.registry.registration import Upload, register_model
+from monitor.trail.chain import GENESIS
+from monitor.trail.models import TrailEntry
 from tests.factories import CLASSES, csv_bytes, make_audited_model, make_channel, make_user, signal
 
 FILES = {"report.pdf", "report.html", "audit.json", "metrics.csv", "roc.csv", "alerts.csv", "audit_log.jsonl",
@@ -93,10 +90,10 @@ def exported(django_db_setup, django_db_blocker) -> Exported:
         data = build_run_bundle(run, exported_by=make_user(role="compliance", username="carla"))
         files = unzip(data)
         first_seq = json.loads(files["MANIFEST.json"])["audit_log"]["first_seq"]
-        previous = AuditLogEntry.objects.filter(seq=first_seq - 1).first()
+        previous = TrailEntry.objects.filter(seq=first_seq - 1).first()
         result = Exported(
             data=data, files=files, run_id=run.pk, members_csv=members_csv,
-            export_entries=list(AuditLogEntry.objects.filter(action="evidence.exported").values()),
+            export_entries=list(TrailEntry.objects.filter(action="evidence.exported").values()),
             anchor=previous.hash if previous else GENESIS, artifact_sha256=run.artifact_sha256,
             data_sha256=dict(run.data_sha256),
         )
@@ -242,7 +239,7 @@ def test_csv_cells_that_look_like_formulas_are_escaped(exported):
 @pytest.mark.django_db
 def test_a_period_bundle_covers_the_runs_requested_in_the_period():
     model = make_audited_model(n=200, slug="quarterly")
-    AuditPolicy.objects.filter(pk=policy_for(model).pk).update(attacks=["loss", "confidence"], what_if=False)  # fast
+    AuditPolicy.objects.filter(pk=AuditPolicy.objects.ensure(model).pk).update(attacks=["loss", "confidence"], what_if=False)  # fast
     before = request_audit(model, enqueue=False)
     AuditRun.objects.filter(pk=before.pk).update(created_at=timezone.now() - timedelta(days=40))  # outside the period
     start = timezone.now() - timedelta(days=1)
@@ -259,7 +256,7 @@ def test_a_period_bundle_covers_the_runs_requested_in_the_period():
     assert "All audit runs of the model requested in the period (2)" in text
     assert f"Attacks and configuration audit {second.pk}" in text  # the latest run in detail
     assert files["report.html"].count(b"data:image/svg+xml;base64,") == 2  # ROC and the trend over the period
-    entry = AuditLogEntry.objects.get(action="evidence.exported")
+    entry = TrailEntry.objects.get(action="evidence.exported")
     assert entry.object_type == "monitor.registeredmodel" and entry.after["runs"] == [first.pk, second.pk]
     assert verify_bundle(data, public_key_pem=public_key_pem()).ok
 
@@ -273,7 +270,7 @@ def test_a_running_audit_or_an_empty_period_is_refused():
     now = timezone.now()
     with pytest.raises(EvidenceError, match="empty"):
         build_period_bundle(model=model, start=now, end=now)
-    assert not AuditLogEntry.objects.filter(action="evidence.exported").exists()
+    assert not TrailEntry.objects.filter(action="evidence.exported").exists()
 
 
 @pytest.mark.django_db
@@ -295,8 +292,8 @@ def test_a_failed_audit_and_a_period_without_audits_are_exported_as_such():
 @pytest.mark.django_db
 @pytest.mark.parametrize(("role", "status"), [("admin", 200), ("security", 200), ("compliance", 200), ("viewer", 403)])
 def test_evidence_api_roles_and_the_export_is_logged(api_as, role, status):
-    from audits.evidence import verify_bundle
-    from audits.models import AuditLogEntry
+    from audits.evidence.verify import verify_bundle
+    from monitor.trail.models import TrailEntry
     from tests.factories import user_token
 
     model = make_audited_model(n=300)
@@ -306,7 +303,7 @@ def test_evidence_api_roles_and_the_export_is_logged(api_as, role, status):
     if status == 200:
         assert response["Content-Type"] == "application/zip"
         assert verify_bundle(response.content).ok
-        assert AuditLogEntry.objects.filter(action="evidence.exported").exists()
+        assert TrailEntry.objects.filter(action="evidence.exported").exists()
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from monitor.ingest import decode_vectors
+from monitor.ingestion.vectors import decode_vectors
 from monitor.models import QueryLog, QueryRollup
 from tests.factories import ingest_token, query
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from monitor.models import NotificationChannel, QueryLog, RegisteredModel
-from monitor.outbound import OutboundBlocked, check_url, refusal
-from monitor.registry import RegistrationError, Upload, register_model
+from monitor.platform.outbound import OutboundBlocked, check_url, refusal
+from monitor.registry.registration import RegistrationError, Upload, register_model
 from tests.factories import csv_bytes, make_data, user_token
 from tests.servers import ModelServer, WebhookServer
 
@@ -121,8 +121,8 @@ def test_a_slow_endpoint_times_out_with_502(api_as, settings):
 
 
 def test_a_webhook_that_redirects_disables_the_channel_without_following(model):
-    from monitor.alerting import raise_signal
-    from monitor.delivery import deliver_due
+    from monitor.alerts.lifecycle import raise_signal
+    from monitor.alerts.outbox import deliver_due
     from tests.factories import make_channel, signal
 
     target = WebhookServer()

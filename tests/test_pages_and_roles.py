@@ -37,8 +37,9 @@ ROLES = ["admin", "security", "compliance", "viewer", None]
 @pytest.fixture
 def objects(model) -> dict:
     """An alert and a channel for the URLs that name one ("?" in the tables)."""
-    from monitor.alerting import raise_signal
-    from monitor.ingest import QueryBatch, store_queries
+    from monitor.alerts.lifecycle import raise_signal
+    from monitor.ingestion.store import store_queries
+    from monitor.ingestion.validate import QueryBatch
     from tests.factories import make_channel, signal
 
     rows = np.random.default_rng(0).normal(size=(40, 4))
@@ -228,8 +229,8 @@ def test_model_page_leaves_the_scanners_state_and_key_unread(client, model):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from monitor.detection.scanning import state_for
     from monitor.models import DetectorState
-    from monitor.scanning import state_for
 
     state = state_for(model)
     DetectorState.objects.filter(pk=state.pk).update(watermark_id=42, state={"volume": {"pending": {"c": {"n": 1}}}})

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.gateway import predictor_for
-from monitor.ingest import decode_vectors
+from monitor.ingestion.vectors import decode_vectors
 from monitor.models import QueryLog
+from monitor.registry.gateway import predictor_for
 from tests.factories import ingest_token, make_data, make_model
 
 pytestmark = pytest.mark.django_db
@@ -82,7 +82,7 @@ def test_too_many_rows_is_413(api_as, model, settings):
 
 
 def test_an_unreachable_endpoint_model_answers_502_and_logs_nothing(api_as):
-    from monitor.registry import Upload, register_model
+    from monitor.registry.registration import Upload, register_model
     from tests.factories import csv_bytes
 
     model = register_model(slug="remote", name="Remote", label_column="label", endpoint_url="http://127.0.0.1:9/predict",
@@ -99,7 +99,7 @@ def test_an_endpoint_model_is_called_over_real_http(api_as):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from monitor.registry import Upload, register_model
+    from monitor.registry.registration import Upload, register_model
     from tests.factories import csv_bytes
 
     seen = []

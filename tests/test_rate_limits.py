@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from monitor.access.ratelimit import RateLimited, charge, prune_usage
 from monitor.models import ApiToken, QueryLog, TokenUsage
-from monitor.ratelimit import RateLimited, charge, prune_usage
 from tests.factories import ingest_token, make_user, query
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from sklearn.linear_model import LogisticRegression
 
 from monitor.models import ModelArtifact, ReferenceDataset, RegisteredModel
-from monitor.registry import RegistrationError, Upload, register_model
+from monitor.registry.registration import RegistrationError, Upload, register_model
 from tests.factories import FEATURES, csv_bytes, make_data, skops_bytes
 
 pytestmark = pytest.mark.django_db
@@ -142,7 +142,7 @@ def test_an_onnx_model_registers_and_predicts():
     members = csv_bytes(X, np.where(y == "yes", "1", "0"))
     model = register(artifact=Upload(onnx_bytes, "m.onnx"), members=Upload(members), nonmembers=Upload(members))
     assert model.source == "onnx" and model.class_labels == ["0", "1"]
-    from monitor.gateway import predictor_for
+    from monitor.registry.gateway import predictor_for
 
     proba = predictor_for(model).predict_proba(X[:5])
     assert np.allclose(proba, estimator.predict_proba(X[:5].astype(np.float32)), atol=1e-5)

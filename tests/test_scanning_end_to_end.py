@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+from monitor.demo.simulation import ApiClient, Plan, build_traffic, send
+from monitor.detection.scanning import calibrate_model, scan_model
 from monitor.models import Alert, DetectorFinding, DetectorState, QueryLog
-from monitor.scanning import calibrate_model, scan_model
-from monitor.simulation import ApiClient, Plan, build_traffic, send
 from tests.factories import ingest_token, make_audited_model
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from monitor.alerting import raise_signal
+from monitor.alerts.lifecycle import raise_signal
 from monitor.models import Delivery
 from tests.factories import ingest_token, make_channel, make_model, make_user, query, signal, user_token
 from tests.servers import WebhookServer

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from django.test import Client
 from django.urls import reverse
 
-from audits.models import AuditLogEntry
+from monitor.trail.models import TrailEntry
 from tests.factories import make_user
 from tests.workers import ROOT
 
@@ -103,9 +103,9 @@ def test_repeated_failures_lock_the_account_and_are_logged(client, settings):
     right = client.post(reverse("login"), {"username": "vera", "password": PASSWORD}, REMOTE_ADDR="10.9.9.9")
     assert right.status_code == 429
     assert client.get(reverse("overview")).status_code == 302
-    entries = AuditLogEntry.objects.filter(action="auth.locked_out", object_id="vera")
+    entries = TrailEntry.objects.filter(action="auth.locked_out", object_id="vera")
     assert entries.exists() and entries.first().ip == "10.0.0.1"
-    assert AuditLogEntry.objects.filter(action="auth.login_failed", object_id="vera").count() >= settings.AXES_FAILURE_LIMIT
+    assert TrailEntry.objects.filter(action="auth.login_failed", object_id="vera").count() >= settings.AXES_FAILURE_LIMIT
 
 
 def test_guessing_many_usernames_from_one_address_locks_the_address(client, settings):

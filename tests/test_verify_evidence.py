@@ -15,11 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from audits import runner
-from audits.evidence import build_run_bundle, public_key_pem, signing_key, verify_bundle
-from audits.scheduling import request_audit
-from monitor.alerting import acknowledge, raise_signal
-from tests.factories import make_audited_model, make_user, signal
+from audits.evidence.keys import public_key_pem, signing_key
+from audits.evidence.verify import verify_bundle
+from tests.factories import sample_run_bundle
 
 # The bundle is built once against the database; the checks themselves need none.
 pytestmark = pytest.mark.django_db
@@ -32,11 +30,7 @@ EXPORTED_FILES = ["report.pdf", "report.html", "audit.json", "metrics.csv", "roc
 def bundle(django_db_setup, django_db_blocker) -> bytes:
     """One real bundle (an audit, an acknowledged alert), built once; the database is rolled back after."""
     with django_db_blocker.unblock(), transaction.atomic():
-        model = make_audited_model(n=200, slug="verified")
-        run = runner.execute(request_audit(model, enqueue=False).pk)
-        alert, _ = raise_signal(signal(model=model, client_id="client-7"))
-        acknowledge(alert, user=make_user(role="security"), note="on it")
-        data = build_run_bundle(run)
+        data = sample_run_bundle(slug="verified")
         transaction.set_rollback(True)
     return data
 

@@ -1,14 +1,22 @@
-"""Membership-inference attacks and their metrics, on numpy arrays (no Django): see audit.run_attacks."""
-from audits.attacks.audit import (
-    ALL_ATTACKS,
+"""Membership-inference attacks and their metrics, on numpy arrays (no Django): see audit.run_attacks.
+
+Each attack is a class registered in the catalogue by its family module; importing the package imports
+every family module, so the catalogue is complete once `audits.attacks` is imported.
+"""
+from audits.attacks.audit import AuditConfig, AuditData, run_attacks
+from audits.attacks.base import Attack, AttackInputs, AttackScores
+from audits.attacks.catalogue import (
+    ATTACK_LABELS,
+    ATTACKS,
     TIER_1,
-    AttackResult,
-    AuditResult,
-    Recommendation,
+    TIER_1_NAMES,
+    attack_label,
+    attack_names,
     expand_attacks,
-    run_attacks,
+    register,
 )
-from audits.attacks.label_only import LabelOnlyConfig
+from audits.attacks.label_only import LabelOnlyAttack, LabelOnlyConfig
+from audits.attacks.lira import LiraOfflineAttack, LiraOnlineAttack, LiraSettings
 from audits.attacks.metrics import (
     AttackMetrics,
     ClassSlice,
@@ -18,12 +26,23 @@ from audits.attacks.metrics import (
     evaluate,
     headline,
 )
+from audits.attacks.recommendations import Recommendation
 from audits.attacks.reference import ReferenceModels, train_reference_models
+from audits.attacks.results import AttackResult, AuditResult
+from audits.attacks.rmia import RmiaAttack, RmiaSettings
 from audits.attacks.scores import default_clip
+from audits.attacks.threshold import ConfidenceAttack, LossAttack, ModifiedEntropyAttack
 from audits.attacks.whatif import STANDARD_POLICIES, WhatIfRow
 
+# The attacks the package ships with, in catalogue order (attack_names() also lists any registered later).
+ALL_ATTACKS: tuple[str, ...] = attack_names()
+
 __all__ = [
-    "ALL_ATTACKS", "STANDARD_POLICIES", "TIER_1", "AttackMetrics", "AttackResult", "AuditResult", "ClassSlice",
-    "Headline", "HeadlineRate", "LabelOnlyConfig", "RateEstimate", "Recommendation", "ReferenceModels",
-    "WhatIfRow", "default_clip", "evaluate", "expand_attacks", "headline", "run_attacks", "train_reference_models",
+    "ALL_ATTACKS", "ATTACKS", "ATTACK_LABELS", "STANDARD_POLICIES", "TIER_1", "TIER_1_NAMES", "Attack",
+    "AttackInputs", "AttackMetrics", "AttackResult", "AttackScores", "AuditConfig", "AuditData", "AuditResult",
+    "ClassSlice", "ConfidenceAttack", "Headline", "HeadlineRate", "LabelOnlyAttack", "LabelOnlyConfig",
+    "LiraOfflineAttack", "LiraOnlineAttack", "LiraSettings", "LossAttack", "ModifiedEntropyAttack",
+    "RateEstimate", "Recommendation", "ReferenceModels", "RmiaAttack", "RmiaSettings", "WhatIfRow",
+    "attack_label", "attack_names", "default_clip", "evaluate", "expand_attacks", "headline", "register",
+    "run_attacks", "train_reference_models",
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from audits.attacks.base import Attack, AttackInputs, AttackScores, Family
+from audits.attacks.catalogue import register
 from audits.attacks.records import record_keys, record_rng
 from audits.attacks.scores import lexicographic_scores
 
@@ -81,3 +84,20 @@ def label_only_scores(*, predict: Predict, X: np.ndarray, y: np.ndarray, feature
     labels = np.concatenate([np.asarray(predict(queries[start:start + config.batch_rows]))
                              for start in range(0, len(queries), config.batch_rows)])
     return scores_from_labels(labels, y, config=config)
+
+
+@register
+@dataclass(frozen=True)
+class LabelOnlyAttack(Attack):
+    name: ClassVar[str] = "label_only"
+    label: ClassVar[str] = "Label-only (Choquette-Choo et al. 2021)"
+    family: ClassVar[Family] = "label_only"
+    note: ClassVar[str] = "Members keep their label under small noise; works on labels alone, at many queries a record."
+    rank: ClassVar[int] = 70
+    needs_neighbourhood: ClassVar[bool] = True
+
+    label_only: LabelOnlyConfig = LabelOnlyConfig()  # the audit queries the neighbourhood this describes
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        result = scores_from_labels(inputs.neighbourhood_labels, inputs.y, config=self.label_only)
+        return AttackScores(result.score, {"queries": result.queries})

@@ -2,10 +2,13 @@
 models that did not (OUT) and did (IN) train on it; the target's phi is scored against them."""
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from audits.attacks.base import Attack, AttackInputs, AttackScores, Family, ReferenceKind
+from audits.attacks.catalogue import register
 from audits.attacks.metrics import roc_curve, tpr_at_fpr
 from audits.attacks.scores import logit_confidence
 
@@ -131,3 +134,69 @@ def calibrate_clip(*, reference_proba: np.ndarray, y: np.ndarray, in_mask: np.nd
         return base_clip, {}
     best = max(tprs.values())
     return min(c for c, tpr in tprs.items() if tpr == best), tprs
+
+
+@dataclass(frozen=True)
+class LiraSettings:
+    """Shared by both LiRA attacks (an audit's `AuditConfig.lira`)."""
+
+    variance: Variance = "global"
+    clip: float | None = None  # phi's clip; None: calibrated on the reference models (calibrate_clip)
+
+
+@register
+@dataclass(frozen=True)
+class LiraOfflineAttack(Attack):
+    name: ClassVar[str] = "lira_offline"
+    label: ClassVar[str] = "LiRA offline (Carlini et al. 2022)"
+    family: ClassVar[Family] = "reference"
+    note: ClassVar[str] = "The target's confidence against reference models that never saw the record."
+    rank: ClassVar[int] = 40
+    reference_sets: ClassVar[tuple[ReferenceKind, ...]] = ("offline",)
+
+    lira: LiraSettings = LiraSettings()
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        details: dict[str, Any] = {}
+        y = inputs.y
+        if self.lira.clip is None:
+            clip, tprs = calibrate_clip(reference_proba=inputs.offline_pool, y=inputs.records.pool_y,
+                                        in_mask=inputs.reference_models("offline").pool_in, base_clip=inputs.clip,
+                                        variance=self.lira.variance)
+            details["clip_calibration_tpr"] = {f"{k:g}": v for k, v in tprs.items()}
+        else:
+            clip = max(self.lira.clip, inputs.clip)
+        reference_phi = np.stack([logit_confidence(p, y, clip=clip) for p in inputs.offline])
+        scores = lira_offline(target_phi=logit_confidence(inputs.target, y, clip=clip),
+                              reference_phi=reference_phi, variance=self.lira.variance)
+        details.update({"variance": self.lira.variance, "n_out_models": len(reference_phi), "clip": clip})
+        return AttackScores(scores, details)
+
+
+@register
+@dataclass(frozen=True)
+class LiraOnlineAttack(Attack):
+    name: ClassVar[str] = "lira_online"
+    label: ClassVar[str] = "LiRA online (Carlini et al. 2022)"
+    family: ClassVar[Family] = "reference"
+    note: ClassVar[str] = "Reference models with and without each record: the strongest LiRA, at twice the training."
+    rank: ClassVar[int] = 50
+    reference_sets: ClassVar[tuple[ReferenceKind, ...]] = ("online",)
+
+    lira: LiraSettings = LiraSettings()
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        details: dict[str, Any] = {}
+        y, target_in = inputs.y, inputs.reference_models("online").target_in
+        if self.lira.clip is None:
+            # The online models' IN/OUT over the evaluation records is theirs, not the target's: no leak.
+            clip, tprs = calibrate_clip(reference_proba=inputs.online, y=y, in_mask=target_in,
+                                        base_clip=inputs.clip, variance=self.lira.variance)
+            details["clip_calibration_tpr"] = {f"{k:g}": v for k, v in tprs.items()}
+        else:
+            clip = max(self.lira.clip, inputs.clip)
+        reference_phi = np.stack([logit_confidence(p, y, clip=clip) for p in inputs.online])
+        scores = lira_online(target_phi=logit_confidence(inputs.target, y, clip=clip), reference_phi=reference_phi,
+                             in_mask=target_in, variance=self.lira.variance)
+        details.update({"variance": self.lira.variance, "n_models": len(reference_phi), "clip": clip})
+        return AttackScores(scores, details)

@@ -3,11 +3,14 @@ those of population records z that no model trained on; the score is the fractio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
+from audits.attacks.base import Attack, AttackInputs, AttackScores, Family, ReferenceKind
+from audits.attacks.catalogue import register
 from audits.attacks.metrics import auc_from_roc, roc_curve
-from audits.attacks.scores import DEFAULT_CLIP
+from audits.attacks.scores import DEFAULT_CLIP, true_class_proba
 
 # With a single reference model `a` cannot be calibrated (no second model to attack); 0.3 is the offline
 # default of the authors' reference code (privacytrustlab/ml_privacy_meter, rmia.py).
@@ -98,3 +101,42 @@ def calibrate_a(*, pool_p: np.ndarray, pool_in: np.ndarray, reference_pz: np.nda
         return DEFAULT_A, {}
     best = max(aucs.values())
     return min(a for a, auc in aucs.items() if auc == best), aucs
+
+
+@dataclass(frozen=True)
+class RmiaSettings:
+    """An audit's `AuditConfig.rmia`."""
+
+    a: float | None = None  # None: calibrated on the reference models (calibrate_a)
+    gamma: float = 1.0
+
+
+@register
+@dataclass(frozen=True)
+class RmiaAttack(Attack):
+    name: ClassVar[str] = "rmia"
+    label: ClassVar[str] = "RMIA (Zarifzadeh et al. 2024)"
+    family: ClassVar[Family] = "reference"
+    note: ClassVar[str] = "The record's likelihood ratio against population records; strong with one reference model."
+    rank: ClassVar[int] = 60
+    reference_sets: ClassVar[tuple[ReferenceKind, ...]] = ("offline",)
+
+    rmia: RmiaSettings = RmiaSettings()
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        details: dict[str, Any] = {}
+        records, gamma = inputs.records, self.rmia.gamma
+        pz = np.stack([true_class_proba(p, records.z_y) for p in inputs.offline_z])
+        if self.rmia.a is None:
+            pool = np.stack([true_class_proba(p, records.pool_y) for p in inputs.offline_pool])
+            a, aucs = calibrate_a(pool_p=pool, pool_in=inputs.reference_models("offline").pool_in, reference_pz=pz,
+                                  gamma=gamma, clip=inputs.clip)
+            details["a_calibration_auc"] = {f"{k:g}": v for k, v in aucs.items()}
+        else:
+            a = self.rmia.a
+        px = np.stack([true_class_proba(p, inputs.y) for p in inputs.offline])
+        scores = rmia_scores(target_px=true_class_proba(inputs.target, inputs.y), reference_px=px,
+                             target_pz=true_class_proba(inputs.target_z, records.z_y), reference_pz=pz, a=a,
+                             gamma=gamma, clip=inputs.clip).score
+        details.update({"a": a, "gamma": gamma, "n_population_z": len(records.z_X)})
+        return AttackScores(scores, details, recorded={"a": a})

@@ -2,8 +2,13 @@
 confidence (Salem et al. 2019) and modified entropy (Song & Mittal 2021)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
+from audits.attacks.base import Attack, AttackInputs, AttackScores, Family
+from audits.attacks.catalogue import register
 from audits.attacks.scores import DEFAULT_CLIP, log_true_proba, logit_max_confidence
 
 
@@ -32,3 +37,42 @@ def modified_entropy_scores(proba: np.ndarray, y: np.ndarray, *, clip: float = D
     wrong[rows, y] = 0.0
     mentr = -(1.0 - p_true) * np.log(p_true) + wrong.sum(axis=1)
     return -mentr
+
+
+@register
+@dataclass(frozen=True)
+class LossAttack(Attack):
+    name: ClassVar[str] = "loss"
+    label: ClassVar[str] = "Loss threshold (Yeom et al. 2018)"
+    family: ClassVar[Family] = "threshold"
+    note: ClassVar[str] = "Members were fitted, so their loss is lower; needs the target's outputs only."
+    rank: ClassVar[int] = 10
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        return AttackScores(loss_scores(inputs.target, inputs.y, clip=inputs.clip))
+
+
+@register
+@dataclass(frozen=True)
+class ConfidenceAttack(Attack):
+    name: ClassVar[str] = "confidence"
+    label: ClassVar[str] = "Confidence threshold"
+    family: ClassVar[Family] = "threshold"
+    note: ClassVar[str] = "Members get more confident answers; needs no label, only the target's outputs."
+    rank: ClassVar[int] = 20
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        return AttackScores(confidence_scores(inputs.target, clip=inputs.clip))
+
+
+@register
+@dataclass(frozen=True)
+class ModifiedEntropyAttack(Attack):
+    name: ClassVar[str] = "modified_entropy"
+    label: ClassVar[str] = "Modified entropy (Song & Mittal 2021)"
+    family: ClassVar[Family] = "threshold"
+    note: ClassVar[str] = "Like loss, but also penalises confident mass on every wrong class; target's outputs only."
+    rank: ClassVar[int] = 30
+
+    def score(self, inputs: AttackInputs) -> AttackScores:
+        return AttackScores(modified_entropy_scores(inputs.target, inputs.y, clip=inputs.clip))

@@ -1,5 +1,14 @@
 """The monitoring app's tables, one module per concern."""
-from monitor.models.alerts import SEVERITIES, SEVERITY_RANK, Alert, AlertEvent, Delivery, NotificationChannel
+from monitor.models.alerts import (
+    SEVERITIES,
+    SEVERITY_RANK,
+    Alert,
+    AlertEvent,
+    AlertStatus,
+    Delivery,
+    NotificationChannel,
+    Severity,
+)
 from monitor.models.queries import ClientDayRollup, ModelHourRollup, QueryLog, QueryRollup, WorkerHeartbeat
 from monitor.models.registry import (
     SLUG_VALIDATOR,
@@ -10,9 +19,10 @@ from monitor.models.registry import (
 )
 from monitor.models.scanning import DetectorFinding, DetectorState
 from monitor.models.tokens import ApiToken, TokenUsage, hash_token
+from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
-    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "ApiToken", "ClientDayRollup", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ModelArtifact",
-    "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "TokenUsage", "WorkerHeartbeat",
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ModelArtifact",
+    "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

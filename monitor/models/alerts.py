@@ -6,25 +6,65 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
+from monitor.alerts.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
 from monitor.models.registry import RegisteredModel
 
-SEVERITIES = ("info", "warning", "critical")
-SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
-UNRESOLVED = ("open", "acknowledged", "muted")
+__all__ = ["SEVERITIES", "SEVERITY_RANK", "UNRESOLVED", "Alert", "AlertEvent", "AlertStatus", "Delivery",
+           "NotificationChannel", "Severity"]
+
+
+def _username(user: Any) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "open"
+    ACKNOWLEDGED = "acknowledged", "acknowledged"
+    RESOLVED = "resolved", "resolved"
+    MUTED = "muted", "muted"
+
+
+UNRESOLVED = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.MUTED)
 
 
 class AlertQuerySet(models.QuerySet):
     def unresolved(self) -> AlertQuerySet:
         return self.filter(status__in=UNRESOLVED)
 
+    def matching(self, *, status: str = "", model: str = "", severity: str = "", client: str = "",
+                 client_contains: str = "") -> AlertQuerySet:
+        """The alert filter of the API and the alert list page. `status` is one of AlertStatus or "unresolved"
+        ("" = any); `client` matches a client id exactly (automation), `client_contains` is the page's search box.
+        Values are assumed valid: callers report a bad one to the user first."""
+        alerts = self
+        if status == "unresolved":
+            alerts = alerts.unresolved()
+        elif status:
+            alerts = alerts.filter(status=status)
+        if model:
+            alerts = alerts.filter(model__slug=model)
+        if severity:
+            alerts = alerts.filter(severity=severity)
+        if client:
+            alerts = alerts.filter(client_id=client)
+        if client_contains:
+            alerts = alerts.filter(client_id__icontains=client_contains)
+        return alerts
+
+    def by_severity(self, *then: str) -> AlertQuerySet:
+        """Most severe first (by rank, not by the string), then by `then`."""
+        rank = Case(*(When(severity=severity.value, then=Value(r)) for severity, r in RANK.items()),
+                    default=Value(-1), output_field=IntegerField())
+        return self.alias(severity_rank=rank).order_by("-severity_rank", *then)
+
 
 class Alert(models.Model):
     """One alert per fingerprint (source + model + detector/attack + client or group); repeats update it."""
 
     SOURCES = [("audit", "audit"), ("detector", "detector")]
-    STATUSES = [("open", "open"), ("acknowledged", "acknowledged"), ("resolved", "resolved"), ("muted", "muted")]
 
     fingerprint = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=SOURCES)
@@ -34,8 +74,8 @@ class Alert(models.Model):
     client_id = models.CharField(max_length=128, blank=True)
     # A model-level incident (e.g. a failed audit policy) silences the per-client alerts of its model.
     incident = models.BooleanField(default=False)
-    severity = models.CharField(max_length=16, choices=[(s, s) for s in SEVERITIES])
-    status = models.CharField(max_length=16, choices=STATUSES, default="open")
+    severity = models.CharField(max_length=16, choices=Severity.choices())
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
     occurrences = models.PositiveIntegerField(default=1)
@@ -71,6 +111,32 @@ class Alert(models.Model):
     @property
     def is_unresolved(self) -> bool:
         return self.status in UNRESOLVED
+
+    def summary(self) -> dict:
+        """The alert shape of DESIGN.md (API, exports, evidence)."""
+        return {
+            "id": self.pk,
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "kind": self.kind,
+            "title": self.title,
+            "model": self.model.slug,
+            "client": self.client_id or None,
+            "incident": self.incident,
+            "severity": self.severity,
+            "status": self.status,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "occurrences": self.occurrences,
+            "evidence": self.evidence,
+            "acknowledged_by": _username(self.acknowledged_by),
+            "acknowledged_at": self.acknowledged_at,
+            "ack_note": self.ack_note,
+            "resolved_by": _username(self.resolved_by),
+            "resolved_at": self.resolved_at,
+            "muted_until": self.muted_until,
+            "mute_reason": self.mute_reason,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         return {"status": self.status, "severity": self.severity, "muted_until": self.muted_until,
@@ -108,7 +174,7 @@ class NotificationChannel(models.Model):
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=8, choices=KINDS)
     target = models.TextField(help_text="email: comma-separated addresses; Slack: the incoming-webhook URL")
-    min_severity = models.CharField(max_length=16, choices=[(s, s) for s in SEVERITIES], default="warning")
+    min_severity = models.CharField(max_length=16, choices=Severity.choices(), default=Severity.WARNING)
     all_models = models.BooleanField(default=True)
     selected_models = models.ManyToManyField(RegisteredModel, blank=True, related_name="channels",
                                              help_text="used when all_models is off")
@@ -131,6 +197,23 @@ class NotificationChannel(models.Model):
         if not self.enabled or SEVERITY_RANK[alert.severity] < SEVERITY_RANK[self.min_severity]:
             return False
         return self.all_models or self.selected_models.filter(pk=alert.model_id).exists()
+
+    def summary(self) -> dict:
+        """The channel as the API shows it (the target masked)."""
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "kind": self.kind,
+            "target": self.masked_target(),
+            "min_severity": self.min_severity,
+            "models": None if self.all_models else sorted(self.selected_models.values_list("slug", flat=True)),
+            "enabled": self.enabled,
+            "rate_limit_per_hour": self.rate_limit_per_hour,
+            "digest": self.digest,
+            "last_error": self.last_error or None,
+            "last_error_at": self.last_error_at,
+            "disabled_reason": self.disabled_reason or None,
+        }
 
     def masked_target(self) -> str:
         """Webhook URLs are secrets: show only their start."""

@@ -6,7 +6,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from monitor.output_policy import OutputPolicy
+from monitor.registry.output_policy import OutputPolicy
 
 SLUG_VALIDATOR = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
@@ -105,7 +105,7 @@ class ReferenceDataset(models.Model):
     def __str__(self) -> str:
         return f"{self.model.slug} {self.kind} ({self.n_rows} rows)"
 
-    def load(self):  # -> monitor.referencedata.ReferenceArrays
-        from monitor.referencedata import decrypt_arrays
+    def load(self):  # -> monitor.registry.reference_data.ReferenceArrays
+        from monitor.registry.reference_data import decrypt_arrays
 
         return decrypt_arrays(bytes(self.ciphertext))

@@ -57,12 +57,12 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, *, kind: str, model: RegisteredModel | None = None, user=None) -> tuple[ApiToken, str]:
         """Create a token; the clear value is returned once and never stored."""
-        from audits.models import AuditLogEntry
+        from monitor.trail.models import TrailEntry
 
         clear = f"mim_{kind}_{secrets.token_urlsafe(32)}"
         token = cls.objects.create(kind=kind, model=model, user=user, token_hash=hash_token(clear), prefix=clear[:12])
         # The prefix identifies the token in the log; the secret part never leaves this function but once.
-        AuditLogEntry.record(action="token.issued", obj=token, after={
+        TrailEntry.record(action="token.issued", obj=token, after={
             "kind": kind, "prefix": token.prefix, "model": model.slug if model else None,
             "user": user.get_username() if user else None})
         return token, clear

@@ -2,6 +2,8 @@ from typing import Any
 
 from django import template
 
+from monitor.alerts.evidence_text import evidence_lines as lines_of
+
 register = template.Library()
 
 
@@ -26,6 +28,4 @@ def split(text: str) -> list[str]:
 @register.filter
 def evidence_lines(evidence: Any) -> list[str]:
     """Evidence as short `key: value` lines (long lists cut), the way notifications show it."""
-    from monitor.notify import evidence_lines as lines
-
-    return lines(evidence, limit=40) if isinstance(evidence, dict) else []
+    return lines_of(evidence, limit=40)

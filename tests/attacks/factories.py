@@ -1,23 +1,14 @@
 """Small keyword-only factories for the attack tests: synthetic tabular data and fitted targets, no Django."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from audits.attacks import AuditResult, run_attacks
-
-
-@dataclass(frozen=True)
-class Split:
-    members_X: np.ndarray
-    members_y: np.ndarray
-    nonmembers_X: np.ndarray
-    nonmembers_y: np.ndarray
-    population_X: np.ndarray
-    population_y: np.ndarray
+from audits.attacks import AuditConfig, AuditData, AuditResult, ReferenceModels, run_attacks
+from audits.attacks.audit import ProgressCallback
 
 
 def make_records(*, n: int, n_features: int = 6, seed: int = 0, random_labels: bool = False,
@@ -32,11 +23,12 @@ def make_records(*, n: int, n_features: int = 6, seed: int = 0, random_labels: b
 
 
 def make_split(*, n_members: int, n_nonmembers: int, n_population: int, seed: int = 0,
-               random_labels: bool = False, n_features: int = 6) -> Split:
+               random_labels: bool = False, n_features: int = 6) -> AuditData:
     X, y = make_records(n=n_members + n_nonmembers + n_population, n_features=n_features, seed=seed,
                         random_labels=random_labels)
     a, b = n_members, n_members + n_nonmembers
-    return Split(X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:])
+    return AuditData(members_X=X[:a], members_y=y[:a], nonmembers_X=X[a:b], nonmembers_y=y[a:b],
+                     population_X=X[b:], population_y=y[b:])
 
 
 def overfit_forest(*, n_estimators: int = 50, seed: int = 0) -> RandomForestClassifier:
@@ -44,14 +36,14 @@ def overfit_forest(*, n_estimators: int = 50, seed: int = 0) -> RandomForestClas
     return RandomForestClassifier(n_estimators=n_estimators, random_state=seed)
 
 
-def audit(*, split: Split, target: Any, estimator: Any | None = None, **options: Any) -> AuditResult:
-    """run_attacks with the split's arrays; `target` must already be fitted."""
-    options.setdefault("what_if_policies", [])
+def audit(*, split: AuditData, target: Any, estimator: Any | None = None,
+          references: Mapping[str, ReferenceModels] | None = None, progress: ProgressCallback | None = None,
+          **config: Any) -> AuditResult:
+    """run_attacks on the split, `config` being AuditConfig fields (no what-if table unless asked);
+    `target` must already be fitted."""
+    config.setdefault("what_if_policies", [])
     return run_attacks(
-        target_predict_proba=target.predict_proba,
+        data=split, target_predict_proba=target.predict_proba,
         estimator_for_reference=estimator if estimator is not None else target,
-        members_X=split.members_X, members_y=split.members_y,
-        nonmembers_X=split.nonmembers_X, nonmembers_y=split.nonmembers_y,
-        population_X=split.population_X, population_y=split.population_y,
-        **options,
+        config=AuditConfig(**config), references=references, progress=progress,
     )

@@ -16,9 +16,10 @@ for module in pkgutil.iter_modules(audits.attacks.__path__):
 rng = np.random.default_rng(0)
 X = rng.normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
 proba = lambda X: np.column_stack([X[:, 0] < 0, X[:, 0] >= 0]).astype(float)
-result = audits.attacks.run_attacks(target_predict_proba=proba, estimator_for_reference=None,
-    members_X=X[:100], members_y=y[:100], nonmembers_X=X[100:], nonmembers_y=y[100:],
-    attacks=["threshold"], what_if_policies=["full", "label"])
+data = audits.attacks.AuditData(members_X=X[:100], members_y=y[:100], nonmembers_X=X[100:], nonmembers_y=y[100:])
+config = audits.attacks.AuditConfig(attacks=["threshold"], what_if_policies=["full", "label"])
+result = audits.attacks.run_attacks(data=data, target_predict_proba=proba, estimator_for_reference=None,
+    config=config)
 assert not [name for name in sys.modules if name.startswith("django") and sys.modules[name] is not None]
 print("ok", len(result.attacks))
 """

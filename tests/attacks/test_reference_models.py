@@ -56,7 +56,7 @@ def test_fitted_references_are_reused_by_a_later_audit():
     target = overfit_forest(n_estimators=20).fit(split.members_X, split.members_y)
     first = audit(split=split, target=target, attacks=["rmia"], n_reference=2)
     again = audit(split=split, target=target, attacks=["rmia"], n_reference=2,
-                  offline_references=first.references["offline"])
+                  references={"offline": first.references["offline"]})
     assert any("reused" in note for note in again.notes)
     assert "reference_offline" not in again.timings
     assert again.attack("rmia").metrics.auc == first.attack("rmia").metrics.auc

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from audits.attacks import run_attacks
+from audits.attacks import AuditConfig, AuditData, run_attacks
 from tests.attacks.factories import make_split
 
 
@@ -19,15 +19,16 @@ def _without_timings(result: dict) -> dict:
 
 
 def _run(split, target, *, order_m, order_n, order_p):
-    return run_attacks(
-        target_predict_proba=target.predict_proba, estimator_for_reference=target,
+    data = AuditData(
         members_X=split.members_X[order_m], members_y=split.members_y[order_m],
         nonmembers_X=split.nonmembers_X[order_n], nonmembers_y=split.nonmembers_y[order_n],
         population_X=split.population_X[order_p], population_y=split.population_y[order_p],
         member_ids=[f"record-{i}" for i in order_m],
-        attacks=["threshold", "rmia", "lira_offline", "lira_online", "label_only"], n_reference=2,
-        what_if_policies=["full", "round:1", "label", "noise:0.05"], max_per_side=300,
-    ).to_dict()
+    )
+    config = AuditConfig(attacks=["threshold", "rmia", "lira_offline", "lira_online", "label_only"], n_reference=2,
+                         what_if_policies=["full", "round:1", "label", "noise:0.05"], max_per_side=300)
+    return run_attacks(data=data, target_predict_proba=target.predict_proba, estimator_for_reference=target,
+                       config=config).to_dict()
 
 
 def test_shuffling_the_records_changes_no_figure():
@@ -47,10 +48,10 @@ def test_fully_tied_scores_read_as_chance_even_members_first():
     def constant(X: np.ndarray) -> np.ndarray:
         return np.tile([0.5, 0.5], (len(X), 1))
 
-    result = run_attacks(target_predict_proba=constant, estimator_for_reference=None,
-                         members_X=split.members_X, members_y=split.members_y,
-                         nonmembers_X=split.nonmembers_X, nonmembers_y=split.nonmembers_y,
-                         attacks=["threshold"], what_if_policies=[])
+    data = AuditData(members_X=split.members_X, members_y=split.members_y,
+                     nonmembers_X=split.nonmembers_X, nonmembers_y=split.nonmembers_y)
+    result = run_attacks(data=data, target_predict_proba=constant, estimator_for_reference=None,
+                         config=AuditConfig(attacks=["threshold"], what_if_policies=[]))
     for attack in result.attacks:
         assert attack.metrics.auc == 0.5
         for fpr, rate in attack.metrics.tpr_at_fpr.items():

@@ -6,9 +6,9 @@ from playwright.sync_api import expect
 
 from audits import runner
 from audits.scheduling import request_audit
-from monitor.alerting import raise_signal
-from monitor.scanning import calibrate_model, scan_model
-from monitor.simulation import ApiClient, Plan, build_traffic, send
+from monitor.alerts.lifecycle import raise_signal
+from monitor.demo.simulation import ApiClient, Plan, build_traffic, send
+from monitor.detection.scanning import calibrate_model, scan_model
 from tests.factories import ingest_token, make_audited_model, make_channel, make_user, signal
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -106,7 +106,7 @@ def test_a_running_audit_shows_live_progress(page, live_server, world):
 
 
 def test_compliance_downloads_a_verifiable_evidence_bundle(page, live_server, world, tmp_path):
-    from audits.evidence import verify_bundle
+    from audits.evidence.verify import verify_bundle
 
     log_in(page, live_server, "compliance")
     page.goto(f"{live_server.url}/audits/{world['run'].pk}/")

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from monitor import traffic
-from monitor.datasets import load_adult
-from monitor.detectors import (
+from monitor.demo import traffic
+from monitor.demo.datasets import load_adult
+from monitor.demo.traffic import Traffic
+from monitor.detection.detectors import (
     Finding,
     ModelContext,
     QueryBatch,
@@ -26,7 +27,6 @@ from monitor.detectors import (
     detector_names,
     scan,
 )
-from monitor.traffic import Traffic
 
 HOUR = 3600.0
 KEY = b"detector-tests-fingerprint-key-0123456789"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from monitor import traffic
-from monitor.detectors import BoundaryProbingDetector, calibrate, scan
-from monitor.output_policy import OutputPolicy
+from monitor.demo import traffic
+from monitor.detection.detectors import BoundaryProbingDetector, calibrate, scan
+from monitor.registry.output_policy import OutputPolicy
 
 
 def test_flags_a_boundary_search(attack_scan):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from monitor import traffic
-from monitor.detectors import DistributionShiftDetector, scan
+from monitor.demo import traffic
+from monitor.detection.detectors import DistributionShiftDetector, scan
 
 
 def test_flags_marginal_and_uniform_shadow_data(attack_scan):

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from monitor import traffic
-from monitor.detectors import SEVERITIES, calibrate, scan
+from monitor.demo import traffic
+from monitor.detection.detectors import SEVERITIES, calibrate, scan
 
 from .conftest import Adult, attacks
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor import traffic
-from monitor.detectors import NearDuplicateSweepDetector, scan
+from monitor.demo import traffic
+from monitor.detection.detectors import NearDuplicateSweepDetector, scan
 
 
 def test_flags_noise_and_augmentation_sweeps(attack_scan):

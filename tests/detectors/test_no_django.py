@@ -10,8 +10,8 @@ SCRIPT = """
 import sys
 sys.modules["django"] = None  # any `import django...` now raises ImportError
 import numpy as np
-import monitor.detectors as detectors
-import monitor.traffic as traffic
+import monitor.detection.detectors as detectors
+import monitor.demo.traffic as traffic
 rng = np.random.default_rng(0)
 pool = rng.normal(size=(500, 4)) * 10 + 50
 day = traffic.benign_traffic(pool, n_clients=20, seed=1)

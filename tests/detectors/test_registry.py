@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.detectors import ModelContext, NotCalibrated, build_detectors, detector_names, get_detector, scan
+from monitor.detection.detectors import (
+    ModelContext,
+    NotCalibrated,
+    build_detectors,
+    detector_names,
+    get_detector,
+    scan,
+)
 
 EXPECTED = {
     "volume",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.detectors import SEVERITIES, Finding, raise_severity_for_exposed, scan
+from monitor.detection.detectors import SEVERITIES, Finding, raise_severity_for_exposed, scan
 
 
 def finding(severity: str, member_ids: list) -> Finding:

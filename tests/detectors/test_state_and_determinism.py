@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from monitor.detectors import ModelContext, QueryBatch, scan
+from monitor.detection.detectors import ModelContext, QueryBatch, scan
 
 
 def fresh_copy(context: ModelContext) -> ModelContext:

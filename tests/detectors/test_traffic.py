@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor import traffic
-from monitor.detectors.boundary_probing import top_two_margin
+from monitor.demo import traffic
+from monitor.detection.detectors.boundary_probing import top_two_margin
 
 
 def test_benign_clients_follow_the_day_and_come_back_to_their_customers(adult):

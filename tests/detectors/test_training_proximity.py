@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor import traffic
-from monitor.detectors import TrainingProximityDetector, calibrate, scan
+from monitor.demo import traffic
+from monitor.detection.detectors import TrainingProximityDetector, calibrate, scan
 
 
 def test_flags_an_attacker_testing_candidate_records(attack_scan):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor import traffic
-from monitor.detectors import VolumeDetector, scan
-from monitor.detectors.base import SECONDS_PER_DAY
-from monitor.detectors.significance import CountTail
+from monitor.demo import traffic
+from monitor.detection.detectors import VolumeDetector, scan
+from monitor.detection.detectors.base import SECONDS_PER_DAY
+from monitor.detection.detectors.significance import CountTail
 
 
 def test_flags_scripted_clients_sending_hundreds_of_queries_in_minutes(attack_scan):

@@ -32,21 +32,21 @@ def user(*, role: str) -> dict:
 
 
 def audited_model(*, slug: str, n: int, attacks: list[str], n_reference: int = 4) -> dict:
-    from audits.scheduling import policy_for
+    from audits.models import AuditPolicy
     from tests.factories import make_audited_model
 
     model = make_audited_model(slug=slug, n=n)
-    policy = policy_for(model)
+    policy = AuditPolicy.objects.ensure(model)
     policy.attacks, policy.n_reference = attacks, n_reference
     policy.save()
     return {"slug": model.slug, "id": model.pk}
 
 
 def set_policy(*, slug: str, attacks: list[str], n_reference: int = 4) -> dict:
-    from audits.scheduling import policy_for
+    from audits.models import AuditPolicy
     from monitor.models import RegisteredModel
 
-    policy = policy_for(RegisteredModel.objects.get(slug=slug))
+    policy = AuditPolicy.objects.ensure(RegisteredModel.objects.get(slug=slug))
     policy.attacks, policy.n_reference = attacks, n_reference
     policy.save()
     return {"slug": slug, "attacks": attacks}
@@ -68,7 +68,7 @@ def slack_channel(*, url: str, slug: str | None = None) -> dict:
 
 
 def alert(*, slug: str, client_id: str) -> dict:
-    from monitor.alerting import raise_signal
+    from monitor.alerts.lifecycle import raise_signal
     from monitor.models import RegisteredModel
     from tests.factories import signal
 

@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 
 from audits import runner
 from audits.scheduling import request_audit
-from monitor.alerting import raise_signal, resolve
+from monitor.alerts.lifecycle import raise_signal, resolve
 from tests.factories import ingest_token, make_channel, make_model, make_user, signal, user_token
 
 pytestmark = pytest.mark.django_db

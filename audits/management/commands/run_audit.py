@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from audits import runner
-from audits.models import AuditRun
+from audits.models import AuditRun, RunStatus
 from audits.scheduling import request_audit
 from monitor.models import RegisteredModel
 
@@ -53,10 +53,10 @@ class Command(BaseCommand):
         thread.join()
         run.refresh_from_db()
         self.stdout.write(f"\r{bar(run.progress)} {run.step:<60}")
-        if run.status != "done":
+        if run.status != RunStatus.DONE:
             raise CommandError(f"audit {run.pk} {run.status}: {run.error}")
         self.stdout.write(self.style.SUCCESS(f"audit {run.pk} of {model.slug} done"))
-        headline = (run.result or {}).get("headline") or {}
+        headline = run.headline or {}
         for fpr, rate in (headline.get("tpr_at_fpr") or {}).items():
             flag = "" if rate["reliable"] else "  (too few non-members for this FPR: unreliable)"
             self.stdout.write(f"  TPR at {float(fpr):.1%} FPR: {rate['value']:.2%} [{rate['low']:.2%}, {rate['high']:.2%}] "

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audits.evidence import verify_bundle
+from audits.evidence.verify import verify_bundle
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from monitor.demo import ensure_users, seed_demo
+from monitor.demo.seed import ensure_users, seed_demo
 from monitor.models import RegisteredModel
 
 

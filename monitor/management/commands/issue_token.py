@@ -5,8 +5,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from monitor.access.roles import ROLES
 from monitor.models import ApiToken, RegisteredModel
-from monitor.roles import ROLES
 
 
 class Command(BaseCommand):

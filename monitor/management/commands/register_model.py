@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from monitor.registry import RegistrationError, Upload, register_model
+from monitor.registry.registration import RegistrationError, Upload, register_model
 
 
 def read_upload(path: str | None, option: str, setting: str = "DATASET_MAX_BYTES") -> Upload | None:

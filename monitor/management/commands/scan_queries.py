@@ -4,8 +4,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from monitor.detection.scanning import ScanError, calibrate_model, scan_model
 from monitor.models import RegisteredModel
-from monitor.scanning import ScanError, calibrate_model, scan_model
 
 
 class Command(BaseCommand):
@@ -46,5 +46,5 @@ class Command(BaseCommand):
                               f"{summary.findings} finding(s), {summary.new_alerts} new alert(s); watermark #{summary.watermark}")
             for detector, count in sorted(summary.by_detector.items()):
                 self.stdout.write(f"  {detector}: {count}")
-            for alert in model.alerts.filter(source="detector").unresolved().order_by("-severity", "client_id")[:20]:
+            for alert in model.alerts.filter(source="detector").unresolved().by_severity("client_id")[:20]:
                 self.stdout.write(f"  [{alert.severity}] {alert.kind} — {alert.client_id} (seen {alert.occurrences}×)")

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from monitor.alerting import housekeeping
-from monitor.delivery import deliver_due
+from monitor.alerts.lifecycle import housekeeping
+from monitor.alerts.outbox import deliver_due
 
 
 class Command(BaseCommand):

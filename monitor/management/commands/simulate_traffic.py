@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from monitor.demo.simulation import ATTACKS, ApiClient, Plan, build_traffic, send
 from monitor.models import ApiToken, RegisteredModel
-from monitor.simulation import ATTACKS, ApiClient, Plan, build_traffic, send
 
 
 class Command(BaseCommand):

@@ -1,0 +1,146 @@
+"""Building an evidence bundle: log the export, gather what goes in, write every file, hash them into the manifest,
+sign it, and zip. The export is in the audit log before the segment is cut, so the bundle ends with itself."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from audits.evidence import gather
+from audits.evidence.format import (
+    ALERT_COLUMNS,
+    FORMAT,
+    MANIFEST,
+    METRICS_COLUMNS,
+    PUBLIC_KEY,
+    ROC_COLUMNS,
+    SIGNATURE,
+    EvidenceError,
+    alert_rows,
+    csv_bytes,
+    iso,
+    json_bytes,
+    jsonl_bytes,
+    key_fingerprint,
+    manifest_bytes,
+    metrics_rows,
+    roc_rows,
+    zip_bundle,
+)
+from audits.evidence.keys import public_key_pem, signing_key
+from audits.evidence.report import CONTROLS, report_html, report_pdf
+from audits.evidence.verify import check_segment
+from audits.models import AuditRun
+from monitor.models import RegisteredModel
+from monitor.trail.models import TrailEntry
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+
+def build_run_bundle(run: AuditRun, *, exported_by: AbstractBaseUser | None = None) -> bytes:
+    """The bundle for one finished (or failed) audit run; its period runs from the request to the export."""
+    run = AuditRun.objects.select_related("model", "requested_by").get(pk=run.pk)  # the stored run, not a copy
+    if run.status in ("queued", "running"):
+        raise EvidenceError(f"audit {run.pk} is {run.status}; export it when it has finished")
+    return _export(kind="run", model=run.model, runs=[run], start=run.created_at, end=None, subject=run,
+                   exported_by=exported_by)
+
+
+def build_period_bundle(*, model: RegisteredModel, start: datetime, end: datetime,
+                        exported_by: AbstractBaseUser | None = None) -> bytes:
+    """The bundle for every audit run of `model` requested in [start, end), the latest finished one in detail."""
+    if timezone.is_naive(start) or timezone.is_naive(end):
+        raise EvidenceError("start and end need a time zone")
+    if start >= end:
+        raise EvidenceError(f"the period is empty: {start.isoformat()} is not before {end.isoformat()}")
+    runs = list(AuditRun.objects.filter(model=model, created_at__gte=start, created_at__lt=end)
+                .select_related("model", "requested_by").order_by("created_at"))
+    return _export(kind="period", model=model, runs=runs, start=start, end=end, subject=model, exported_by=exported_by)
+
+
+def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: datetime, end: datetime | None,
+            subject: AuditRun | RegisteredModel, exported_by: AbstractBaseUser | None) -> bytes:
+    export_id = uuid.uuid4().hex
+    # An anonymous user's name is "": the export is then the system's, as the audit log records it.
+    exporter = (exported_by.get_username() if exported_by else None) or "system"
+    # Logged first, so the segment cut below ends with the export itself.
+    entry = TrailEntry.record(action="evidence.exported", actor=exported_by, obj=subject, after={
+        "export_id": export_id, "kind": kind, "model": model.slug, "runs": [r.pk for r in runs],
+        "period": {"start": start, "end": end}, "format": FORMAT,
+    })
+    exported_at = entry.at
+    period_end = end or exported_at
+    segment = gather.log_segment(start=start, last_seq=entry.seq)
+    runs_data = [gather.run_data(run) for run in runs]
+    alerts = gather.alerts_data(model=model, start=start, end=period_end)
+    pem = public_key_pem()
+    chain_ok, chain_message = check_segment(segment["lines"], anchor=segment["anchor_prev_hash"])
+    meta = {
+        "format": FORMAT, "export_id": export_id, "kind": kind, "exported_at": exported_at,
+        "exported_by": exporter, "period": {"start": start, "end": period_end},
+        "audit_log_entry": {"seq": entry.seq, "hash": entry.hash},
+        "public_key_sha256": key_fingerprint(signing_key().public_key()),
+    }
+    chain = {"anchor_prev_hash": segment["anchor_prev_hash"], "first_seq": segment["first_seq"],
+             "last_seq": segment["last_seq"], "count": len(segment["lines"]), "export_seq": entry.seq,
+             "head_hash": entry.hash, "intact_at_export": chain_ok, "message": chain_message,
+             "hash": "sha256(prev_hash + payload), payload = canonical JSON of seq, at, actor, ip, action, "
+                     "object_type, object_id, before, after"}
+    document = {
+        "export": meta, "model": gather.model_data(model), "policy": gather.policy_data(model), "runs": runs_data,
+        "alerts": alerts, "audit_log": chain, "controls": CONTROLS, "software": gather.software(),
+    }
+    files: dict[str, bytes] = {
+        "audit.json": json_bytes(document),
+        "metrics.csv": csv_bytes(METRICS_COLUMNS, metrics_rows(runs_data)),
+        "roc.csv": csv_bytes(ROC_COLUMNS, roc_rows(runs_data)),
+        "alerts.csv": csv_bytes(ALERT_COLUMNS, alert_rows(alerts)),
+        "audit_log.jsonl": jsonl_bytes(segment["lines"]),
+        PUBLIC_KEY: pem,
+    }
+    html = report_html(document, segment["lines"])
+    files["report.html"] = html.encode()
+    files["report.pdf"] = report_pdf(html)
+    files["README.txt"] = _readme(meta).encode()
+    manifest = {
+        "format": FORMAT, "export_id": export_id, "kind": kind, "model": model.slug, "runs": [r.pk for r in runs],
+        "exported_at": iso(exported_at), "exported_by": exporter,
+        "period": {"start": iso(start), "end": iso(period_end)},
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for name, data in files.items()},
+        "audit_log": {key: chain[key] for key in ("anchor_prev_hash", "first_seq", "last_seq", "count", "export_seq",
+                                                   "head_hash")},
+        "signature": {"algorithm": "Ed25519", "file": SIGNATURE, "public_key": PUBLIC_KEY,
+                      "public_key_sha256": meta["public_key_sha256"]},
+    }
+    signed = manifest_bytes(manifest)
+    signature = signing_key().sign(signed)
+    return zip_bundle({**files, MANIFEST: signed, SIGNATURE: signature}, when=exported_at)
+
+
+def _readme(meta: dict) -> str:
+    return f"""Membership-inference audit evidence — bundle {meta['export_id']}
+Model audit evidence exported {iso(meta['exported_at'])} by {meta['exported_by']}.
+
+Files
+  report.pdf, report.html  the report for people
+  audit.json               everything needed to reproduce and judge the audit runs
+  metrics.csv, roc.csv     the figures, one value per row
+  alerts.csv               the model's alerts in the period, one row per lifecycle event
+  audit_log.jsonl          the hash-chained audit-log entries of the period, ending with this export
+  MANIFEST.json            SHA-256 and size of every file above
+  MANIFEST.sig             Ed25519 signature over the exact bytes of MANIFEST.json (64 raw bytes)
+  public_key.pem           the public key (SHA-256 of the raw key: {meta['public_key_sha256']})
+
+Verify
+  python manage.py verify_evidence THIS.zip --public-key KEY_YOU_TRUST.pem
+or by hand:
+  openssl pkeyutl -verify -pubin -inkey KEY_YOU_TRUST.pem -rawin -in MANIFEST.json -sigfile MANIFEST.sig
+  sha256sum each file and compare with MANIFEST.json
+  each audit_log.jsonl line: sha256(prev_hash + payload) == hash, prev_hash == the previous line's hash,
+  the first line's prev_hash == MANIFEST.json audit_log.anchor_prev_hash.
+Use a public key obtained from the organisation, not only the one inside the bundle.
+"""

@@ -1,0 +1,217 @@
+"""The evidence report: the view-model of audit.json for people (audits/report.html) and its HTML and PDF.
+
+It reads only the serialised document, never the database, so the report says exactly what audit.json says.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from audits.attacks.catalogue import ATTACK_LABELS
+from audits.evidence.figures import roc_svg, trend_svg
+from audits.evidence.format import FPRS
+from monitor.alerts.evidence_text import evidence_lines
+
+MAX_LOG_ROWS_IN_REPORT = 80
+
+ATTACK_NOTES = {
+    "loss": "Scores each record by the model's loss on it; members have lower loss. No reference models.",
+    "confidence": "Scores by the model's confidence in the true label. No reference models.",
+    "modified_entropy": "Entropy of the output, modified to use the true label. No reference models.",
+    "lira_offline": "Likelihood ratio against a Gaussian fit of OUT reference models per record.",
+    "lira_online": "Likelihood ratio between IN and OUT reference-model distributions per record.",
+    "rmia": "Likelihood ratio of the record against population samples z, with reference models.",
+    "label_only": "Robustness of the predicted label to noise around the record; for label-only outputs.",
+}
+
+CONTROLS = [
+    {"id": "OWASP ML04:2023", "name": "Membership Inference Attack",
+     "requirement": "Test whether an attacker can tell from a model's outputs that a record was in its training data; "
+                    "apply and evaluate defences such as output obfuscation.",
+     "evidence": "Attacks run and their configuration; headline and per-attack TPR at low FPR with 95 % intervals; "
+                 "ROC figures; what-if table of output policies (audit.json, metrics.csv, roc.csv)."},
+    {"id": "NIST AI RMF MEASURE 2.10", "name": "Privacy risk is examined and documented",
+     "requirement": "Privacy risk of the AI system, as identified in the MAP function, is examined and documented.",
+     "evidence": "Empirical ε lower bound, membership advantage, most exposed record ids, per-class slices, "
+                 "recommendations; reproducible from the recorded hashes, seeds and versions (audit.json)."},
+    {"id": "EU AI Act Art. 15(5)", "name": "Cybersecurity of high-risk AI systems",
+     "requirement": "Technical measures to prevent, detect, respond to, resolve and control for attacks on the "
+                    "system, including confidentiality attacks.",
+     "evidence": "Scheduled audits against a policy (detect), query monitoring alerts (detect), alert lifecycle "
+                 "(respond, resolve), output-policy what-if (prevent, control) — alerts.csv, audit_log.jsonl."},
+    {"id": "SOC 2 CC7.2", "name": "Monitoring for anomalies",
+     "requirement": "System components are monitored for anomalies indicative of malicious acts; anomalies are "
+                    "analysed to determine whether they are security events.",
+     "evidence": "Audit runs in the period and their policy verdicts; detector alerts per client (alerts.csv)."},
+    {"id": "SOC 2 CC7.3", "name": "Evaluation of security events",
+     "requirement": "Security events are evaluated to determine whether they are incidents.",
+     "evidence": "Alert severities, acknowledgements with who/when/note, escalations (alerts.csv, audit_log.jsonl)."},
+    {"id": "SOC 2 CC7.4", "name": "Response to security incidents",
+     "requirement": "Identified incidents are responded to: understood, contained, remediated and communicated.",
+     "evidence": "Resolutions and mutes with reasons, notifications delivered, recommendations; every change is "
+                 "in the hash-chained audit log (audit_log.jsonl)."},
+]
+
+
+def report_html(document: dict, log_lines: list[dict]) -> str:
+    """report.html, self-contained: styles inline, figures as data: URIs."""
+    return render_to_string("audits/report.html", report_context(document, log_lines))
+
+
+def report_pdf(html: str) -> bytes:
+    # WeasyPrint logs every layout step at INFO; one export would put a dozen lines in the worker's log.
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
+    # The figures are data: URIs; nothing else may be fetched, from the network or the disk.
+    return HTML(string=html, url_fetcher=URLFetcher(allowed_protocols=["data"])).write_pdf()
+
+
+def _pct(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(rate: dict | None) -> str:
+    if not rate or rate.get("low") is None:
+        return "–"
+    return f"[{_pct(rate['low'])}, {_pct(rate['high'])}]"
+
+
+def _rate_cells(rates: dict | None) -> list[dict]:
+    return [{"value": _pct((rates or {}).get(f, {}).get("value")), "interval": _interval((rates or {}).get(f)),
+             "reliable": (rates or {}).get(f, {}).get("reliable")} for f in FPRS]
+
+
+def report_context(document: dict, log_lines: list[dict]) -> dict:
+    """What audits/report.html shows: every run in a table, the latest finished one (else the latest) in detail."""
+    runs = document["runs"]
+    finished = [r for r in runs if r["status"] == "done"]
+    main = finished[-1] if finished else (runs[-1] if runs else None)
+    model = document["model"]
+    context: dict[str, Any] = {
+        "export": document["export"], "model": model, "policy": document["policy"], "chain": document["audit_log"],
+        "software": document["software"], "controls": _control_status(document, main),
+        "fpr_labels": ["0.1 %", "1 %", "10 %"], "run": None, "runs": [_run_row(r) for r in runs],
+        "alerts": [_alert_view(a) for a in document["alerts"]],
+        "log_rows": [_log_view(line) for line in log_lines[-MAX_LOG_ROWS_IN_REPORT:]],
+        "log_hidden": max(0, len(log_lines) - MAX_LOG_ROWS_IN_REPORT),
+        "log_actions": _count_by(log_lines, "action"),
+        "trend_svg": trend_svg(finished, document["policy"]) if len(finished) > 1 else None,
+    }
+    if main is not None:
+        context["run"] = _run_view(main, model)
+    return context
+
+
+def _run_row(run: dict) -> dict:
+    headline = run.get("headline") or {}
+    rate = (headline.get("tpr_at_fpr") or {}).get("0.01") or {}
+    verdict = run.get("policy") or {}
+    return {"id": run["id"], "status": run["status"], "trigger": run["trigger"], "created_at": run["created_at"],
+            "finished_at": run["finished_at"], "tpr": _pct(rate.get("value")), "interval": _interval(rate),
+            "auc": _num(headline.get("auc")), "epsilon": _num(headline.get("epsilon_lower"), 2),
+            "verdict": "" if run["status"] != "done" else ("within policy" if verdict.get("passed") else "breached"),
+            "passed": verdict.get("passed"), "error": run.get("error")}
+
+
+def _run_view(run: dict, model: dict) -> dict:
+    headline = run.get("headline") or {}
+    config = run.get("config") or {}
+    attack_config = run.get("attack_config") or {}
+    attacks = run.get("attacks") or []
+    # Named by AuditRun.leading_attack() when the bundle was gathered: the one rule every page uses.
+    lead = next((a for a in attacks if a["name"] == run.get("leading_attack")), None)
+    classes = model.get("class_labels") or []
+    verdict = run.get("policy") or {}
+    return {
+        "id": run["id"], "status": run["status"], "trigger": run["trigger"], "error": run.get("error"),
+        "requested_by": run.get("requested_by"), "created_at": run["created_at"], "started_at": run["started_at"],
+        "finished_at": run["finished_at"], "model_version": run.get("model_version"),
+        "artifact_sha256": run.get("artifact_sha256"), "data_sha256": sorted((run.get("data_sha256") or {}).items()),
+        "config": config, "attack_config": attack_config, "environment": run.get("environment") or {},
+        "limits": config.get("limits") or {},
+        "verdict": {"passed": verdict.get("passed"), "regression": verdict.get("regression"),
+                    "breaches": [{"metric": b["metric"], "value": _num(b["value"], 4), "limit": _num(b["limit"], 4),
+                                  "attack": b.get("attack")} for b in verdict.get("breaches") or []]},
+        "headline": {
+            "rates": [{"fpr": label, **cell, "attack": (headline.get("tpr_at_fpr") or {}).get(f, {}).get("attack")}
+                      for label, f, cell in zip(["0.1 %", "1 %", "10 %"], FPRS, _rate_cells(headline.get("tpr_at_fpr")),
+                                                strict=True)],
+            "auc": _num(headline.get("auc")), "auc_attack": headline.get("auc_attack"),
+            "epsilon": _num(headline.get("epsilon_lower"), 2), "epsilon_attack": headline.get("epsilon_attack"),
+        } if headline else None,
+        "attacks": [{"name": a["name"], "label": ATTACK_LABELS.get(a["name"], a["name"]), "auc": _num(a.get("auc")),
+                     "advantage": _num(a.get("advantage")), "balanced_accuracy": _num(a.get("balanced_accuracy")),
+                     "epsilon": _num(a.get("epsilon_lower"), 2), "rates": _rate_cells(a.get("tpr_at_fpr")),
+                     "n": f"{a.get('n_members')} / {a.get('n_nonmembers')}", "note": ATTACK_NOTES.get(a["name"], ""),
+                     "parameters": _attack_parameters(a, attack_config)} for a in attacks],
+        "counts": sorted({(a.get("n_members"), a.get("n_nonmembers")) for a in attacks}, key=str),
+        "roc_svg": roc_svg(attacks) if attacks else None,
+        "what_if": [{"policy": w.get("policy"), "current": w.get("policy") == config.get("output_policy"),
+                     "accuracy": _num(w.get("accuracy")), "drop": _num(w.get("accuracy_drop")),
+                     "tpr": _pct((w.get("tpr_at_fpr") or {}).get("0.01")), "tpr_attack": w.get("tpr_attack"),
+                     "auc": _num(w.get("auc"))} for w in run.get("what_if") or []],
+        "per_class": {"attack": ATTACK_LABELS.get(lead["name"], lead["name"]), "rows": [
+            {"label": classes[s["label"]] if isinstance(s.get("label"), int) and s["label"] < len(classes) else s.get("label"),
+             "n_members": s.get("n_members"), "n_nonmembers": s.get("n_nonmembers"), "auc": _num(s.get("auc")),
+             "tpr": _pct(((s.get("tpr_at_fpr") or {}).get("0.01") or {}).get("value"))}
+            for s in lead.get("per_class") or []]} if lead else None,
+        "exposed": {"attack": lead["name"], "ids": lead.get("top_exposed") or []} if lead else None,
+        "recommendations": run.get("recommendations") or [], "notes": run.get("notes") or [],
+        "accuracy": run.get("accuracy") or {},
+    }
+
+
+def _attack_parameters(attack: dict, attack_config: dict) -> str:
+    name = attack["name"]
+    details = attack.get("details") or {}
+    if name.startswith("lira"):
+        return (f"{details.get('n_out_models', attack_config.get('n_reference'))} reference models, "
+                f"variance {details.get('variance', attack_config.get('lira_variance'))}, clip {details.get('clip', attack_config.get('clip'))}")
+    if name == "rmia":
+        return (f"γ = {details.get('gamma')}, a = {details.get('a')}, {details.get('n_population_z')} population samples z, "
+                f"{attack_config.get('n_reference')} reference models")
+    if name == "label_only":
+        label = attack_config.get("label_only") or {}
+        return f"{label.get('n_neighbours')} neighbours per record at radii {label.get('radii')}"
+    return "no reference models"
+
+
+def _control_status(document: dict, main: dict | None) -> list[dict]:
+    alerts = document["alerts"]
+    handled = sum(1 for a in alerts if a["status"] in ("acknowledged", "resolved", "muted"))
+    if main is None:
+        tested = "No audit run in the period."
+    elif main["status"] != "done":
+        tested = f"Audit {main['id']} {main['status']}."
+    else:
+        tested = f"Audit {main['id']}: {'within policy' if (main.get('policy') or {}).get('passed') else 'policy breached'}."
+    alert_text = f"{len(alerts)} alert(s) in the period, {handled} acknowledged, resolved or muted."
+    status = {"OWASP ML04:2023": tested, "NIST AI RMF MEASURE 2.10": tested,
+              "EU AI Act Art. 15(5)": f"{tested} {alert_text}", "SOC 2 CC7.2": f"{len(document['runs'])} audit run(s). {alert_text}",
+              "SOC 2 CC7.3": alert_text, "SOC 2 CC7.4": alert_text}
+    return [{**control, "status": status[control["id"]]} for control in CONTROLS]
+
+
+def _alert_view(alert: dict) -> dict:
+    return {**alert, "evidence_lines": evidence_lines(alert.get("evidence"))}
+
+
+def _log_view(line: dict) -> dict:
+    return {"seq": line["seq"], "at": line["at"], "actor": line["actor"], "action": line["action"],
+            "object": f"{line['object_type']}:{line['object_id']}" if line["object_type"] else "",
+            "hash": line["hash"][:16]}
+
+
+def _count_by(lines: list[dict], key: str) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line[key]] = counts.get(line[key], 0) + 1
+    return sorted(counts.items())

@@ -1,0 +1,181 @@
+"""Alert lifecycle: open or update by fingerprint, acknowledge, resolve, mute; each change is an event,
+an audit-log entry, and (where people must hear of it) an outbox row per matching channel."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from monitor.models import SEVERITY_RANK, Alert, AlertEvent, Delivery, NotificationChannel, RegisteredModel
+from monitor.platform.broker import publish_on_commit
+from monitor.trail.models import TrailEntry
+
+
+class AlertActionError(ValueError):
+    """An action that does not apply to the alert in its current state."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What a detector or an audit reports; the fingerprint decides which alert it belongs to."""
+
+    source: str  # audit | detector
+    kind: str  # detector or attack/policy name
+    model: RegisteredModel
+    severity: str
+    title: str
+    evidence: dict
+    client_id: str = ""
+    group: str = ""  # e.g. a linked-accounts group id, in place of one client
+    incident: bool = False
+    quiet_period: timedelta | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        subject = self.group or self.client_id or "model"
+        return f"{self.source}:{self.model.slug}:{self.kind}:{subject}"[:200]
+
+
+def _log(alert: Alert, kind: str, *, actor: Any = None, note: str = "", data: dict | None = None,
+         before: dict | None = None, ip: str | None = None) -> None:
+    name = actor.get_username() if actor is not None else "system"
+    AlertEvent.objects.create(alert=alert, kind=kind, actor=actor, actor_name=name, note=note, data=data or {})
+    TrailEntry.record(action=f"alert.{kind}", actor=actor, ip=ip, obj=alert, before=before,
+                         after={**alert.snapshot(), "note": note} if note else alert.snapshot())
+
+
+def raise_signal(signal: Signal, *, now: datetime | None = None) -> tuple[Alert, bool]:
+    """Open an alert for a new fingerprint, or update the unresolved one. Returns (alert, created)."""
+    now = now or timezone.now()
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                return _raise_once(signal, now)
+        except IntegrityError:
+            continue  # a concurrent scan opened the same fingerprint first: update that one instead
+    raise RuntimeError(f"could not record alert {signal.fingerprint}")
+
+
+def _raise_once(signal: Signal, now: datetime) -> tuple[Alert, bool]:
+    alert = Alert.objects.select_for_update().unresolved().filter(fingerprint=signal.fingerprint).first()
+    if alert is None:
+        alert = Alert.objects.create(
+            fingerprint=signal.fingerprint, source=signal.source, kind=signal.kind[:64], title=signal.title[:200],
+            model=signal.model, client_id=signal.group or signal.client_id, incident=signal.incident,
+            severity=signal.severity, first_seen=now, last_seen=now, evidence=signal.evidence,
+            quiet_period=signal.quiet_period,
+        )
+        _log(alert, "opened", data={"severity": alert.severity})
+        notify(alert, "opened", now=now)
+        return alert, True
+    before = alert.snapshot()
+    rose = SEVERITY_RANK[signal.severity] > SEVERITY_RANK[alert.severity]
+    alert.last_seen, alert.occurrences, alert.evidence = now, alert.occurrences + 1, signal.evidence
+    alert.title = signal.title[:200] or alert.title
+    if rose:
+        alert.severity = signal.severity
+    alert.save(update_fields=["last_seen", "occurrences", "evidence", "title", "severity"])
+    if rose:
+        _log(alert, "escalated", data={"from": before["severity"], "to": alert.severity}, before=before)
+        notify(alert, "escalated", key=alert.severity, now=now)
+    return alert, False
+
+
+def notify(alert: Alert, event: str, *, key: str = "", now: datetime | None = None) -> int:
+    """Queue one delivery per matching channel, unless the alert is muted or covered by an incident."""
+    if alert.status == "muted" and event != "resolved":
+        return 0
+    if alert.suppressed_by_incident():
+        AlertEvent.objects.create(alert=alert, kind="suppressed", note=f"{event}: an open incident on the model covers it")
+        return 0
+    queued = 0
+    for channel in NotificationChannel.objects.filter(enabled=True):
+        if channel.wants(alert):
+            _, created = Delivery.objects.get_or_create(alert=alert, channel=channel, event=event, key=key)
+            queued += created
+    if queued:
+        Alert.objects.filter(pk=alert.pk).update(last_notified_at=now or timezone.now())
+        # Only a wake-up call: with the broker down the periodic delivery task finds the rows.
+        publish_on_commit("monitor.tasks.deliver_notifications")
+    return queued
+
+
+def acknowledge(alert: Alert, *, user: Any, note: str = "", ip: str | None = None) -> Alert:
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert.pk)
+        if alert.status not in ("open", "muted"):
+            raise AlertActionError(f"the alert is {alert.status}; only open or muted alerts can be acknowledged")
+        before = alert.snapshot()
+        alert.status, alert.acknowledged_by, alert.acknowledged_at, alert.ack_note = "acknowledged", user, timezone.now(), note
+        alert.muted_until, alert.mute_reason = None, ""
+        alert.save()
+        _log(alert, "acknowledged", actor=user, note=note, before=before, ip=ip)
+    return alert
+
+
+def resolve(alert: Alert, *, user: Any = None, note: str = "", ip: str | None = None) -> Alert:
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert.pk)
+        if alert.status == "resolved":
+            raise AlertActionError("the alert is already resolved")
+        before = alert.snapshot()
+        alert.status, alert.resolved_by, alert.resolved_at = "resolved", user, timezone.now()
+        alert.save()
+        _log(alert, "resolved", actor=user, note=note or ("" if user else "quiet period elapsed"), before=before, ip=ip)
+        if before["status"] != "muted":
+            notify(alert, "resolved")
+    return alert
+
+
+def mute(alert: Alert, *, user: Any, until: datetime, reason: str, ip: str | None = None) -> Alert:
+    if until <= timezone.now():
+        raise AlertActionError("`until` must be in the future")
+    if until > timezone.now() + timedelta(days=90):
+        raise AlertActionError("a mute lasts at most 90 days")
+    if not reason.strip():
+        raise AlertActionError("a reason is required to mute an alert")
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert.pk)
+        if alert.status == "resolved":
+            raise AlertActionError("a resolved alert cannot be muted")
+        before = alert.snapshot()
+        alert.status, alert.muted_until, alert.mute_reason = "muted", until, reason.strip()[:500]
+        alert.save()
+        _log(alert, "muted", actor=user, note=reason, before=before, ip=ip)
+    return alert
+
+
+def housekeeping(*, now: datetime | None = None) -> dict[str, int]:
+    """Lift expired mutes, resolve alerts quiet for their period, remind about open critical alerts."""
+    now = now or timezone.now()
+    counts = {"unmuted": 0, "auto_resolved": 0, "reminders": 0}
+    for alert in Alert.objects.filter(status="muted", muted_until__lte=now):
+        with transaction.atomic():
+            locked = Alert.objects.select_for_update().get(pk=alert.pk)
+            if locked.status != "muted":
+                continue
+            before = locked.snapshot()
+            locked.status = "acknowledged" if locked.acknowledged_at else "open"
+            locked.muted_until = None
+            locked.save()
+            _log(locked, "unmuted", note="mute expired", before=before)
+            counts["unmuted"] += 1
+    for alert in Alert.objects.filter(status__in=("open", "acknowledged"), quiet_period__isnull=False):
+        if alert.last_seen + alert.quiet_period <= now:
+            resolve(alert)
+            counts["auto_resolved"] += 1
+    interval = timedelta(seconds=settings.ALERT_REMINDER_SECONDS)
+    for alert in Alert.objects.filter(status="open", severity="critical"):
+        last = alert.last_notified_at or alert.first_seen
+        if last + interval <= now:
+            with transaction.atomic():
+                number = alert.reminders_sent + 1
+                Alert.objects.filter(pk=alert.pk).update(reminders_sent=number, last_notified_at=now)
+                AlertEvent.objects.create(alert=alert, kind="reminder", note=f"reminder {number}: still open")
+                notify(alert, "reminder", key=str(number), now=now)
+                counts["reminders"] += 1
+    return counts

@@ -1,0 +1,92 @@
+"""Audits: start one, follow it, list a model's, and download signed evidence bundles."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Router, Status
+
+from audits.evidence.build import build_period_bundle, build_run_bundle
+from audits.evidence.format import EvidenceError
+from audits.models import AuditRun
+from audits.scheduling import request_audit
+from monitor.access import roles
+from monitor.api.auth import get_model, request_user, require_roles
+from monitor.api.errors import ApiError, problem
+from monitor.api.schemas import AuditRunFullOut, AuditRunOut, AuditStartedOut
+
+router = Router(tags=["audits"])
+
+
+def _run(run_id: int) -> AuditRun:
+    run = AuditRun.objects.select_related("model").filter(pk=run_id).first()
+    if run is None:
+        raise ApiError(404, f"no audit run with id {run_id}")
+    return run
+
+
+@router.post("/models/{slug}/audits", summary="Start an audit now", response={202: AuditStartedOut, 403: dict, 404: dict})
+def start_audit(request: HttpRequest, slug: str) -> Status:
+    require_roles(request, roles.OPERATE)
+    model = get_model(slug)
+    run = request_audit(model, user=request_user(request))
+    return Status(202, {"id": run.pk, "status": run.status})
+
+
+@router.get("/audits/{run_id}", summary="An audit run: status, progress, per-attack metrics with intervals",
+            response={200: AuditRunOut | AuditRunFullOut, 403: dict, 404: dict})
+def get_audit(request: HttpRequest, run_id: int, full: bool = False) -> dict:
+    """`full=true` adds ROC points, per-class slices, what-if, recommendations and provenance."""
+    require_roles(request, roles.READ)
+    return _run(run_id).summary(full=full)
+
+
+@router.get("/models/{slug}/audits", summary="A model's audit runs, newest first",
+            response={200: list[AuditRunOut], 403: dict, 404: dict})
+def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
+    require_roles(request, roles.READ)
+    model = get_model(slug)
+    return [run.summary() for run in model.audit_runs.select_related("model").order_by("-created_at")[:max(1, min(limit, 500))]]
+
+
+# --- evidence ------------------------------------------------------------------------------------
+
+def _zip_response(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@router.get("/audits/{run_id}/evidence.zip", summary="The signed evidence bundle of one audit run",
+            response={200: None, 403: dict, 404: dict, 409: dict}, openapi_extra={
+                "responses": {200: {"description": "a ZIP (report.pdf, audit.json, CSVs, audit_log.jsonl, MANIFEST.json + .sig)",
+                                    "content": {"application/zip": {}}}}})
+def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
+    require_roles(request, roles.EXPORT)
+    run = _run(run_id)
+    try:
+        data = build_run_bundle(run, exported_by=request_user(request))
+    except EvidenceError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return _zip_response(data, f"evidence-{run.model.slug}-audit-{run.pk}.zip")
+
+
+@router.get("/models/{slug}/evidence.zip", summary="The signed evidence bundle of a model over a date range",
+            response={200: None, 400: dict, 403: dict, 404: dict, 409: dict})
+def model_evidence(request: HttpRequest, slug: str, start: datetime, end: datetime) -> HttpResponse:
+    require_roles(request, roles.EXPORT)
+    model = get_model(slug)
+    if start.tzinfo is None or end.tzinfo is None or start >= end:
+        raise ApiError(400, "invalid period", [problem("start", "start < end, both with a timezone")])
+    try:  # the bundle states the period in TIME_ZONE: year 1 at +14:00 or year 9999 at -14:00 fall off the calendar there
+        timezone.localtime(start), timezone.localtime(end)
+    except OverflowError as exc:
+        raise ApiError(400, "invalid period", [problem(
+            "start", f"start and end must lie within years 1-9999 in {settings.TIME_ZONE}")]) from exc
+    try:
+        data = build_period_bundle(model=model, start=start, end=end, exported_by=request_user(request))
+    except EvidenceError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return _zip_response(data, f"evidence-{model.slug}-{start:%Y%m%d}-{end:%Y%m%d}.zip")

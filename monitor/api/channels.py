@@ -1,0 +1,57 @@
+"""Notification channels: where alerts are sent (configure roles only)."""
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from monitor.access import roles
+from monitor.alerts.channels import ChannelError, create_channel, delete_channel
+from monitor.alerts.outbox import send_test
+from monitor.api.auth import request_user, require_roles
+from monitor.api.errors import ApiError, problem
+from monitor.api.schemas import ChannelIn, ChannelOut, ChannelTestOut
+from monitor.models import NotificationChannel
+from monitor.trail.hooks import client_ip
+
+router = Router(tags=["channels"])
+
+
+def _channel(channel_id: int) -> NotificationChannel:
+    channel = NotificationChannel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        raise ApiError(404, f"no channel with id {channel_id}")
+    return channel
+
+
+@router.get("/channels", summary="Notification channels", response={200: list[ChannelOut], 403: dict})
+def list_channels(request: HttpRequest) -> list[dict]:
+    require_roles(request, roles.CONFIGURE)
+    return [c.summary() for c in NotificationChannel.objects.all()]
+
+
+@router.post("/channels", summary="Create a notification channel", response={201: ChannelOut, 400: dict, 403: dict})
+def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
+    require_roles(request, roles.CONFIGURE)
+    try:
+        channel = create_channel(**body.model_dump(), user=request_user(request), ip=client_ip(request))
+    except ChannelError as exc:
+        raise ApiError(400, exc.message, [problem(exc.field, exc.message)]) from exc
+    return Status(201, channel.summary())
+
+
+@router.delete("/channels/{channel_id}", summary="Delete a notification channel",
+               response={204: None, 403: dict, 404: dict})
+def remove_channel(request: HttpRequest, channel_id: int) -> Status:
+    require_roles(request, roles.CONFIGURE)
+    delete_channel(_channel(channel_id), user=request_user(request), ip=client_ip(request))
+    return Status(204, None)
+
+
+@router.post("/channels/{channel_id}/test", summary="Send a test message now",
+             response={200: ChannelTestOut, 403: dict, 404: dict, 502: dict})
+def test_channel(request: HttpRequest, channel_id: int) -> dict:
+    require_roles(request, roles.CONFIGURE)
+    delivery = send_test(_channel(channel_id))
+    if delivery.status != "sent":
+        raise ApiError(502, f"the test message was not delivered: {delivery.last_error}")
+    return {"status": "sent", "delivery": delivery.pk}

@@ -1,0 +1,127 @@
+"""Writing queries: logging a batch the model already answered, and predicting through the gateway.
+
+Both read their body by hand, not through a ninja Schema: batches are large (NDJSON too), and every bad row must
+be named by index and field, with nothing stored."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from monitor.access import roles
+from monitor.api.auth import charge_token, model_for_write
+from monitor.api.errors import ApiError, problem
+from monitor.api.schemas import IngestResultOut, PredictOut
+from monitor.ingestion.store import store_queries
+from monitor.ingestion.validate import validate_queries
+from monitor.registry.artifacts import ArtifactError
+from monitor.registry.gateway import predict_and_log
+
+router = Router(tags=["queries"])
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit():
+        raise ApiError(400, "the Content-Length header is not a number")
+    if int(declared) > limit:
+        raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,} bytes")
+    body = request.body
+    if len(body) > limit:
+        raise ApiError(413, f"the body is {len(body):,} bytes; the limit is {limit:,} bytes")
+    return body
+
+
+def _load_json(raw: bytes, *, where: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # parse again with the standard library: it accepts NaN, which validation then names by field
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ApiError(400, f"the body is not valid JSON ({where})", [problem(None, message)]) from exc
+
+
+def parse_query_body(request: HttpRequest) -> list:
+    body = _read_body(request, settings.INGEST_MAX_BYTES)
+    content_type = request.content_type or ""
+    if content_type in ("application/x-ndjson", "application/jsonl", "application/ndjson"):
+        rows = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.strip():
+                rows.append(_load_json(line, where=f"NDJSON line {number}"))
+        return rows
+    if content_type not in ("application/json", ""):
+        raise ApiError(415, f"unsupported content type {content_type!r}; send application/json or application/x-ndjson")
+    payload = _load_json(body, where="JSON body")
+    if not isinstance(payload, dict) or "queries" not in payload:
+        raise ApiError(400, 'the body must be an object {"queries": [...]}', [problem("queries", "missing")])
+    return payload["queries"]
+
+
+_QUERY_SCHEMA = {
+    "type": "object",
+    "required": ["client_id", "features", "output"],
+    "properties": {
+        "client_id": {"type": "string", "maxLength": 128},
+        "features": {"type": "array", "items": {"type": "number"}, "description": "one value per model feature"},
+        "output": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                   "description": "class probabilities as returned to the client"},
+        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
+        "request_id": {"type": "string", "maxLength": 128, "description": "idempotency key"},
+    },
+}
+
+
+@router.post(
+    "/models/{slug}/queries",
+    summary="Log a batch of answered queries",
+    response={201: IngestResultOut, 400: dict, 403: dict, 404: dict, 413: dict, 415: dict, 429: dict},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object", "required": ["queries"], "properties": {
+                    "queries": {"type": "array", "maxItems": 10000, "items": _QUERY_SCHEMA}}}},
+                "application/x-ndjson": {"schema": _QUERY_SCHEMA},
+            },
+        }
+    },
+)
+def log_queries(request: HttpRequest, slug: str) -> Status:
+    """Atomic: any invalid row rejects the batch and nothing is stored. Idempotent on `request_id`."""
+    model = model_for_write(request, slug, user_roles=(roles.ADMIN,))
+    rows = parse_query_body(request)
+    charge_token(request, len(rows) if isinstance(rows, list) else 1)
+    batch = validate_queries(rows, model=model, max_queries=settings.INGEST_MAX_QUERIES)
+    result = store_queries(model, batch)
+    return Status(201, {"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+@router.post(
+    "/models/{slug}/predict",
+    summary="Predict through the gateway (output policy applied, every row logged)",
+    response={200: PredictOut, 400: dict, 403: dict, 404: dict, 413: dict, 429: dict, 502: dict},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["client_id", "features"],
+        "properties": {"client_id": {"type": "string", "maxLength": 128},
+                       "features": {"type": "array", "maxItems": 1000, "items": {"type": "array", "items": {"type": "number"}}}},
+    }}}}},
+)
+def predict(request: HttpRequest, slug: str) -> dict:
+    model = model_for_write(request, slug, user_roles=roles.OPERATE)
+    payload = _load_json(_read_body(request, settings.INGEST_MAX_BYTES), where="JSON body")
+    if not isinstance(payload, dict):
+        raise ApiError(400, 'the body must be an object {"client_id": ..., "features": [[...], ...]}')
+    features = payload.get("features")
+    charge_token(request, len(features) if isinstance(features, list) else 1)
+    try:
+        return predict_and_log(model, payload)
+    except ArtifactError as exc:
+        raise ApiError(502, f"the model could not answer: {exc}") from exc

@@ -1,0 +1,244 @@
+"""The shapes the API answers with, and the small request bodies it takes.
+
+The response Schemas mirror `model_summary()`, `AuditRun.summary()`, `Alert.summary()` and
+`NotificationChannel.summary()` key for key and in their order: ninja drops a key its response schema does not
+declare, so a key added there must be added here too (tests/test_openapi_shapes.py fails until it is). Numbers
+that the summaries may hold as int or float are `Number`, which keeps the value as it came (`float` would turn a
+stored 0 into 0.0). Free-form content (evidence, ROC points, configs) is `dict[str, Any]`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+
+from audits.models import RunStatus, Trigger
+from monitor.models import AlertStatus, Severity
+
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+
+# Every 4xx/5xx answer; MonitorApi documents it on each operation (the `dict` in a `response=` error status only
+# lists the status: ninja never validates an error, the exception handlers write it).
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error", "details"],
+    "properties": {
+        "error": {"type": "string", "minLength": 1, "description": "what is wrong, in one sentence"},
+        "details": {"type": "array", "items": {"type": "object", "required": ["message"], "properties": {
+            "index": {"type": ["integer", "null"], "description": "the offending row of a batch"},
+            "field": {"type": ["string", "null"]}, "message": {"type": "string"}}}},
+    },
+}
+
+
+# --- audits ---------------------------------------------------------------------------------------
+
+class RateOut(Schema):
+    """The headline's rate at one FPR target: the strongest attack's, with its 95 % Clopper-Pearson interval."""
+
+    value: Number = Field(..., description="a fraction, not a percent")
+    low: Number
+    high: Number
+    attack: str
+    reliable: bool = Field(..., description="enough non-members to measure this FPR (about 10 false positives)")
+
+
+class AttackRateOut(Schema):
+    """One attack's rate at one FPR target (the attack is the one it belongs to)."""
+
+    value: Number
+    low: Number
+    high: Number
+    reliable: bool
+
+
+class HeadlineOut(Schema):
+    auc: Number
+    auc_attack: str
+    epsilon_lower: Number
+    epsilon_attack: str
+    tpr_at_fpr: dict[str, RateOut] = Field(..., description='keyed by FPR target: "0.001", "0.01", "0.1"')
+
+
+class AttackOut(Schema):
+    name: str
+    auc: Number
+    advantage: Number
+    balanced_accuracy: Number
+    epsilon_lower: Number
+    tpr_at_fpr: dict[str, AttackRateOut] = Field(..., description='keyed by FPR target: "0.001", "0.01", "0.1"')
+    n_members: int
+    n_nonmembers: int
+
+
+class AttackFullOut(AttackOut):
+    roc: dict[str, Any] = Field(..., description='{"fpr": [...], "tpr": [...]}, exact below 1 % FPR')
+    per_class: list[dict[str, Any]]
+    top_exposed: list[int | str] = Field(..., description="member record ids, most exposed first (ids only)")
+    seconds: Number
+    details: dict[str, Any]
+
+
+class PolicyVerdictOut(Schema):
+    passed: bool
+    breaches: list[dict[str, Any]]
+    regression: dict[str, Any] | None
+
+
+class AuditRunOut(Schema):
+    id: int
+    model: str
+    status: RunStatus
+    trigger: Trigger
+    progress: int = Field(..., description="0-100")
+    step: str
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    headline: HeadlineOut | None = Field(..., description="null until the run is done")
+    attacks: list[AttackOut]
+    policy: PolicyVerdictOut | None
+
+
+class AuditRunFullOut(AuditRunOut):
+    """`?full=true`: ROC points, per-class slices, what-if, recommendations and provenance as well."""
+
+    attacks: list[AttackFullOut]
+    what_if: list[dict[str, Any]] | None
+    recommendations: list[dict[str, Any]] | None
+    accuracy: dict[str, Any] | None
+    notes: list[str] | None
+    timings: dict[str, Any] | None
+    model_version: int
+    artifact_sha256: str
+    data_sha256: dict[str, str]
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    attack_config: dict[str, Any] | None
+
+
+class AuditStartedOut(Schema):
+    id: int
+    status: RunStatus
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+class DatasetOut(Schema):
+    rows: int
+    sha256: str
+
+
+class ModelOut(Schema):
+    slug: str
+    name: str
+    team: str
+    source: str = Field(..., description="skops, onnx or endpoint")
+    n_features: int
+    feature_names: list[str]
+    classes: list[str]
+    output_policy: str
+    version: int
+    artifact_sha256: str | None
+    datasets: dict[str, DatasetOut] = Field(..., description="keyed by kind: members, nonmembers, population")
+    queries_logged: int
+    clients: int
+    open_alerts: int
+    latest_audit: AuditRunOut | None
+
+
+class IngestResultOut(Schema):
+    accepted: int
+    duplicates: int = Field(..., description="rows whose request_id was already stored")
+
+
+class PredictOut(Schema):
+    outputs: list[list[float]] = Field(..., description="one row per input row, after the output policy")
+    labels: list[str]
+    output_policy: str
+
+
+# --- alerts and channels --------------------------------------------------------------------------
+
+class AlertOut(Schema):
+    id: int
+    fingerprint: str
+    source: str = Field(..., description="audit or detector")
+    kind: str
+    title: str
+    model: str
+    client: str | None
+    incident: bool
+    severity: Severity
+    status: AlertStatus
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int
+    evidence: dict[str, Any]
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    ack_note: str
+    resolved_by: str | None
+    resolved_at: datetime | None
+    muted_until: datetime | None
+    mute_reason: str
+
+
+class ChannelOut(Schema):
+    id: int
+    name: str
+    kind: str = Field(..., description="email or slack")
+    target: str = Field(..., description="a Slack webhook URL shows only its start")
+    min_severity: Severity
+    models: list[str] | None = Field(..., description="null: every model")
+    enabled: bool
+    rate_limit_per_hour: int
+    digest: bool
+    last_error: str | None
+    last_error_at: datetime | None
+    disabled_reason: str | None
+
+
+class ChannelTestOut(Schema):
+    status: Literal["sent"]
+    delivery: int
+
+
+# --- request bodies -------------------------------------------------------------------------------
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")  # PostgreSQL text cannot store them
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class BodyIn(BaseModel):
+    """Request bodies are plain pydantic models, which take only a JSON object: ninja's Schema reads attributes off
+    any value, so a body of `true` or `[1]` would pass as one with every field at its default. An unknown field is
+    an error that names it (like a query row's), not a typo silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AckIn(BodyIn):
+    note: Text = Field("", max_length=2000)
+
+
+class MuteIn(BodyIn):
+    until: datetime
+    reason: Text = Field(..., min_length=1, max_length=500)
+
+
+class ChannelIn(BodyIn):
+    name: Text = Field(..., min_length=1, max_length=100)
+    kind: str = Field(..., pattern="^(email|slack)$")
+    target: Text = Field(..., min_length=1, max_length=2000)
+    min_severity: str = Field("warning", pattern="^(info|warning|critical)$")
+    models: list[Text] | None = None
+    rate_limit_per_hour: int = Field(30, ge=1, le=10_000)
+    digest: bool = True

@@ -1,0 +1,124 @@
+"""Alert and channel pages: list with filters and actions, one alert's timeline, channel management."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from monitor.access import roles
+from monitor.alerts import lifecycle as alerting
+from monitor.alerts.channels import ChannelError, create_channel, delete_channel
+from monitor.alerts.lifecycle import AlertActionError
+from monitor.alerts.outbox import send_test
+from monitor.models import SEVERITIES, Alert, NotificationChannel, RegisteredModel
+from monitor.trail.hooks import client_ip
+from monitor.trail.models import TrailEntry
+
+STATUS_FILTERS = ["unresolved", "open", "acknowledged", "muted", "resolved", "all"]
+MUTE_CHOICES = {"1h": timedelta(hours=1), "8h": timedelta(hours=8), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@roles.role_required(*roles.READ)
+def alert_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "unresolved")
+    status = status if status in STATUS_FILTERS else "unresolved"
+    model, severity, client = request.GET.get("model", ""), request.GET.get("severity", ""), request.GET.get("client", "").strip()
+    severity = severity if severity in SEVERITIES else ""
+    alerts = Alert.objects.select_related("model", "acknowledged_by").matching(
+        status="" if status == "all" else status, model=model, severity=severity, client_contains=client)
+    page = Paginator(alerts.order_by("-last_seen", "-id"), 50).get_page(request.GET.get("page"))
+    return render(request, "monitor/alert_list.html", {
+        "page": page, "status": status, "statuses": STATUS_FILTERS, "severity": severity, "severities": SEVERITIES,
+        "model": model, "models": RegisteredModel.objects.values_list("slug", flat=True), "client": client,
+        "mute_choices": list(MUTE_CHOICES),
+    })
+
+
+@roles.role_required(*roles.READ)
+def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = get_object_or_404(Alert.objects.select_related("model", "acknowledged_by", "resolved_by"), pk=alert_id)
+    timeline = [{"at": e.at, "what": e.kind, "who": e.actor_name, "note": e.note, "data": e.data} for e in alert.events.all()]
+    deliveries = alert.deliveries.select_related("channel").order_by("created_at", "id")
+    return render(request, "monitor/alert_detail.html", {
+        "alert": alert, "timeline": timeline, "deliveries": deliveries, "mute_choices": list(MUTE_CHOICES),
+    })
+
+
+@roles.role_required(*roles.OPERATE)
+@require_POST
+def alert_action(request: HttpRequest, alert_id: int, action: str) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=alert_id)
+    ip = client_ip(request)
+    note = request.POST.get("note", "")[:2000]
+    try:
+        if action == "acknowledge":
+            alerting.acknowledge(alert, user=request.user, note=note, ip=ip)
+        elif action == "resolve":
+            alerting.resolve(alert, user=request.user, note=note, ip=ip)
+        elif action == "mute":
+            duration = MUTE_CHOICES.get(request.POST.get("duration", ""))
+            if duration is None:
+                raise AlertActionError(f"choose a mute duration: {', '.join(MUTE_CHOICES)}")
+            alerting.mute(alert, user=request.user, until=timezone.now() + duration, reason=request.POST.get("reason", ""), ip=ip)
+        else:
+            raise AlertActionError(f"unknown action {action!r}")
+    except AlertActionError as exc:
+        messages.error(request, f"Alert {alert.pk}: {exc}")
+    else:
+        messages.success(request, f"Alert {alert.pk}: {action}d." if action != "mute" else f"Alert {alert.pk}: muted.")
+    back = request.POST.get("next", "")
+    if back.startswith("/alerts/") and "//" not in back:
+        return redirect(back)
+    return redirect("alert-detail", alert_id=alert.pk)
+
+
+@roles.role_required(*roles.CONFIGURE)
+def channel_list(request: HttpRequest) -> HttpResponse:
+    error, values = None, {}
+    if request.method == "POST":
+        values = request.POST
+        try:
+            create_channel(
+                name=values.get("name", ""), kind=values.get("kind", ""), target=values.get("target", ""),
+                min_severity=values.get("min_severity", "warning"), models=values.getlist("models") or None,
+                rate_limit_per_hour=int(values.get("rate_limit_per_hour") or 30), digest=values.get("digest") == "on",
+                user=request.user, ip=client_ip(request))
+        except ChannelError as exc:
+            error = exc
+        except ValueError:
+            error = ChannelError("rate_limit_per_hour", "must be a whole number")
+        else:
+            messages.success(request, "Channel added.")
+            return redirect("channel-list")
+    channels = NotificationChannel.objects.prefetch_related("selected_models")
+    return render(request, "monitor/channel_list.html", {
+        "channels": channels, "error": error, "values": values, "severities": SEVERITIES,
+        "models": RegisteredModel.objects.values_list("slug", flat=True),
+    }, status=400 if error else 200)
+
+
+@roles.role_required(*roles.CONFIGURE)
+@require_POST
+def channel_action(request: HttpRequest, channel_id: int, action: str) -> HttpResponse:
+    channel = get_object_or_404(NotificationChannel, pk=channel_id)
+    if action == "delete":
+        delete_channel(channel, user=request.user, ip=client_ip(request))
+        messages.success(request, f"Channel {channel.name} deleted.")
+    elif action == "test":
+        delivery = send_test(channel)
+        if delivery.status == "sent":
+            messages.success(request, f"Test message sent to {channel.name}.")
+        else:
+            messages.error(request, f"Test message to {channel.name} failed: {delivery.last_error}")
+    elif action == "enable":
+        NotificationChannel.objects.filter(pk=channel.pk).update(enabled=True, disabled_reason="")
+        TrailEntry.record(action="channel.enabled", actor=request.user, ip=client_ip(request), obj=channel)
+        messages.success(request, f"Channel {channel.name} enabled.")
+    return redirect("channel-list")
+
+

@@ -1,0 +1,67 @@
+"""Audit pages: one run (live progress, metrics, ROC, what-if, exposed records) and starting an audit."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from audits.attacks.catalogue import ATTACK_LABELS
+from audits.evidence.build import build_run_bundle
+from audits.evidence.format import EvidenceError
+from audits.evidence.keys import public_key_pem
+from audits.models import AuditRun
+from audits.scheduling import request_audit
+from monitor.access import roles
+from monitor.dashboards import audit_charts as charts
+from monitor.models import RegisteredModel
+
+
+@roles.role_required(*roles.READ)
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AuditRun.objects.select_related("model", "requested_by"), pk=run_id)
+    result = run.result or {}
+    attacks = result.get("attacks", [])
+    for attack in attacks:
+        attack["label"] = ATTACK_LABELS.get(attack["name"], attack["name"])
+    return render(request, "audits/run_detail.html", {
+        "run": run, "model": run.model, "result": result, "attacks": attacks,
+        "headline": result.get("headline"), "verdict": run.policy_result or {},
+        "roc_figure": charts.roc_figure(attacks) if attacks else None,
+        "fprs": ["0.001", "0.01", "0.1"],
+        "exposed": _exposed(run),
+    })
+
+
+def _exposed(run: AuditRun) -> dict | None:
+    """The most exposed member records (ids only) under the leading attack."""
+    leader = run.leading_attack()
+    return {"attack": leader["name"], "ids": run.most_exposed_ids()} if leader else None
+
+
+@roles.role_required(*roles.OPERATE)
+@require_POST
+def start_run(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    run = request_audit(model, user=request.user)
+    messages.success(request, f"Audit {run.pk} of {model.slug} queued.")
+    return redirect("audit-run", run_id=run.pk)
+
+
+@roles.role_required(*roles.EXPORT)
+def evidence_download(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AuditRun.objects.select_related("model"), pk=run_id)
+    try:
+        data = build_run_bundle(run, exported_by=request.user)
+    except EvidenceError as exc:
+        messages.error(request, f"No evidence bundle: {exc}")
+        return redirect("audit-run", run_id=run.pk)
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="evidence-{run.model.slug}-audit-{run.pk}.zip"'
+    return response
+
+
+@roles.role_required(*roles.READ)
+def public_key(request: HttpRequest) -> HttpResponse:
+    """The Ed25519 public key that verifies evidence bundles (`manage.py verify_evidence --public-key`)."""
+    return HttpResponse(public_key_pem(), content_type="application/x-pem-file")

@@ -1,0 +1,69 @@
+"""The predict gateway: run the registered model, apply its output policy, log every row."""
+from __future__ import annotations
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+from monitor.ingestion.store import store_queries
+from monitor.ingestion.validate import IngestError, QueryBatch, identifier_problem, vector_problem
+from monitor.models import ModelArtifact, RegisteredModel
+from monitor.registry.artifacts import EndpointPredictor, Predictor, cached_predictor
+
+
+def predictor_for(model: RegisteredModel) -> Predictor:
+    if model.source == RegisteredModel.ENDPOINT:
+        return EndpointPredictor(url=model.endpoint_url, classes=model.class_labels, n_features=model.n_features,
+                                 timeout=settings.REMOTE_MODEL_TIMEOUT)
+    artifact = model.artifacts.filter(version=model.version).values("sha256", "format").first()
+    if artifact is None:
+        raise IngestError(f"model {model.slug!r} has no artifact for version {model.version}", status=409)
+
+    def load_bytes() -> bytes:
+        return bytes(ModelArtifact.objects.values_list("data", flat=True).get(model=model, version=model.version))
+
+    return cached_predictor(sha256=artifact["sha256"], fmt=artifact["format"], load_bytes=load_bytes)
+
+
+def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
+    """Validate `{"client_id", "features": [[...]]}`, predict, apply the policy, log, answer."""
+    details = []
+    unknown = payload.keys() - {"client_id", "features"}
+    for key in sorted(unknown):
+        details.append({"index": None, "field": str(key)[:64], "message": "unknown field; expected client_id and features"})
+    problem = identifier_problem(payload.get("client_id"), "client_id", required=True)
+    if problem:
+        details.append({"index": None, "field": "client_id", "message": problem})
+    rows = payload.get("features")
+    if not isinstance(rows, list) or not rows:
+        details.append({"index": None, "field": "features", "message": "must be a non-empty list of feature rows"})
+        rows = []
+    elif len(rows) > settings.PREDICT_MAX_ROWS:
+        raise IngestError(f"{len(rows):,} rows; at most {settings.PREDICT_MAX_ROWS:,} per request",
+                          [{"index": None, "field": "features", "message": "too many rows"}], status=413)
+    for index, row in enumerate(rows):
+        problem = vector_problem(row, length=model.n_features, what="features", unit_interval=False)
+        if problem:
+            details.append({"index": index, "field": "features", "message": problem})
+        if len(details) >= 50:
+            break
+    if details:
+        raise IngestError(f"{len(details)} problem(s) in the request; nothing was predicted or stored", details)
+
+    X = np.asarray(rows, dtype=np.float64)
+    if np.any(np.abs(X) > np.finfo(np.float32).max):
+        raise IngestError("a feature does not fit in float32", [{"index": None, "field": "features", "message": "out of range"}])
+    proba = predictor_for(model).predict_proba(X.astype(np.float32).astype(np.float64))
+    outputs = model.policy.apply(proba)
+    now = timezone.now()
+    batch = QueryBatch(
+        client_ids=[payload["client_id"]] * len(X), timestamps=[now] * len(X), request_ids=[None] * len(X),
+        features=X.astype(np.float32), outputs=outputs.astype(np.float32),
+    )
+    store_queries(model, batch)
+    labels = outputs.argmax(axis=1)
+    return {
+        "outputs": outputs.tolist(),
+        "labels": [model.class_labels[i] for i in labels],
+        "output_policy": model.output_policy,
+    }

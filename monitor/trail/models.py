@@ -1,0 +1,95 @@
+"""The security trail: an append-only, hash-chained record of what users and the system did (logins,
+registrations, alert actions, audits requested, evidence exported). Its tables keep their first names."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from monitor.trail.chain import GENESIS, canonical_json, check_chain, entry_hash
+
+
+class TrailHead(models.Model):
+    """One row, locked while appending, so concurrent writers extend the chain one at a time."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default=GENESIS)
+
+    class Meta:
+        db_table = "audits_auditchainhead"
+
+
+class TrailEntry(models.Model):
+    """Append-only record of a security-relevant action. `hash` = SHA-256(prev_hash + canonical JSON)."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        db_table = "audits_auditlogentry"
+        ordering = ["seq"]
+        verbose_name = "security trail entry"
+        verbose_name_plural = "security trail entries"
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type}:{self.object_id}"
+
+    def payload(self) -> dict:
+        """What the hash covers (everything but the hash itself and the nullable actor link)."""
+        return {
+            "seq": self.seq, "at": self.at.isoformat(), "actor": self.actor_name, "ip": self.ip, "action": self.action,
+            "object_type": self.object_type, "object_id": self.object_id, "before": self.before, "after": self.after,
+        }
+
+    def compute_hash(self) -> str:
+        return entry_hash(self.prev_hash, self.payload())
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RuntimeError("security trail entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("security trail entries are append-only")
+
+    @classmethod
+    def record(cls, *, action: str, actor: Any = None, actor_name: str | None = None, ip: str | None = None,
+               obj: Any = None, object_type: str = "", object_id: str = "",
+               before: Any = None, after: Any = None) -> TrailEntry:
+        """Append one entry to the chain (inside the caller's transaction when there is one)."""
+        if obj is not None:
+            object_type = object_type or obj._meta.label_lower
+            object_id = object_id or str(obj.pk)
+        name = actor_name or (actor.get_username() if actor is not None and actor.is_authenticated else "system")
+        with transaction.atomic():
+            head, _ = TrailHead.objects.select_for_update().get_or_create(pk=1)
+            entry = cls(
+                seq=head.seq + 1, at=timezone.now(), actor=actor if getattr(actor, "pk", None) else None,
+                actor_name=name[:150], ip=ip, action=action, object_type=object_type[:64], object_id=str(object_id)[:64],
+                before=json.loads(canonical_json(before)) if before is not None else None,
+                after=json.loads(canonical_json(after)) if after is not None else None,
+                prev_hash=head.hash,
+            )
+            entry.hash = entry.compute_hash()
+            entry.save()
+            TrailHead.objects.filter(pk=1).update(seq=entry.seq, hash=entry.hash)
+        return entry
+
+
+def verify_chain(entries: Any = None) -> tuple[bool, str]:
+    """Walk the whole stored chain; (False, reason naming the first broken entry) or (True, summary)."""
+    return check_chain(entries if entries is not None else TrailEntry.objects.order_by("seq").iterator())

@@ -1,0 +1,67 @@
+"""Migrations on a database that already holds data: the security trail moved from the audits app to
+monitor.trail (monitor 0006 / audits 0003, state only). A deployment's existing chain must come through whole,
+still verify, and keep growing from where it stopped."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from monitor.trail.chain import GENESIS, entry_hash
+
+BEFORE_MOVE = [("monitor", "0005_token_rate_limit"), ("audits", "0002_audit_log_append_only")]
+
+
+def migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def latest():
+    executor = MigrationExecutor(connection)
+    return executor.loader.graph.leaf_nodes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_trail_survives_the_move_and_keeps_chaining():
+    old = migrate(BEFORE_MOVE)
+    try:
+        Entry = old.get_model("audits", "AuditLogEntry")
+        Head = old.get_model("audits", "AuditChainHead")
+        Model = old.get_model("monitor", "RegisteredModel")
+        Policy = old.get_model("audits", "AuditPolicy")
+        start = datetime(2026, 6, 1, tzinfo=UTC)
+        previous = GENESIS
+        for seq in range(1, 6):
+            payload = {"seq": seq, "at": (start + timedelta(minutes=seq)).isoformat(), "actor": "alice",
+                       "ip": "10.0.0.1", "action": "login" if seq % 2 else "alert.acknowledged",
+                       "object_type": "", "object_id": "", "before": None, "after": {"n": seq}}
+            digest = entry_hash(previous, payload)
+            Entry.objects.create(seq=seq, at=start + timedelta(minutes=seq), actor_name="alice", ip="10.0.0.1",
+                                 action=payload["action"], after={"n": seq}, prev_hash=previous, hash=digest)
+            previous = digest
+        Head.objects.create(pk=1, seq=5, hash=previous)
+        model = Model.objects.create(slug="old", name="Old", source="sklearn", label_column="label")
+        Policy.objects.create(model=model, cadence_hours=6, attacks=["loss", "rmia"], max_tpr_at_1pct_fpr=0.05)
+    finally:
+        migrate(latest())
+
+    from audits.models import AuditPolicy
+    from monitor.models import RegisteredModel
+    from monitor.trail.models import TrailEntry, TrailHead, verify_chain
+
+    assert list(TrailEntry.objects.values_list("seq", "action")) == [
+        (1, "login"), (2, "alert.acknowledged"), (3, "login"), (4, "alert.acknowledged"), (5, "login")]
+    assert verify_chain() == (True, "5 entries, chain intact")
+    assert TrailHead.objects.get(pk=1).hash == previous
+
+    added = TrailEntry.record(action="evidence.exported", actor_name="carol")
+    assert (added.seq, added.prev_hash) == (6, previous)
+    assert verify_chain() == (True, "6 entries, chain intact")
+
+    policy = AuditPolicy.objects.for_model(RegisteredModel.objects.get(slug="old"))
+    assert (policy.pk is not None, policy.cadence_hours, policy.attacks) == (True, 6, ["loss", "rmia"])
