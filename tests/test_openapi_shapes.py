@@ -84,8 +84,9 @@ def assert_answers_exactly(response: Any, expected: Any) -> None:
     wanted = json.loads(json.dumps(expected, cls=NinjaJSONEncoder))
     assert key_paths(answered) - key_paths(wanted) == set(), "keys the schema added"
     assert key_paths(wanted) - key_paths(answered) == set(), "keys the schema dropped"
-    # Same values, order and null handling: the bytes ninja would have sent for the summary itself.
-    assert response.content == json.dumps(expected, cls=NinjaJSONEncoder).encode()
+    # Same values, list order and null handling. Not the same bytes: the order of keys inside an object is the
+    # schema's in the answer but the database's in the summary (PostgreSQL's jsonb reorders stored keys).
+    assert answered == wanted
 
 
 @pytest.fixture
