@@ -219,6 +219,12 @@ AXES_VERBOSE = False
 INGEST_MAX_BYTES = 32 * 1024 * 1024
 INGEST_MAX_QUERIES = 10_000
 PREDICT_MAX_ROWS = 1_000
+# The raw query log (see monitor/ingestion/partitions.py and retention.py): a model's own retention_days
+# overrides QUERY_RETENTION_DAYS; partitions are made this many days ahead; a retry whose request was first
+# stamped by the server on the previous day is still recognised within INGEST_RETRY_WINDOW_HOURS of midnight.
+QUERY_RETENTION_DAYS = env.int("QUERY_RETENTION_DAYS", default=90)
+QUERY_PARTITIONS_AHEAD_DAYS = env.int("QUERY_PARTITIONS_AHEAD_DAYS", default=3)
+INGEST_RETRY_WINDOW_HOURS = env.float("INGEST_RETRY_WINDOW_HOURS", default=6.0)
 ARTIFACT_MAX_BYTES = env.int("ARTIFACT_MAX_BYTES", default=200 * 1024 * 1024)
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024 * 1024
@@ -272,6 +278,8 @@ CELERY_BEAT_SCHEDULE = {
     "schedule-audits": {"task": "audits.tasks.schedule_audits", "schedule": 300.0},
     "scan-queries": {"task": "monitor.tasks.scan_all_models", "schedule": 60.0},
     "reap-stuck-audits": {"task": "audits.tasks.reap_stuck_audits", "schedule": 120.0},
+    "query-partitions": {"task": "monitor.tasks.maintain_query_partitions", "schedule": 3600.0},
+    "query-retention": {"task": "monitor.tasks.enforce_query_retention", "schedule": crontab(hour=3, minute=15)},
 }
 # Query scanning: rows read per chunk, reference window for calibration, one scan per model at a time.
 SCAN_CHUNK_ROWS = env.int("SCAN_CHUNK_ROWS", default=200_000)

@@ -5,12 +5,14 @@ import socket
 from dataclasses import asdict
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from monitor.access.ratelimit import prune_usage
 from monitor.alerts.lifecycle import housekeeping
 from monitor.alerts.outbox import deliver_due, queue_digests
 from monitor.detection.scanning import scan_model
+from monitor.ingestion import retention
 from monitor.models import RegisteredModel, WorkerHeartbeat
 
 
@@ -60,3 +62,15 @@ def scan_model_queries(model_id: int) -> dict:
     if model is None:
         return {}
     return asdict(scan_model(model))
+
+
+@shared_task(time_limit=1800, soft_time_limit=1750)
+def maintain_query_partitions() -> dict:
+    """Hourly: the query log's partitions for the days ahead, and rows parked in DEFAULT moved to their own."""
+    return retention.maintain_partitions(ahead=settings.QUERY_PARTITIONS_AHEAD_DAYS)
+
+
+@shared_task(time_limit=3600, soft_time_limit=3500)
+def enforce_query_retention() -> list[str]:
+    """Daily: drop each model's raw queries past its retention (what the scanner has read)."""
+    return [line for result in retention.enforce_all() for line in result.lines()]

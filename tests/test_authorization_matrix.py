@@ -58,6 +58,7 @@ API = {
     ("POST", "/api/v1/models/{slug}/predict"): OWN_INGEST | OPERATE,
     ("GET", "/api/v1/models"): READ,
     ("GET", "/api/v1/models/{slug}"): READ,
+    ("PATCH", "/api/v1/models/{slug}"): CONFIGURE,
     ("GET", "/api/v1/alerts"): READ,
     ("GET", "/api/v1/alerts/{alert_id}"): READ,
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): OPERATE,
@@ -176,6 +177,8 @@ def api_request(client: Client, method: str, path: str, world: dict):
         return client.get(address)
     if method == "DELETE":
         return client.delete(address)
+    if method == "PATCH":
+        return client.patch(address, {"retention_days": 60}, content_type="application/json")
     return client.post(address, bodies.get(path, {}), content_type="application/json")
 
 
@@ -206,7 +209,8 @@ def test_each_principal_reaches_exactly_what_the_table_allows(principal, world, 
 
 def test_anonymous_api_answers_are_json_401():
     response = Client().get("/api/v1/models")
-    assert response.status_code == 401 and response.json()["error"].startswith("authentication required")
+    assert response.status_code == 401 and response.json()["error"].startswith("no API token")
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 @pytest.mark.parametrize("name", sorted(name for method, name in PAGES if method == "POST"))

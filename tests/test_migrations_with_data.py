@@ -65,3 +65,44 @@ def test_an_existing_trail_survives_the_move_and_keeps_chaining():
 
     policy = AuditPolicy.objects.for_model(RegisteredModel.objects.get(slug="old"))
     assert (policy.pk is not None, policy.cadence_hours, policy.attacks) == (True, 6, ["loss", "rmia"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_query_log_is_partitioned_in_place(db_vendor, api_as):
+    """monitor 0007: rows logged before it keep their ids, land in their model-day partitions (PostgreSQL), and
+    a client retrying one of them afterwards is still told it is a duplicate."""
+    old = migrate([("monitor", "0006_trail_from_audits")])
+    try:
+        Model = old.get_model("monitor", "RegisteredModel")
+        Log = old.get_model("monitor", "QueryLog")
+        models = [Model.objects.create(slug=slug, name=slug, source="skops", label_column="label",
+                                       feature_names=["a", "b", "c", "d"], class_labels=["0", "1"])
+                  for slug in ("first", "second")]
+        now = datetime.now(UTC)
+        for model in models:
+            for days_ago in (0, 3, 40):
+                for i in range(4):
+                    Log.objects.create(model=model, client_id=f"c{i}", ts=now - timedelta(days=days_ago, minutes=i),
+                                       features=b"\0" * 16, outputs=b"\0" * 8, label=0, confidence=0.5,
+                                       request_id=f"{model.slug}-{days_ago}-{i}")
+        before = sorted(Log.objects.values_list("id", "model__slug", "request_id", "ts"))
+    finally:
+        migrate(latest())
+
+    from monitor.ingestion import partitions
+    from monitor.models import QueryLog, RegisteredModel
+    from tests.factories import ingest_token, query
+
+    assert sorted(QueryLog.objects.values_list("id", "model__slug", "request_id", "ts")) == before
+    first = RegisteredModel.objects.get(slug="first")
+    assert first.retention_days == 90
+    if db_vendor == "postgresql":
+        days = {p.day for p in partitions.partitions(first.pk)}
+        assert {(now - timedelta(days=d)).date() for d in (0, 3, 40)} <= days, days
+        assert partitions.default_days() == []
+    api = api_as(ingest_token(model=first))
+    retry = [query(request_id="first-3-1", ts=(now - timedelta(days=3, minutes=1)).isoformat()),
+             query(request_id="first-0-2"), query(request_id="new-one")]
+    response = api.post("/api/v1/models/first/queries", {"queries": retry})
+    assert (response.status_code, response.json()) == (201, {"accepted": 1, "duplicates": 2})
+    assert QueryLog.objects.get(request_id="new-one").id > max(row[0] for row in before)

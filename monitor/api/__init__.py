@@ -11,12 +11,11 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.operation import Operation
-from ninja.security import django_auth
 
 from monitor.access import roles
 from monitor.access.ratelimit import RateLimited
 from monitor.api import alerts, audits, channels, models, queries
-from monitor.api.auth import BearerToken
+from monitor.api.auth import MISSING, BearerToken, SessionLogin
 from monitor.api.errors import ApiError, error_body, problem
 from monitor.api.schemas import ERROR_SCHEMA
 from monitor.ingestion.validate import IngestError
@@ -52,7 +51,7 @@ api = MonitorApi(
     title="Membership-inference monitor API",
     version="1",
     urls_namespace="api",
-    auth=[BearerToken(), django_auth],
+    auth=[BearerToken(), SessionLogin()],
     # The schema and the docs page name every endpoint: signed-in users of any role only, like every page.
     docs_decorator=roles.role_required(*roles.READ),
     description="Log queries, call models through the gateway, read audits and alerts. "
@@ -91,7 +90,14 @@ def on_rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return error_response(request, 401, "authentication required: send Authorization: Bearer <token>")
+    """401 with a sentence saying what was wrong with the credentials, and the challenge RFC 6750 asks for."""
+    problem_text = getattr(request, "auth_problem", MISSING)
+    response = error_response(request, 401, problem_text)
+    challenge = 'Bearer realm="api"'
+    if problem_text != MISSING:
+        challenge += ', error="invalid_token"'
+    response["WWW-Authenticate"] = challenge
+    return response
 
 
 @api.exception_handler(NinjaValidationError)

@@ -9,7 +9,7 @@ from ninja import Router
 from monitor.access import roles
 from monitor.alerts import lifecycle
 from monitor.alerts.lifecycle import AlertActionError
-from monitor.api.auth import request_user, require_roles
+from monitor.api.auth import needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import AckIn, AlertOut, MuteIn, Text
 from monitor.models import SEVERITIES, Alert
@@ -27,10 +27,9 @@ def _alert(alert_id: int) -> Alert:
     return alert
 
 
-@router.get("/alerts", summary="Alerts, newest first", response={200: list[AlertOut], 400: dict, 403: dict})
+@router.get("/alerts", auth=needs(roles.READ), summary="Alerts, newest first", response={200: list[AlertOut], 400: dict, 403: dict})
 def list_alerts(request: HttpRequest, status: str = "", model: Text = "", severity: str = "", client: Text = "",
                 limit: int = 100, offset: int = 0) -> list[dict]:
-    require_roles(request, roles.READ)
     problems = []
     if status and status not in STATUS_FILTERS:
         problems.append(problem("status", f"one of {', '.join(STATUS_FILTERS)}"))
@@ -47,14 +46,12 @@ def list_alerts(request: HttpRequest, status: str = "", model: Text = "", severi
     return [a.summary() for a in alerts.order_by("-last_seen", "-id")[offset:offset + limit]]
 
 
-@router.get("/alerts/{alert_id}", summary="One alert", response={200: AlertOut, 403: dict, 404: dict})
+@router.get("/alerts/{alert_id}", auth=needs(roles.READ), summary="One alert", response={200: AlertOut, 403: dict, 404: dict})
 def get_alert(request: HttpRequest, alert_id: int) -> dict:
-    require_roles(request, roles.READ)
     return _alert(alert_id).summary()
 
 
 def _act(request: HttpRequest, alert_id: int, action: Callable[[Alert], Alert]) -> dict:
-    require_roles(request, roles.OPERATE)
     alert = _alert(alert_id)
     try:
         return action(alert).summary()
@@ -62,7 +59,7 @@ def _act(request: HttpRequest, alert_id: int, action: Callable[[Alert], Alert]) 
         raise ApiError(409, str(exc)) from exc
 
 
-@router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert",
+@router.post("/alerts/{alert_id}/acknowledge", auth=needs(roles.OPERATE), summary="Acknowledge an alert",
              response={200: AlertOut, 400: dict, 403: dict, 404: dict, 409: dict})
 def acknowledge_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None) -> dict:
     note = body.note if body else ""
@@ -70,7 +67,7 @@ def acknowledge_alert(request: HttpRequest, alert_id: int, body: AckIn | None = 
                 lambda a: lifecycle.acknowledge(a, user=request_user(request), note=note, ip=client_ip(request)))
 
 
-@router.post("/alerts/{alert_id}/resolve", summary="Resolve an alert",
+@router.post("/alerts/{alert_id}/resolve", auth=needs(roles.OPERATE), summary="Resolve an alert",
              response={200: AlertOut, 400: dict, 403: dict, 404: dict, 409: dict})
 def resolve_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None) -> dict:
     note = body.note if body else ""
@@ -78,7 +75,7 @@ def resolve_alert(request: HttpRequest, alert_id: int, body: AckIn | None = None
                 lambda a: lifecycle.resolve(a, user=request_user(request), note=note, ip=client_ip(request)))
 
 
-@router.post("/alerts/{alert_id}/mute", summary="Mute an alert until a time, with a reason",
+@router.post("/alerts/{alert_id}/mute", auth=needs(roles.OPERATE), summary="Mute an alert until a time, with a reason",
              response={200: AlertOut, 400: dict, 403: dict, 404: dict, 409: dict})
 def mute_alert(request: HttpRequest, alert_id: int, body: MuteIn) -> dict:
     if body.until.tzinfo is None:

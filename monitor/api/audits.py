@@ -13,7 +13,7 @@ from audits.evidence.format import EvidenceError
 from audits.models import AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
-from monitor.api.auth import get_model, request_user, require_roles
+from monitor.api.auth import get_model, needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import AuditRunFullOut, AuditRunOut, AuditStartedOut
 
@@ -27,26 +27,23 @@ def _run(run_id: int) -> AuditRun:
     return run
 
 
-@router.post("/models/{slug}/audits", summary="Start an audit now", response={202: AuditStartedOut, 403: dict, 404: dict})
+@router.post("/models/{slug}/audits", auth=needs(roles.OPERATE), summary="Start an audit now", response={202: AuditStartedOut, 403: dict, 404: dict})
 def start_audit(request: HttpRequest, slug: str) -> Status:
-    require_roles(request, roles.OPERATE)
     model = get_model(slug)
     run = request_audit(model, user=request_user(request))
     return Status(202, {"id": run.pk, "status": run.status})
 
 
-@router.get("/audits/{run_id}", summary="An audit run: status, progress, per-attack metrics with intervals",
+@router.get("/audits/{run_id}", auth=needs(roles.READ), summary="An audit run: status, progress, per-attack metrics with intervals",
             response={200: AuditRunOut | AuditRunFullOut, 403: dict, 404: dict})
 def get_audit(request: HttpRequest, run_id: int, full: bool = False) -> dict:
     """`full=true` adds ROC points, per-class slices, what-if, recommendations and provenance."""
-    require_roles(request, roles.READ)
     return _run(run_id).summary(full=full)
 
 
-@router.get("/models/{slug}/audits", summary="A model's audit runs, newest first",
+@router.get("/models/{slug}/audits", auth=needs(roles.READ), summary="A model's audit runs, newest first",
             response={200: list[AuditRunOut], 403: dict, 404: dict})
 def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
-    require_roles(request, roles.READ)
     model = get_model(slug)
     return [run.summary() for run in model.audit_runs.select_related("model").order_by("-created_at")[:max(1, min(limit, 500))]]
 
@@ -59,12 +56,11 @@ def _zip_response(data: bytes, filename: str) -> HttpResponse:
     return response
 
 
-@router.get("/audits/{run_id}/evidence.zip", summary="The signed evidence bundle of one audit run",
+@router.get("/audits/{run_id}/evidence.zip", auth=needs(roles.EXPORT), summary="The signed evidence bundle of one audit run",
             response={200: None, 403: dict, 404: dict, 409: dict}, openapi_extra={
                 "responses": {200: {"description": "a ZIP (report.pdf, audit.json, CSVs, audit_log.jsonl, MANIFEST.json + .sig)",
                                     "content": {"application/zip": {}}}}})
 def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
-    require_roles(request, roles.EXPORT)
     run = _run(run_id)
     try:
         data = build_run_bundle(run, exported_by=request_user(request))
@@ -73,10 +69,9 @@ def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
     return _zip_response(data, f"evidence-{run.model.slug}-audit-{run.pk}.zip")
 
 
-@router.get("/models/{slug}/evidence.zip", summary="The signed evidence bundle of a model over a date range",
+@router.get("/models/{slug}/evidence.zip", auth=needs(roles.EXPORT), summary="The signed evidence bundle of a model over a date range",
             response={200: None, 400: dict, 403: dict, 404: dict, 409: dict})
 def model_evidence(request: HttpRequest, slug: str, start: datetime, end: datetime) -> HttpResponse:
-    require_roles(request, roles.EXPORT)
     model = get_model(slug)
     if start.tzinfo is None or end.tzinfo is None or start >= end:
         raise ApiError(400, "invalid period", [problem("start", "start < end, both with a timezone")])

@@ -7,7 +7,7 @@ from ninja import Router, Status
 from monitor.access import roles
 from monitor.alerts.channels import ChannelError, create_channel, delete_channel
 from monitor.alerts.outbox import send_test
-from monitor.api.auth import request_user, require_roles
+from monitor.api.auth import needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import ChannelIn, ChannelOut, ChannelTestOut
 from monitor.models import NotificationChannel
@@ -23,15 +23,13 @@ def _channel(channel_id: int) -> NotificationChannel:
     return channel
 
 
-@router.get("/channels", summary="Notification channels", response={200: list[ChannelOut], 403: dict})
+@router.get("/channels", auth=needs(roles.CONFIGURE), summary="Notification channels", response={200: list[ChannelOut], 403: dict})
 def list_channels(request: HttpRequest) -> list[dict]:
-    require_roles(request, roles.CONFIGURE)
     return [c.summary() for c in NotificationChannel.objects.all()]
 
 
-@router.post("/channels", summary="Create a notification channel", response={201: ChannelOut, 400: dict, 403: dict})
+@router.post("/channels", auth=needs(roles.CONFIGURE), summary="Create a notification channel", response={201: ChannelOut, 400: dict, 403: dict})
 def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
-    require_roles(request, roles.CONFIGURE)
     try:
         channel = create_channel(**body.model_dump(), user=request_user(request), ip=client_ip(request))
     except ChannelError as exc:
@@ -39,18 +37,16 @@ def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
     return Status(201, channel.summary())
 
 
-@router.delete("/channels/{channel_id}", summary="Delete a notification channel",
+@router.delete("/channels/{channel_id}", auth=needs(roles.CONFIGURE), summary="Delete a notification channel",
                response={204: None, 403: dict, 404: dict})
 def remove_channel(request: HttpRequest, channel_id: int) -> Status:
-    require_roles(request, roles.CONFIGURE)
     delete_channel(_channel(channel_id), user=request_user(request), ip=client_ip(request))
     return Status(204, None)
 
 
-@router.post("/channels/{channel_id}/test", summary="Send a test message now",
+@router.post("/channels/{channel_id}/test", auth=needs(roles.CONFIGURE), summary="Send a test message now",
              response={200: ChannelTestOut, 403: dict, 404: dict, 502: dict})
 def test_channel(request: HttpRequest, channel_id: int) -> dict:
-    require_roles(request, roles.CONFIGURE)
     delivery = send_test(_channel(channel_id))
     if delivery.status != "sent":
         raise ApiError(502, f"the test message was not delivered: {delivery.last_error}")

@@ -141,12 +141,21 @@ class ModelOut(Schema):
     classes: list[str]
     output_policy: str
     version: int
+    retention_days: int = Field(..., description="days of raw queries kept; rollups, findings, alerts and audits stay")
     artifact_sha256: str | None
     datasets: dict[str, DatasetOut] = Field(..., description="keyed by kind: members, nonmembers, population")
     queries_logged: int
     clients: int
     open_alerts: int
     latest_audit: AuditRunOut | None
+
+
+class ModelPatchIn(Schema):
+    """The settings of a model an admin may change through the API; fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int | None = Field(None, ge=1, le=3650, description="days of raw queries to keep")
 
 
 class IngestResultOut(Schema):

@@ -38,6 +38,7 @@ def model_summary(model: RegisteredModel) -> dict:
         "classes": model.class_labels,
         "output_policy": model.output_policy,
         "version": model.version,
+        "retention_days": model.retention_days,
         "artifact_sha256": artifact["sha256"] if artifact else None,
         "datasets": {d["kind"]: {"rows": d["n_rows"], "sha256": d["sha256"]}
                      for d in model.datasets.values("kind", "n_rows", "sha256")},

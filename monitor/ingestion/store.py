@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
+import psycopg
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from monitor.ingestion.validate import QueryBatch
 from monitor.ingestion.vectors import encode_vectors
@@ -28,9 +31,15 @@ def store_queries(model: RegisteredModel, batch: QueryBatch, *, attempts: int = 
 
     Optimistic: most batches are new, so write them straight away and let the unique index object.
     Only a batch that collides (a client's retry) pays for looking its request_ids up first.
+
+    On PostgreSQL the unique index is per partition (model and day). A retry lands in the partition of its
+    first attempt when it carries the same timestamp, or when the server stamps it later that same day; only a
+    server-stamped retry after midnight could land in a new partition. So for INGEST_RETRY_WINDOW_HOURS after
+    midnight a batch with request_ids is looked up first, over the days it spans and that window before them.
     """
     request_ids = [rid for rid in batch.request_ids if rid is not None]
-    if len(set(request_ids)) == len(request_ids):
+    optimistic = len(set(request_ids)) == len(request_ids) and not (request_ids and _after_midnight(timezone.now()))
+    if optimistic:
         try:
             with transaction.atomic():
                 return _store_once(model, batch, check_duplicates=False)
@@ -48,12 +57,25 @@ def store_queries(model: RegisteredModel, batch: QueryBatch, *, attempts: int = 
     raise AssertionError("unreachable")
 
 
-def _stored_request_ids(model_id: int, wanted: list[str]) -> set[str]:
+def _retry_window() -> timedelta:
+    return timedelta(hours=settings.INGEST_RETRY_WINDOW_HOURS)
+
+
+def _after_midnight(now: datetime) -> bool:
+    """Within the retry window after 00:00 UTC, on a partitioned log."""
+    return connection.vendor == "postgresql" and (now - _retry_window()).date() != now.astimezone(UTC).date()
+
+
+def _stored_request_ids(model_id: int, wanted: list[str], timestamps: list[datetime]) -> set[str]:
     table = QueryLog._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SELECT request_id FROM {table} WHERE model_id = %s AND request_id = ANY(%s)",  # noqa: S608  # nosec B608
-                           [model_id, wanted])
+            # Every partition a duplicate can be in: the whole days the batch spans, from the retry window
+            # before its earliest timestamp (PostgreSQL prunes the others).
+            start = datetime.combine((min(timestamps) - _retry_window()).astimezone(UTC).date(), time.min, UTC)
+            end = datetime.combine(max(timestamps).astimezone(UTC).date(), time.min, UTC) + timedelta(days=1)
+            cursor.execute(f"SELECT request_id FROM {table} WHERE model_id = %s AND request_id = ANY(%s) "  # noqa: S608  # nosec B608
+                           "AND ts >= %s AND ts < %s", [model_id, wanted, start, end])
             return {row[0] for row in cursor.fetchall()}
     return set(QueryLog.objects.filter(model_id=model_id, request_id__in=wanted).values_list("request_id", flat=True))
 
@@ -67,7 +89,7 @@ def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: 
     keep = np.ones(len(batch), dtype=bool)
     wanted = [rid for rid in batch.request_ids if rid is not None] if check_duplicates else []
     if wanted:
-        stored = _stored_request_ids(model.id, sorted(set(wanted)))
+        stored = _stored_request_ids(model.id, sorted(set(wanted)), batch.timestamps)
         seen: set[str] = set()
         for index, rid in enumerate(batch.request_ids):
             if rid is None:
@@ -99,10 +121,15 @@ def _copy_rows(model_id: int, batch: QueryBatch, rows: np.ndarray, features: np.
     table = QueryLog._meta.db_table
     columns = "model_id, client_id, ts, features, outputs, label, confidence, request_id"
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (our table name)
-            for i in rows:
-                copy.write_row((model_id, batch.client_ids[i], batch.timestamps[i], features[i].tobytes(),
-                                outputs[i].tobytes(), int(labels[i]), float(confidences[i]), batch.request_ids[i]))
+        try:
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (our table name)
+                for i in rows:
+                    copy.write_row((model_id, batch.client_ids[i], batch.timestamps[i], features[i].tobytes(),
+                                    outputs[i].tobytes(), int(labels[i]), float(confidences[i]), batch.request_ids[i]))
+        except psycopg.errors.IntegrityError as exc:
+            # Django wraps errors of cursor.execute, not of the raw cursor's copy(): without this a stored
+            # request_id (a client's retry) escaped store_queries' handler as a 500.
+            raise IntegrityError(str(exc)) from exc
 
 
 def _update_rollup(model_id: int, batch: QueryBatch, rows: np.ndarray, confidences: np.ndarray) -> None:

@@ -22,8 +22,10 @@ class QueryLog(models.Model):
         indexes = [
             models.Index(fields=["model", "ts"], name="query_model_ts"),
             models.Index(fields=["model", "client_id", "ts"], name="query_model_client_ts"),
-            models.Index(fields=["model", "id"], name="query_model_id"),
         ]
+        # On PostgreSQL the table is partitioned by (model, day) (migration 0007, monitor/ingestion/partitions.py):
+        # the primary key there is (id, model_id, ts), which also serves reads by (model, id), and this
+        # constraint is a unique index on each partition (PostgreSQL cannot enforce it across partitions).
         constraints = [
             models.UniqueConstraint(
                 fields=["model", "request_id"], condition=models.Q(request_id__isnull=False), name="query_request_once"

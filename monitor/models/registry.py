@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -23,6 +23,13 @@ def validate_output_policy(value: str) -> None:
         raise ValidationError(str(exc)) from exc
 
 
+def default_retention_days() -> int:
+    return settings.QUERY_RETENTION_DAYS
+
+
+MAX_RETENTION_DAYS = 3650
+
+
 class RegisteredModel(models.Model):
     SKOPS, ONNX, ENDPOINT = "skops", "onnx", "endpoint"
     SOURCES = [(SKOPS, "scikit-learn (skops artifact)"), (ONNX, "ONNX artifact"), (ENDPOINT, "remote HTTP endpoint")]
@@ -38,6 +45,9 @@ class RegisteredModel(models.Model):
     output_policy = models.CharField(max_length=40, default="full", validators=[validate_output_policy])
     # Bumped when the artifact changes: audits cache reference models per version.
     version = models.PositiveIntegerField(default=1)
+    retention_days = models.PositiveIntegerField(
+        default=default_retention_days, validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text="raw queries older than this many days are dropped (rollups, findings, alerts and audits stay)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -78,6 +78,16 @@ class ApiToken(models.Model):
             cls.objects.filter(id=token.id).update(last_used_at=now)
         return token
 
+    @classmethod
+    def refusal(cls, clear: str) -> str:
+        """Why `clear` does not authenticate, in a sentence for the client (it names no other token)."""
+        token = cls.objects.select_related("user").filter(token_hash=hash_token(clear)).first()
+        if token is None:
+            return "the API token is not valid (no such token); check it was copied whole"
+        if token.revoked_at is not None:
+            return f"the API token {token.prefix}… was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC; ask an admin for a new one"
+        return f"the API token {token.prefix}… belongs to a deactivated user account"
+
 
 class TokenUsage(models.Model):
     """Rows charged to a token per minute window, for its rate limit (monitor/ratelimit.py)."""

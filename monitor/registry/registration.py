@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from monitor.ingestion.partitions import ensure_partitions
 from monitor.models import SLUG_VALIDATOR, ModelArtifact, ReferenceDataset, RegisteredModel
 from monitor.platform.outbound import OutboundBlocked, check_url
 from monitor.registry.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
@@ -140,6 +141,8 @@ def register_model(
             "endpoint": endpoint_url or None,
             "datasets": {kind: {"sha256": result.sha256, "rows": len(result.arrays.y)} for kind, result in parsed.items()},
         })
+        # Today's and tomorrow's query-log partitions (PostgreSQL); the hourly task makes the days after.
+        ensure_partitions([model.pk], back=0, ahead=1)
     return model
 
 
