@@ -83,7 +83,7 @@ class ApiToken(models.Model):
         """Why `clear` does not authenticate, in a sentence for the client (it names no other token)."""
         token = cls.objects.select_related("user").filter(token_hash=hash_token(clear)).first()
         if token is None:
-            return "the API token is not valid (no such token); check it was copied whole"
+            return "the API token is not valid (no such token); send it whole as Authorization: Bearer <token>"
         if token.revoked_at is not None:
             return f"the API token {token.prefix}… was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC; ask an admin for a new one"
         return f"the API token {token.prefix}… belongs to a deactivated user account"
