@@ -2,7 +2,6 @@
 client-day and model-hour rollups; idempotent on request_id."""
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -35,10 +34,13 @@ def store_queries(model: RegisteredModel, batch: QueryBatch, *, attempts: int = 
     On PostgreSQL the unique index is per partition (model and day). A retry lands in the partition of its
     first attempt when it carries the same timestamp, or when the server stamps it later that same day; only a
     server-stamped retry after midnight could land in a new partition. So for INGEST_RETRY_WINDOW_HOURS after
-    midnight a batch with request_ids is looked up first, over the days it spans and that window before them.
+    midnight a batch with request_ids and server-stamped rows is looked up first, over the days it spans and
+    that window before them.
     """
     request_ids = [rid for rid in batch.request_ids if rid is not None]
-    optimistic = len(set(request_ids)) == len(request_ids) and not (request_ids and _after_midnight(timezone.now()))
+    # Only rows the server stamped can be a retry that lands on another day than its first attempt.
+    crosses_midnight = bool(request_ids) and batch.server_stamped > 0 and _after_midnight(timezone.now())
+    optimistic = len(set(request_ids)) == len(request_ids) and not crosses_midnight
     if optimistic:
         try:
             with transaction.atomic():
@@ -116,35 +118,58 @@ def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: 
     return StoreResult(accepted=len(rows), duplicates=len(batch) - len(rows))
 
 
+COPY_TYPES = ["int8", "varchar", "timestamptz", "bytea", "bytea", "int2", "float8", "varchar"]
+
+
 def _copy_rows(model_id: int, batch: QueryBatch, rows: np.ndarray, features: np.ndarray, outputs: np.ndarray,
                labels: np.ndarray, confidences: np.ndarray) -> None:
+    """Binary COPY: the vectors go as raw bytes (text COPY would hex-encode them and the server decode them)."""
     table = QueryLog._meta.db_table
     columns = "model_id, client_id, ts, features, outputs, label, confidence, request_id"
+    client_ids, timestamps, request_ids = batch.client_ids, batch.timestamps, batch.request_ids
+    label_list, confidence_list = labels.tolist(), confidences.tolist()
     with connection.cursor() as cursor:
         try:
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608 (our table name)
-                for i in rows:
-                    copy.write_row((model_id, batch.client_ids[i], batch.timestamps[i], features[i].tobytes(),
-                                    outputs[i].tobytes(), int(labels[i]), float(confidences[i]), batch.request_ids[i]))
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:  # noqa: S608 (our table name)
+                copy.set_types(COPY_TYPES)
+                write = copy.write_row
+                for i in rows.tolist():
+                    write((model_id, client_ids[i], timestamps[i], features[i].tobytes(), outputs[i].tobytes(),
+                           label_list[i], confidence_list[i], request_ids[i]))
         except psycopg.errors.IntegrityError as exc:
             # Django wraps errors of cursor.execute, not of the raw cursor's copy(): without this a stored
             # request_id (a client's retry) escaped store_queries' handler as a 500.
             raise IntegrityError(str(exc)) from exc
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _grouped(codes: np.ndarray, buckets: np.ndarray, confidences: np.ndarray) -> list[tuple[int, int, int, float]]:
+    """(code, bucket, count, confidence sum) for each distinct (code, bucket) pair, sorted."""
+    keys = np.stack([codes, buckets], axis=1)
+    distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse, minlength=len(distinct))
+    sums = np.bincount(inverse, weights=confidences, minlength=len(distinct))
+    return list(zip(distinct[:, 0].tolist(), distinct[:, 1].tolist(), counts.tolist(), sums.tolist(), strict=True))
+
+
 def _update_rollup(model_id: int, batch: QueryBatch, rows: np.ndarray, confidences: np.ndarray) -> None:
     """Add the batch to the three rollups dashboards read: client × minute, client × day, model × hour."""
-    minutes: dict[tuple[str, datetime], list[float]] = defaultdict(lambda: [0, 0.0])
-    for i in rows:
-        bucket = minutes[(batch.client_ids[i], batch.timestamps[i].replace(second=0, microsecond=0))]
-        bucket[0] += 1
-        bucket[1] += float(confidences[i])
-    days: dict[tuple[str, object], list[float]] = defaultdict(lambda: [0, 0.0])
-    hours: dict[tuple[datetime], list[float]] = defaultdict(lambda: [0, 0.0])
-    for (client, minute), (count, total) in minutes.items():
-        for key, target in (((client, minute.date()), days), ((minute.replace(minute=0),), hours)):
-            target[key][0] += count
-            target[key][1] += total
+    index: dict[str, int] = {}
+    client_ids = batch.client_ids
+    codes = np.fromiter((index.setdefault(client_ids[i], len(index)) for i in rows.tolist()), dtype=np.int64,
+                        count=len(rows))
+    names = list(index)
+    seconds = np.fromiter((batch.timestamps[i].timestamp() for i in rows.tolist()), dtype=np.float64, count=len(rows))
+    kept = confidences[rows]
+    minutes = {(names[c], EPOCH + timedelta(minutes=m)): [n, total]
+               for c, m, n, total in _grouped(codes, np.floor(seconds / 60).astype(np.int64), kept)}
+    days = {(names[c], (EPOCH + timedelta(days=d)).date()): [n, total]
+            for c, d, n, total in _grouped(codes, np.floor(seconds / 86400).astype(np.int64), kept)}
+    hours = {(EPOCH + timedelta(hours=h),): [n, total]
+             for _, h, n, total in _grouped(np.zeros(len(rows), dtype=np.int64), np.floor(seconds / 3600).astype(np.int64), kept)}
     _upsert(QueryRollup, ("client_id", "minute"), model_id, minutes, casts=("text", "timestamptz"))
     _upsert(ClientDayRollup, ("client_id", "day"), model_id, days, casts=("text", "date"))
     _upsert(ModelHourRollup, ("hour",), model_id, hours, casts=("timestamptz",))

@@ -2,6 +2,7 @@
 batch, and every problem is named by row index and field (the ingestion API and the predict gateway share it)."""
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from django.utils import timezone
 from monitor.models import RegisteredModel
 
 MAX_ID_LENGTH = 128
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 OLDEST_ACCEPTED = timedelta(days=400)
 
@@ -32,6 +34,7 @@ class QueryBatch:
     outputs: np.ndarray  # float32 (n, k)
     request_ids: list[str | None]
     details: list[dict] = field(default_factory=list)
+    server_stamped: int = 0  # rows sent without a ts, stamped with the time they arrived
 
     def __len__(self) -> int:
         return len(self.client_ids)
@@ -57,6 +60,8 @@ def vector_problem(value: object, *, length: int, what: str, unit_interval: bool
     for position, item in enumerate(value):
         if not is_number(item):
             return f"{what}[{position}] is {type(item).__name__} {item!r:.40}, not a number"
+        if type(item) is int and abs(item) > FLOAT32_MAX:
+            return f"{what}[{position}] is out of float32 range"
         if not math.isfinite(item):
             return f"{what}[{position}] is {item}; NaN and infinity are not allowed"
         if unit_interval and not 0.0 <= item <= 1.0:
@@ -154,6 +159,7 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
         outputs.append(row["output"])
     if details:
         raise IngestError(f"{len(details)} problem(s) in the batch; nothing was stored", details)
+    server_stamped = sum(1 for row in rows if row.get("ts") is None)
     feature_array = np.asarray(features, dtype=np.float64)
     too_big = np.abs(feature_array) > np.finfo(np.float32).max
     if too_big.any():
@@ -163,6 +169,7 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
     return QueryBatch(
         client_ids=client_ids, timestamps=timestamps, request_ids=request_ids,
         features=feature_array.astype(np.float32), outputs=np.asarray(outputs, dtype=np.float32),
+        server_stamped=server_stamped,
     )
 
 
@@ -174,7 +181,7 @@ _NUMBER_TYPES = frozenset({int, float})
 def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
     """The common case, checked with C-level loops and numpy; None sends the batch to the
     row-by-row path, which finds and names every problem."""
-    client_ids, timestamps, request_ids, features, outputs = [], [], [], [], []
+    client_ids, raw_ts, request_ids, features, outputs = [], [], [], [], []
     number = _NUMBER_TYPES.__contains__
     for row in rows:
         if type(row) is not dict or not _ROW_KEYS <= row.keys() <= _ROW_KEYS_ALL:
@@ -190,23 +197,118 @@ def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime
         if (type(vector) is not list or len(vector) != n_features or not all(map(number, map(type, vector)))
                 or type(output) is not list or len(output) != n_classes or not all(map(number, map(type, output)))):
             return None
-        ts = row.get("ts")
-        if ts is None:
-            ts = now
-        else:
-            try:
-                ts = parse_timestamp(ts, now=now)
-            except ValueError:
-                return None
         client_ids.append(client_id)
-        timestamps.append(ts)
+        raw_ts.append(row.get("ts"))
         request_ids.append(request_id)
         features.append(vector)
         outputs.append(output)
-    feature_array = np.asarray(features, dtype=np.float64)
-    output_array = np.asarray(outputs, dtype=np.float64)
+    timestamps = _fast_timestamps(raw_ts, now)
+    if timestamps is None:
+        return None
+    try:
+        feature_array = np.asarray(features, dtype=np.float64)
+        output_array = np.asarray(outputs, dtype=np.float64)
+    except OverflowError:  # an integer past float64: the row-by-row path names it
+        return None
     if (not np.isfinite(feature_array).all() or (np.abs(feature_array) > np.finfo(np.float32).max).any()
             or not np.isfinite(output_array).all() or (output_array < 0).any() or (output_array > 1).any()):
         return None
     return QueryBatch(client_ids=client_ids, timestamps=timestamps, request_ids=request_ids,
-                      features=feature_array.astype(np.float32), outputs=output_array.astype(np.float32))
+                      features=feature_array.astype(np.float32), outputs=output_array.astype(np.float32),
+                      server_stamped=raw_ts.count(None))
+
+
+def _fast_timestamps(raw: list, now: datetime) -> list[datetime] | None:
+    """Every row's time: `now` where none was sent; epoch seconds checked as one array. None when a value needs
+    the row-by-row path (ISO strings are parsed one by one; a bad value is named there)."""
+    if all(value is None for value in raw):
+        return [now] * len(raw)
+    if any(type(value) not in _NUMBER_TYPES for value in raw if value is not None):
+        try:
+            return [now if value is None else parse_timestamp(value, now=now) for value in raw]
+        except ValueError:
+            return None
+    seconds = np.array([now.timestamp() if value is None else value for value in raw], dtype=np.float64)
+    if not np.isfinite(seconds).all() or (seconds > (now + FUTURE_TOLERANCE).timestamp()).any() \
+            or (seconds < (now - OLDEST_ACCEPTED).timestamp()).any():
+        return None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros = np.round(seconds * 1e6).astype(np.int64).tolist()
+    return [now if value is None else epoch + timedelta(microseconds=us) for value, us in zip(raw, micros, strict=True)]
+
+
+
+COLUMNS_REQUIRED = ("client_id", "features", "output")
+COLUMNS_ALL = (*COLUMNS_REQUIRED, "ts", "request_id")
+
+
+def validate_columns(columns: object, *, model: RegisteredModel, max_queries: int,
+                     now: datetime | None = None) -> QueryBatch:
+    """The columnar body {"columns": {"client_id": [...], "features": [[...], ...], "output": [[...], ...],
+    "ts": [...], "request_id": [...]}}: one list per field, row i across them. Checked a column at a time;
+    anything the column checks refuse is handed to the row-by-row validator, which names each row and field."""
+    now = now or timezone.now()
+    if not isinstance(columns, dict):
+        raise IngestError('"columns" must be an object of lists', [{"field": "columns", "message": "must be an object"}])
+    unknown = sorted(set(columns) - set(COLUMNS_ALL))
+    missing = [name for name in COLUMNS_REQUIRED if name not in columns]
+    not_lists = [name for name in COLUMNS_ALL if name in columns and not isinstance(columns[name], list)]
+    if unknown or missing or not_lists:
+        raise IngestError("the columns are not usable; nothing was stored", [
+            *({"field": f"columns.{name}"[:80], "message": f"unknown column; expected {list(COLUMNS_ALL)}"} for name in unknown),
+            *({"field": f"columns.{name}", "message": "missing"} for name in missing),
+            *({"field": f"columns.{name}", "message": "must be a list, one value per query"} for name in not_lists)])
+    lengths = {name: len(columns[name]) for name in COLUMNS_ALL if name in columns}
+    n = lengths["client_id"]
+    if len(set(lengths.values())) > 1:
+        raise IngestError("the columns have different lengths; nothing was stored",
+                          [{"field": f"columns.{name}", "message": f"{length} values"} for name, length in lengths.items()])
+    if n > max_queries:
+        raise IngestError(f"the batch has {n:,} queries; at most {max_queries:,} per request",
+                          [{"field": "columns", "message": f"at most {max_queries} queries"}], status=413)
+    fast = _columns_fast(columns, n=n, n_features=model.n_features, n_classes=len(model.class_labels), now=now)
+    if fast is not None:
+        return fast
+    rows = [{name: columns[name][i] for name in columns} for i in range(n)]
+    return validate_queries(rows, model=model, max_queries=max_queries, now=now)
+
+
+def _numbers(matrix: list, width: int) -> np.ndarray | None:
+    """A list of equal-length lists of JSON numbers (no booleans) as float64, else None."""
+    if not set(map(type, matrix)) <= {list} or set(map(len, matrix)) - {width}:
+        return None
+    if not set(map(type, itertools.chain.from_iterable(matrix))) <= _NUMBER_TYPES:
+        return None
+    try:
+        return np.asarray(matrix, dtype=np.float64).reshape(len(matrix), width)
+    except (OverflowError, ValueError):  # an integer past float64: the row-by-row path names it
+        return None
+
+
+def _identifiers(values: list, *, required: bool) -> bool:
+    allowed = {str} if required else {str, type(None)}
+    if not set(map(type, values)) <= allowed:
+        return False
+    texts = [value for value in values if value is not None]
+    return all(0 < len(text) <= MAX_ID_LENGTH and text.isprintable() and not text.isspace() for text in texts)
+
+
+def _columns_fast(columns: dict, *, n: int, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
+    if n == 0 or not _identifiers(columns["client_id"], required=True):
+        return None
+    request_ids = columns.get("request_id") or [None] * n
+    if not _identifiers(request_ids, required=False):
+        return None
+    features, outputs = _numbers(columns["features"], n_features), _numbers(columns["output"], n_classes)
+    if features is None or outputs is None:
+        return None
+    if (not np.isfinite(features).all() or (np.abs(features) > np.finfo(np.float32).max).any()
+            or not np.isfinite(outputs).all() or (outputs < 0).any() or (outputs > 1).any()):
+        return None
+    raw_ts = columns.get("ts") or [None] * n
+    timestamps = _fast_timestamps(raw_ts, now)
+    if timestamps is None:
+        return None
+    return QueryBatch(client_ids=list(columns["client_id"]), timestamps=timestamps, request_ids=list(request_ids),
+                      features=features.astype(np.float32), outputs=outputs.astype(np.float32),
+                      server_stamped=raw_ts.count(None))
