@@ -5,8 +5,10 @@ Member records are decrypted into memory for the training-proximity index and ne
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,6 +24,7 @@ from monitor.ingestion.store import INGEST_LOCK_CLASS
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import DetectorFinding, DetectorState, QueryLog, RegisteredModel
 from monitor.platform.crypto import data_fernet
+from monitor.trail.chain import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +96,35 @@ def safe_high_water(model: RegisteredModel) -> int:
             return int(cursor.fetchone()[0])
 
 
+# A worker keeps the contexts of the models it scanned last (decrypted members, their index, the calibration), so
+# a scan's fixed cost is paid once, not every minute; any change of calibration, key or member data replaces it.
+CONTEXT_CACHE_SIZE = 8
+_contexts: OrderedDict[int, tuple[tuple, ModelContext]] = OrderedDict()
+
+
 def model_context(model: RegisteredModel, state: DetectorState) -> ModelContext:
     stats = state.calibration.get("_context")
     if not stats:
         raise ScanError(f"detectors for {model.slug} are not calibrated yet")
-    members = model.datasets.filter(kind="members").first()
-    arrays = members.load() if members is not None else None  # decrypted in memory only
-    return ModelContext(
+    members = model.datasets.filter(kind="members").only("pk", "sha256").first()
+    key = (state.calibrated_at, hashlib.sha256(canonical_json(state.calibration).encode()).hexdigest(),
+           bytes(state.fingerprint_key), members.pk if members else None, members.sha256 if members else None)
+    cached = _contexts.get(model.pk)
+    if cached is not None and cached[0] == key:
+        _contexts.move_to_end(model.pk)
+        return cached[1]
+    arrays = model.datasets.get(pk=members.pk).load() if members is not None else None  # in memory only
+    context = ModelContext(
         feature_means=np.asarray(stats["feature_means"]), feature_stds=np.asarray(stats["feature_stds"]),
         n_classes=len(model.class_labels), fingerprint_key=data_fernet().decrypt(bytes(state.fingerprint_key)),
         members=arrays.X if arrays is not None else None,
         member_ids=arrays.record_ids if arrays is not None else None,
         calibration={k: v for k, v in state.calibration.items() if k != "_context"},
     )
+    _contexts[model.pk] = (key, context)
+    while len(_contexts) > CONTEXT_CACHE_SIZE:
+        _contexts.popitem(last=False)
+    return context
 
 
 def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | None = None,
@@ -215,6 +234,7 @@ def _scan(model: RegisteredModel, summary: ScanSummary, *, chunk_rows: int, max_
         summary.scanned += len(batch)
         summary.chunks += 1
     summary.watermark = state.watermark_id
+    context.forget_batch()  # the last chunk's arrays; the member index stays for the next scan
     DetectorState.objects.filter(pk=state.pk).update(last_scan={
         "scanned": summary.scanned, "findings": summary.findings, "new_alerts": summary.new_alerts,
         "by_detector": summary.by_detector, "at": timezone.now().isoformat()})

@@ -295,6 +295,10 @@ class ModelContext:
         prepared: PreparedBatch = cached
         return prepared
 
+    def forget_batch(self) -> None:
+        """Drop the last batch's derived arrays (a context kept between scans keeps only its member index)."""
+        self._cache.pop("prepared", None)
+
 
 class PreparedBatch:
     """A batch sorted by client, then time, then query id, with per-client offsets and lazy derived arrays.
