@@ -182,3 +182,25 @@ def test_a_new_model_gets_the_configured_retention(settings):
 def test_cutoff_is_whole_days(credit):
     credit.retention_days = 2
     assert retention.cutoff_for(credit, datetime(2026, 12, 2, 15, 30, tzinfo=UTC)) == datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def test_minute_rollups_expire_with_retention_but_not_within_the_client_pages_month(credit):
+    """Day and hour rollups keep the history; the client-minute rollup (as large as the log) goes too, but
+    never within MINUTE_ROLLUP_MIN_DAYS."""
+    from monitor.models import QueryRollup
+
+    scanned_all(credit)
+    credit.retention_days = 4
+    credit.save()
+    assert QueryRollup.objects.filter(model=credit, minute__lt=NOW - timedelta(days=9)).exists()
+    retention.enforce(credit, now=NOW)
+    assert QueryRollup.objects.filter(model=credit, minute__lt=NOW - timedelta(days=9)).exists()  # within 30 days
+    days_before = sorted(ClientDayRollup.objects.filter(model=credit).values_list("day", "count"))
+    later = NOW + timedelta(days=25)  # the minutes of days 8 and 12 are now over 30 whole days old
+    result = retention.enforce(credit, now=later)
+    assert result.minute_rollups == 6
+    assert not QueryRollup.objects.filter(model=credit, minute__lt=result.minute_rollup_cutoff).exists()
+    assert QueryRollup.objects.filter(model=credit).count() == 12
+    assert "client-minute rollup rows" in "\n".join(result.lines())
+    assert sorted(ClientDayRollup.objects.filter(model=credit).values_list("day", "count")) == days_before
+    assert TrailEntry.objects.get(action="rollups.expired").after["rows"] == 6

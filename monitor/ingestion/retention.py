@@ -1,8 +1,10 @@
 """Retention of the raw query log: each model keeps `retention_days` of raw queries.
 
 On PostgreSQL a model's day partitions that lie wholly before the cutoff are detached and dropped; the few rows
-of expired days still in the DEFAULT partition are deleted. On SQLite expired rows are deleted. Rollups,
-findings, alerts and audit runs are separate tables and stay, so dashboards keep their history.
+of expired days still in the DEFAULT partition are deleted. On SQLite expired rows are deleted. The client-day
+and model-hour rollups, findings, alerts and audit runs stay, so dashboards keep their history. The client-minute
+rollup is as large as the log itself when clients send a query a minute or less, so it expires too, but never
+within MINUTE_ROLLUP_MIN_DAYS (the client page's longest period).
 
 Nothing the scanner has not read yet is dropped: a day holding a query past the model's scan watermark waits
 (the plan says so) until a later run. Every drop is recorded in the security trail.
@@ -16,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from monitor.ingestion import partitions
-from monitor.models import DetectorState, QueryLog, RegisteredModel
+from monitor.models import DetectorState, QueryLog, QueryRollup, RegisteredModel
 from monitor.trail.models import TrailEntry
 
 
@@ -38,6 +40,8 @@ class RetentionPlan:
     watermark: int
     expired: list[Expired] = field(default_factory=list)
     dropped: bool = False
+    minute_rollup_cutoff: datetime | None = None
+    minute_rollups: int = 0
 
     @property
     def rows_dropped(self) -> int:
@@ -47,9 +51,11 @@ class RetentionPlan:
         verb = "dropped" if self.dropped else "would drop"
         head = (f"{self.model}: keeps {self.retention_days} days of raw queries (before "
                 f"{self.cutoff:%Y-%m-%d %H:%M} UTC expire); scanned up to query #{self.watermark}")
+        rollups = (f"  {verb}: {self.minute_rollups:,} client-minute rollup rows before "
+                   f"{self.minute_rollup_cutoff:%Y-%m-%d} (day and hour rollups stay)") if self.minute_rollups else ""
         if not self.expired:
-            return [head, "  nothing has expired"]
-        lines = [head]
+            return [head, "  nothing has expired", *([rollups] if rollups else [])]
+        lines = [head, *([rollups] if rollups else [])]
         for item in self.expired:
             what = f"partition {item.partition} ({item.day})" if item.partition else (
                 f"{item.day} outside any day partition" if item.day else "expired rows")
@@ -59,6 +65,9 @@ class RetentionPlan:
                 lines.append(f"  {verb}: {what}, {item.rows:,} rows")
         lines.append(f"  {verb} {self.rows_dropped:,} rows in all")
         return lines
+
+
+MINUTE_ROLLUP_MIN_DAYS = 30
 
 
 def cutoff_for(model: RegisteredModel, now: datetime) -> datetime:
@@ -83,6 +92,9 @@ def plan(model: RegisteredModel, *, now: datetime | None = None) -> RetentionPla
     cutoff = cutoff_for(model, now)
     result = RetentionPlan(model=model.slug, retention_days=model.retention_days, cutoff=cutoff,
                            watermark=_watermark(model))
+    result.minute_rollup_cutoff = min(cutoff, datetime.combine(
+        (now.astimezone(UTC) - timedelta(days=MINUTE_ROLLUP_MIN_DAYS)).date(), time.min, UTC))
+    result.minute_rollups = QueryRollup.objects.filter(model=model, minute__lt=result.minute_rollup_cutoff).count()
     unscanned = f"the scanner has not read it yet (watermark #{result.watermark}); it waits for the next run"
     if partitions.partitioned():
         for part in partitions.partitions(model.pk):
@@ -124,6 +136,13 @@ def enforce(model: RegisteredModel, *, dry_run: bool = False, now: datetime | No
                                   "model": model.slug, "retention_days": model.retention_days,
                                   "cutoff": result.cutoff.isoformat(), "day": item.day.isoformat() if item.day else None,
                                   "partition": item.partition, "rows": item.rows})
+    if result.minute_rollups:
+        with transaction.atomic():
+            deleted, _ = QueryRollup.objects.filter(model=model, minute__lt=result.minute_rollup_cutoff).delete()
+            result.minute_rollups = deleted
+            TrailEntry.record(action="rollups.expired", actor=actor, actor_name=None if actor else "retention",
+                              obj=model, after={"model": model.slug, "table": "client-minute rollup",
+                                                "cutoff": result.minute_rollup_cutoff.isoformat(), "rows": deleted})
     result.dropped = True
     return result
 
