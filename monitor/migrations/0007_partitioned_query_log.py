@@ -63,7 +63,7 @@ def partition(apps, schema_editor):
             days |= {(model_id, today + timedelta(days=offset)) for offset in range(-1, 4)}
         for model_id, day in sorted(days):
             day_partition(cursor, model_id, day)
-        cursor.execute(f"INSERT INTO monitor_querylog ({COLUMNS}) SELECT {COLUMNS} FROM monitor_querylog_unpartitioned")  # noqa: S608 (constant)
+        cursor.execute(f"INSERT INTO monitor_querylog ({COLUMNS}) SELECT {COLUMNS} FROM monitor_querylog_unpartitioned")  # noqa: S608  # nosec B608 (constant)
         cursor.execute("DROP TABLE monitor_querylog_unpartitioned")
         cursor.execute("SELECT setval(pg_get_serial_sequence('monitor_querylog', 'id'), "
                        "COALESCE((SELECT max(id) FROM monitor_querylog), 0) + 1, false)")
@@ -75,7 +75,7 @@ def unpartition(apps, schema_editor):
         return
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("CREATE TABLE monitor_querylog_plain (LIKE monitor_querylog INCLUDING DEFAULTS)")
-        cursor.execute(f"INSERT INTO monitor_querylog_plain ({COLUMNS}) SELECT {COLUMNS} FROM monitor_querylog")  # noqa: S608 (constant)
+        cursor.execute(f"INSERT INTO monitor_querylog_plain ({COLUMNS}) SELECT {COLUMNS} FROM monitor_querylog")  # noqa: S608  # nosec B608 (constant)
         cursor.execute("DROP TABLE monitor_querylog")
         cursor.execute("ALTER TABLE monitor_querylog_plain RENAME TO monitor_querylog")
         cursor.execute("ALTER TABLE monitor_querylog ADD CONSTRAINT monitor_querylog_pkey PRIMARY KEY (id)")
