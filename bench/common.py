@@ -1,7 +1,9 @@
 """What the benchmarks share: a fresh PostgreSQL database, Django on it, and gunicorn on a free port."""
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
@@ -68,3 +70,23 @@ def gunicorn(url: str, *, workers: int = 2) -> Iterator[int]:
     finally:
         server.terminate()
         server.wait(30)
+
+
+def post_all(port: int, token: str, path: str, bodies: list[bytes], senders: int) -> float:
+    """POST each JSON body to `path` with the bearer token from `senders` connections at once; the seconds taken.
+    Any answer but 201 stops the benchmark."""
+    def send(chunk: list[bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for body in chunk:
+            conn.request("POST", path, body=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 201:
+                raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
+        conn.close()
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(senders) as pool:
+        for future in [pool.submit(send, bodies[i::senders]) for i in range(senders)]:
+            future.result()
+    return time.perf_counter() - started

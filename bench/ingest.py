@@ -10,8 +10,6 @@ dropped and recreated).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import http.client
 import json
 import os
 import subprocess
@@ -21,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from common import ROOT, gunicorn, recreate_database  # noqa: E402
+from common import ROOT, gunicorn, post_all, recreate_database  # noqa: E402
 
 N_FEATURES = 20
 
@@ -63,26 +61,6 @@ def make_rows(n: int, clients: int, *, spread_seconds: float, seed: int = 0) -> 
          "ts": float(ts[i]), "request_id": f"req-{i}"}
         for i in range(n)
     ]
-
-
-def post_all(port: int, token: str, bodies: list[bytes], senders: int) -> float:
-    def send(chunk: list[bytes]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        for body in chunk:
-            conn.request("POST", "/api/v1/models/bench/queries", body=body,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-            if response.status != 201:
-                raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
-        conn.close()
-
-    chunks = [bodies[i::senders] for i in range(senders)]
-    start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(senders) as pool:
-        for future in [pool.submit(send, chunk) for chunk in chunks]:
-            future.result()
-    return time.perf_counter() - start
 
 
 def copy_anchor(url: str, rows: list[dict]) -> float:
@@ -146,9 +124,9 @@ def main() -> None:
         # Warm up both workers (imports, model cache, connection) outside the timing.
         warm = [json.dumps({"queries": [dict(r, request_id=f"warm-{j}-{k}") for k, r in enumerate(rows[:10])]}).encode()
                 for j in range(4)]
-        post_all(port, token, warm, 2)
+        post_all(port, token, "/api/v1/models/bench/queries", warm, 2)
         for form, form_bodies in bodies.items():
-            seconds[form] = post_all(port, token, form_bodies, args.senders)
+            seconds[form] = post_all(port, token, "/api/v1/models/bench/queries", form_bodies, args.senders)
     import psycopg
 
     with psycopg.connect(url) as conn:

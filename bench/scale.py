@@ -13,8 +13,6 @@ dropped and recreated).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import http.client
 import json
 import os
 import sys
@@ -24,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
-from common import gunicorn, setup_django  # noqa: E402
+from common import gunicorn, post_all, setup_django  # noqa: E402
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/monitor_bench_scale")
 N_FEATURES = 20
@@ -72,25 +70,6 @@ def day_bodies(day_start: datetime, rows: int, clients: int, seed: int) -> list[
     return bodies
 
 
-def post_all(port: int, token: str, bodies: list[bytes], senders: int = 3) -> float:
-    def send(chunk: list[bytes]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        for body in chunk:
-            conn.request("POST", "/api/v1/models/scale/queries", body=body,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-            if response.status != 201:
-                raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
-        conn.close()
-
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(senders) as pool:
-        for future in [pool.submit(send, bodies[i::senders]) for i in range(senders)]:
-            future.result()
-    return time.perf_counter() - started
-
-
 def log_bytes() -> int:
     from django.db import connection
 
@@ -133,12 +112,12 @@ def main() -> None:
     with gunicorn(URL) as port:
         # Warm both workers up (imports, the model, connections) outside the timing: four small batches.
         partitions.ensure_partitions([model.pk], today=first_day.date(), back=0, ahead=1)
-        post_all(port, token, [day_bodies(first_day, 50, 10, seed=10_000 + i)[0] for i in range(4)], senders=2)
+        post_all(port, token, "/api/v1/models/scale/queries", [day_bodies(first_day, 50, 10, seed=10_000 + i)[0] for i in range(4)], senders=2)
         for day in range(args.days):
             start = first_day + timedelta(days=day)
             partitions.ensure_partitions([model.pk], today=start.date(), back=0, ahead=1)  # as beat makes them ahead
             bodies = day_bodies(start, args.rows_per_day, args.clients, seed=day)
-            ingest_rates.append(args.rows_per_day / post_all(port, token, bodies))
+            ingest_rates.append(args.rows_per_day / post_all(port, token, "/api/v1/models/scale/queries", bodies, senders=3))
             started = time.perf_counter()
             summary = scan_model(model)
             scan_per_million.append((time.perf_counter() - started) / max(summary.scanned, 1) * 1e6)

@@ -135,5 +135,8 @@ def adopt_default_rows(*, not_before: dict[int, date] | None = None) -> list[str
 def drop_partition(partition: Partition) -> None:
     """Detach and drop one day partition (its rows go with it, in one catalog change)."""
     with transaction.atomic(), connection.cursor() as cursor:
+        # Rows written earlier in this same transaction still owe their deferred foreign-key checks, and
+        # PostgreSQL will not drop a table with pending trigger events: run the checks now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {partition.name}")
         cursor.execute(f"DROP TABLE {partition.name}")
