@@ -18,6 +18,7 @@ from monitor.models import (
     TrailEntry,
     WorkerHeartbeat,
 )
+from monitor.trail.hooks import client_ip
 
 
 class ArtifactInline(admin.TabularInline):
@@ -47,6 +48,15 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url: str = "", extra_context=None):
         # Registration validates an artifact and up to three CSVs together, so "Add" opens that form.
         return redirect("model-register")
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Changed settings (retention_days, output policy, ...) go to the security trail, as through the API."""
+        changed = [name for name in form.changed_data if name in self.fields]
+        before = RegisteredModel.objects.filter(pk=obj.pk).values(*changed).first() if changed else None
+        super().save_model(request, obj, form, change)
+        if changed:
+            TrailEntry.record(action="model.updated", actor=request.user, ip=client_ip(request), obj=obj,
+                              before=before, after={name: getattr(obj, name) for name in changed})
 
 
 @admin.register(ApiToken)

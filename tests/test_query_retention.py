@@ -204,3 +204,32 @@ def test_minute_rollups_expire_with_retention_but_not_within_the_client_pages_mo
     assert "client-minute rollup rows" in "\n".join(result.lines())
     assert sorted(ClientDayRollup.objects.filter(model=credit).values_list("day", "count")) == days_before
     assert TrailEntry.objects.get(action="rollups.expired").after["rows"] == 6
+
+
+def test_an_admin_sets_retention_in_the_django_admin_and_the_trail_records_it(client, model):
+    import html
+    import re
+
+    from tests.factories import make_user
+
+    admin_user = make_user(role="admin")
+    admin_user.is_staff = True
+    admin_user.save()
+    client.force_login(admin_user)
+    url = f"/admin/monitor/registeredmodel/{model.pk}/change/"
+    page = client.get(url).content.decode()
+    form = {html.unescape(name): html.unescape(value) for name, value in
+            re.findall(r'<input[^>]*?name="([^"]+)"[^>]*?value="([^"]*)"', page)}
+    form.update({key: value for key, value in re.findall(
+        r'<select[^>]*name="([^"]+)"[^>]*>.*?<option value="([^"]*)" selected', page, flags=re.S)})
+    for name in ("_addanother", "_continue", "_save"):
+        form.pop(name, None)
+    assert "retention_days" in form, sorted(form)
+    response = client.post(url, {**form, "retention_days": "0"})
+    assert response.status_code == 200 and "greater than or equal to 1" in response.content.decode()
+    response = client.post(url, {**form, "retention_days": "21"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    model.refresh_from_db()
+    assert model.retention_days == 21
+    entry = TrailEntry.objects.get(action="model.updated")
+    assert (entry.before, entry.after, entry.actor_name) == ({"retention_days": 90}, {"retention_days": 21}, admin_user.username)
