@@ -43,8 +43,11 @@ class ScanError(RuntimeError):
     pass
 
 
-def state_for(model: RegisteredModel) -> DetectorState:
-    state = DetectorState.objects.filter(model=model).first()
+def state_for(model: RegisteredModel, *, only_pk: bool = False) -> DetectorState:
+    """The model's detector state, created (with a fresh fingerprint key) on first use. `only_pk` reads none of
+    the large JSON fields (the carried state runs to megabytes)."""
+    rows = DetectorState.objects.filter(model=model)
+    state = (rows.only("pk") if only_pk else rows).first()
     if state is None:
         state, _ = DetectorState.objects.get_or_create(
             model=model, defaults={"fingerprint_key": data_fernet().encrypt(os.urandom(32))})
@@ -174,7 +177,7 @@ class ScanSummary:
 def claim_lease(model: RegisteredModel, *, seconds: int) -> bool:
     """One scan per model at a time (beat ticks may overlap with a manual scan)."""
     now = timezone.now()
-    state = state_for(model)
+    state = state_for(model, only_pk=True)
     return bool(DetectorState.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=state.pk)
                 .update(lease_until=now + timedelta(seconds=seconds)))
 
