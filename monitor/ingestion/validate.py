@@ -161,7 +161,7 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
         raise IngestError(f"{len(details)} problem(s) in the batch; nothing was stored", details)
     server_stamped = sum(1 for row in rows if row.get("ts") is None)
     feature_array = np.asarray(features, dtype=np.float64)
-    too_big = np.abs(feature_array) > np.finfo(np.float32).max
+    too_big = np.abs(feature_array) > FLOAT32_MAX
     if too_big.any():
         index, position = map(int, np.argwhere(too_big)[0])
         raise IngestError("a feature does not fit in float32; nothing was stored",
@@ -173,49 +173,24 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
     )
 
 
-_ROW_KEYS = frozenset({"client_id", "features", "output"})
-_ROW_KEYS_ALL = frozenset({"client_id", "features", "output", "ts", "request_id"})
 _NUMBER_TYPES = frozenset({int, float})
+COLUMNS_REQUIRED = ("client_id", "features", "output")
+COLUMNS_ALL = (*COLUMNS_REQUIRED, "ts", "request_id")
+_ROW_KEYS = frozenset(COLUMNS_REQUIRED)
+_ROW_KEYS_ALL = frozenset(COLUMNS_ALL)
 
 
 def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
-    """The common case, checked with C-level loops and numpy; None sends the batch to the
-    row-by-row path, which finds and names every problem."""
-    client_ids, raw_ts, request_ids, features, outputs = [], [], [], [], []
-    number = _NUMBER_TYPES.__contains__
+    """The common case: the rows turned into columns and checked as the columnar form is. None sends the batch
+    to the row-by-row path, which finds and names every problem."""
+    columns: dict[str, list] = {name: [] for name in COLUMNS_ALL}
+    appends = [(name, columns[name].append) for name in COLUMNS_ALL]
     for row in rows:
         if type(row) is not dict or not _ROW_KEYS <= row.keys() <= _ROW_KEYS_ALL:
             return None
-        client_id, vector, output = row["client_id"], row["features"], row["output"]
-        request_id = row.get("request_id")
-        if (type(client_id) is not str or not 0 < len(client_id) <= MAX_ID_LENGTH or not client_id.isprintable()
-                or not client_id.strip()):
-            return None
-        if request_id is not None and (type(request_id) is not str or not 0 < len(request_id) <= MAX_ID_LENGTH
-                                       or not request_id.isprintable() or not request_id.strip()):
-            return None
-        if (type(vector) is not list or len(vector) != n_features or not all(map(number, map(type, vector)))
-                or type(output) is not list or len(output) != n_classes or not all(map(number, map(type, output)))):
-            return None
-        client_ids.append(client_id)
-        raw_ts.append(row.get("ts"))
-        request_ids.append(request_id)
-        features.append(vector)
-        outputs.append(output)
-    timestamps = _fast_timestamps(raw_ts, now)
-    if timestamps is None:
-        return None
-    try:
-        feature_array = np.asarray(features, dtype=np.float64)
-        output_array = np.asarray(outputs, dtype=np.float64)
-    except OverflowError:  # an integer past float64: the row-by-row path names it
-        return None
-    if (not np.isfinite(feature_array).all() or (np.abs(feature_array) > np.finfo(np.float32).max).any()
-            or not np.isfinite(output_array).all() or (output_array < 0).any() or (output_array > 1).any()):
-        return None
-    return QueryBatch(client_ids=client_ids, timestamps=timestamps, request_ids=request_ids,
-                      features=feature_array.astype(np.float32), outputs=output_array.astype(np.float32),
-                      server_stamped=raw_ts.count(None))
+        for name, append in appends:
+            append(row.get(name))
+    return _columns_fast(columns, n=len(rows), n_features=n_features, n_classes=n_classes, now=now)
 
 
 def _fast_timestamps(raw: list, now: datetime) -> list[datetime] | None:
@@ -238,8 +213,6 @@ def _fast_timestamps(raw: list, now: datetime) -> list[datetime] | None:
 
 
 
-COLUMNS_REQUIRED = ("client_id", "features", "output")
-COLUMNS_ALL = (*COLUMNS_REQUIRED, "ts", "request_id")
 
 
 def validate_columns(columns: object, *, model: RegisteredModel, max_queries: int,
@@ -302,7 +275,7 @@ def _columns_fast(columns: dict, *, n: int, n_features: int, n_classes: int, now
     features, outputs = _numbers(columns["features"], n_features), _numbers(columns["output"], n_classes)
     if features is None or outputs is None:
         return None
-    if (not np.isfinite(features).all() or (np.abs(features) > np.finfo(np.float32).max).any()
+    if (not np.isfinite(features).all() or (np.abs(features) > FLOAT32_MAX).any()
             or not np.isfinite(outputs).all() or (outputs < 0).any() or (outputs > 1).any()):
         return None
     raw_ts = columns.get("ts") or [None] * n
