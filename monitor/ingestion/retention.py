@@ -24,12 +24,14 @@ from monitor.trail.models import TrailEntry
 
 @dataclass
 class Expired:
-    """One expired day of one model (`partition` None: rows outside any day partition)."""
+    """One expired day partition of one model, or (`partition` None) its expired rows outside any day partition,
+    which are deleted from `table`."""
 
     day: date | None
     rows: int
-    partition: str | None = None
+    partition: partitions.Partition | None = None
     waiting: str = ""  # why it is kept for now ("" = dropped, or to be dropped)
+    table: str = ""
 
 
 @dataclass
@@ -57,7 +59,7 @@ class RetentionPlan:
             return [head, "  nothing has expired", *([rollups] if rollups else [])]
         lines = [head, *([rollups] if rollups else [])]
         for item in self.expired:
-            what = f"partition {item.partition} ({item.day})" if item.partition else (
+            what = f"partition {item.partition.name} ({item.day})" if item.partition else (
                 f"{item.day} outside any day partition" if item.day else "expired rows")
             if item.waiting:
                 lines.append(f"  waiting: {what}, {item.rows:,} rows: {item.waiting}")
@@ -101,15 +103,14 @@ def plan(model: RegisteredModel, *, now: datetime | None = None) -> RetentionPla
             if part.end > cutoff:
                 continue
             count, highest = _one(f"SELECT count(*), COALESCE(max(id), 0) FROM {part.name}", [])  # noqa: S608  # nosec B608
-            result.expired.append(Expired(part.day, int(count), part.name,
-                                          unscanned if highest > result.watermark else ""))
+            result.expired.append(Expired(part.day, int(count), part, unscanned if highest > result.watermark else ""))
         table = partitions.DEFAULT
     else:
         table = QueryLog._meta.db_table
     count, highest = _one(f"SELECT count(*), COALESCE(max(id), 0) FROM {table} WHERE model_id = %s AND ts < %s",  # noqa: S608  # nosec B608
                           [model.pk, cutoff])
     if count:
-        result.expired.append(Expired(None, int(count), None, unscanned if highest > result.watermark else ""))
+        result.expired.append(Expired(None, int(count), None, unscanned if highest > result.watermark else "", table))
     return result
 
 
@@ -124,18 +125,17 @@ def enforce(model: RegisteredModel, *, dry_run: bool = False, now: datetime | No
             continue
         with transaction.atomic():
             if item.partition is not None:
-                partitions.drop_partition(partitions.Partition(item.partition, model.pk, item.day))  # type: ignore[arg-type]
+                partitions.drop_partition(item.partition)
             else:
-                table = partitions.DEFAULT if partitions.partitioned() else QueryLog._meta.db_table
                 with connection.cursor() as cursor:
-                    cursor.execute(f"DELETE FROM {table} WHERE model_id = %s AND ts < %s AND id <= %s",  # noqa: S608  # nosec B608
+                    cursor.execute(f"DELETE FROM {item.table} WHERE model_id = %s AND ts < %s AND id <= %s",  # noqa: S608  # nosec B608
                                    [model.pk, result.cutoff, result.watermark])
                     item.rows = cursor.rowcount
             TrailEntry.record(action="queries.expired", actor=actor, actor_name=None if actor else "retention",
                               obj=model, after={
                                   "model": model.slug, "retention_days": model.retention_days,
                                   "cutoff": result.cutoff.isoformat(), "day": item.day.isoformat() if item.day else None,
-                                  "partition": item.partition, "rows": item.rows})
+                                  "partition": item.partition.name if item.partition else None, "rows": item.rows})
     if result.minute_rollups:
         with transaction.atomic():
             deleted, _ = QueryRollup.objects.filter(model=model, minute__lt=result.minute_rollup_cutoff).delete()
