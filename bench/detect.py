@@ -168,6 +168,15 @@ def main() -> None:
           f"missed: {sorted(attackers - flagged) or 'none'}")
     print(f"  benign flagged      : {len(benign & flagged)}/{len(benign)} = {false_alarms:.2%}  (goal ≤ 0.5 %)")
     print(f"  findings by detector: first {first.by_detector}, second {second.by_detector}")
+    from django.db import connection
+
+    from monitor.models import ScannerState
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(%s)", [ScannerState._meta.db_table])
+        size = cursor.fetchone()[0]
+    rows = ScannerState.objects.filter(model=model).count()
+    print(f"  scanner state       : {rows:,} rows (detector × client), {size / 2**20:.1f} MiB on disk")
 
 
 if __name__ == "__main__":

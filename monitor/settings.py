@@ -284,6 +284,8 @@ CELERY_BEAT_SCHEDULE = {
 # Query scanning: rows read per chunk, reference window for calibration, one scan per model at a time.
 SCAN_CHUNK_ROWS = env.int("SCAN_CHUNK_ROWS", default=200_000)
 SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=900)
+# Parts of one model's scan that workers run at once: client-hash shards (+ one part comparing clients).
+SCAN_SHARDS = env.int("SCAN_SHARDS", default=1)
 DETECTOR_CALIBRATION_ROWS = env.int("DETECTOR_CALIBRATION_ROWS", default=200_000)
 DETECTOR_MIN_CALIBRATION_ROWS = env.int("DETECTOR_MIN_CALIBRATION_ROWS", default=500)
 # A running audit writes a heartbeat with every progress step; silence this long means its worker is gone.

@@ -11,7 +11,7 @@ from django.utils import timezone
 from monitor.access.ratelimit import prune_usage
 from monitor.alerts.lifecycle import housekeeping
 from monitor.alerts.outbox import deliver_due, queue_digests
-from monitor.detection.scanning import scan_model
+from monitor.detection.scanning import prepare_scan, scan_model, scan_part
 from monitor.ingestion import retention
 from monitor.models import RegisteredModel, WorkerHeartbeat
 
@@ -58,10 +58,25 @@ def scan_all_models() -> list[int]:
 
 @shared_task(time_limit=1800, soft_time_limit=1750)
 def scan_model_queries(model_id: int) -> dict:
+    """One part: scan here. Several (`SCAN_SHARDS` > 1): one task per part, all up to the same query id."""
     model = RegisteredModel.objects.filter(pk=model_id).first()
     if model is None:
         return {}
-    return asdict(scan_model(model))
+    prepared = prepare_scan(model)
+    if isinstance(prepared, str) or len(prepared[0]) == 1:
+        return asdict(scan_model(model))
+    parts, high = prepared
+    for shard in parts:
+        scan_model_part.delay(model_id, shard.index, high)
+    return {"model": model.slug, "parts": len(parts), "upto": high}
+
+
+@shared_task(time_limit=1800, soft_time_limit=1750)
+def scan_model_part(model_id: int, index: int, upto: int) -> dict:
+    model = RegisteredModel.objects.filter(pk=model_id).first()
+    if model is None:
+        return {}
+    return asdict(scan_part(model, index, upto=upto))
 
 
 @shared_task(time_limit=1800, soft_time_limit=1750)

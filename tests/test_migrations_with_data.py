@@ -3,6 +3,7 @@ monitor.trail (monitor 0006 / audits 0003, state only). A deployment's existing 
 still verify, and keep growing from where it stopped."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -106,3 +107,46 @@ def test_an_existing_query_log_is_partitioned_in_place(db_vendor, api_as):
     response = api.post("/api/v1/models/first/queries", {"queries": retry})
     assert (response.status_code, response.json()) == (201, {"accepted": 1, "duplicates": 2})
     assert QueryLog.objects.get(request_id="new-one").id > max(row[0] for row in before)
+
+
+STATE_AS_ONE_DOCUMENT = {
+    "volume": {"clients": {"alice": {"window": 5, "count": 3, "mean": 2.5, "windows": 9, "last": 1_800_000_000.0}}},
+    "near_duplicate_sweep": {
+        "counter": {"alice": {"entries": [[0, 1, 2, 3, 4]], "last": 1_800_000_100.0}},
+        "history": {"alice": {"z": "AAAA", "t": [1_800_000_050.0]}, "bob": {"z": "AAAA", "t": [1_799_999_000.0]}},
+        "pending": {"bob": {"n": 4, "x": 1, "seen": [7], "last": 1_799_999_000.0}},
+    },
+    "account_linking": {"window": 20833, "clients": {"alice": {"sketch": [11, 12]}, "bob": {"sketch": [13]}}},
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scanners_state_document_becomes_one_row_per_client_and_back():
+    """monitor 0008: an existing model's carried state is split into per-(detector, client) rows, and joined
+    again when the migration is reversed; nothing is lost either way."""
+    before = [("monitor", "0007_partitioned_query_log")]
+    old = migrate(before)
+    try:
+        Model = old.get_model("monitor", "RegisteredModel")
+        State = old.get_model("monitor", "DetectorState")
+        model = Model.objects.create(slug="carried", name="Carried", source="sklearn", label_column="label")
+        State.objects.create(model=model, fingerprint_key=b"k" * 32, watermark_id=77, state=STATE_AS_ONE_DOCUMENT)
+    finally:
+        new = migrate(latest())
+    Rows = new.get_model("monitor", "ScannerState")
+    rows = {(r.detector, r.client_id): (json.loads(bytes(r.data)), r.seen_at)
+            for r in Rows.objects.filter(model__slug="carried")}
+    assert rows[("volume", "alice")] == ({"clients": STATE_AS_ONE_DOCUMENT["volume"]["clients"]["alice"]},
+                                         1_800_000_000.0)
+    alice_sweep, seen = rows[("near_duplicate_sweep", "alice")]
+    assert set(alice_sweep) == {"counter", "history"} and seen == 1_800_000_100.0
+    assert set(rows[("near_duplicate_sweep", "bob")][0]) == {"history", "pending"}
+    assert rows[("account_linking", "bob")][0] == {"clients": {"sketch": [13], "window": 20833}}
+    assert len(rows) == 5
+
+    reversed_apps = migrate(before)
+    try:
+        state = reversed_apps.get_model("monitor", "DetectorState").objects.get(model__slug="carried")
+        assert state.state == STATE_AS_ONE_DOCUMENT and state.watermark_id == 77
+    finally:
+        migrate(latest())

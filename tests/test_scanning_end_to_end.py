@@ -6,8 +6,8 @@ import time
 import pytest
 
 from monitor.demo.simulation import ApiClient, Plan, build_traffic, send
-from monitor.detection.scanning import calibrate_model, scan_model
-from monitor.models import Alert, DetectorFinding, DetectorState, QueryLog
+from monitor.detection.scanning import calibrate_model, rewind_scanner, scan_model
+from monitor.models import Alert, DetectorFinding, QueryLog
 from tests.factories import ingest_token, make_audited_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,7 +61,7 @@ def test_a_rescan_of_the_same_range_creates_nothing_new(scanned):
     findings, alerts = DetectorFinding.objects.count(), list(Alert.objects.values_list("pk", "occurrences"))
     assert scan_model(model).scanned == 0  # nothing new since the watermark
     # Rewind to where that scan started (watermark 0, no carried state): the same range is read again.
-    DetectorState.objects.filter(model=model).update(watermark_id=0, state={})
+    rewind_scanner(model, 0)
     again = scan_model(model)
     assert again.scanned == summary.scanned and again.findings == 0 and again.new_alerts == 0
     assert DetectorFinding.objects.count() == findings

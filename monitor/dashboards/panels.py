@@ -195,8 +195,8 @@ def detection_panel(model: RegisteredModel, since) -> dict:
         heatmap = charts.detector_heatmap_figure(
             [f for f in findings if f["client_id"] in set(top)], clients=top, title="Detector scores over time (−log₁₀ p)",
             start=since, end=timezone.now())
-    # The scanners' carried state (megabytes at a few hundred active clients) and the key stay unread here.
-    state = DetectorState.objects.filter(model=model).defer("state", "fingerprint_key").first()
+    # The key stays unread here (so do the scanners' per-client rows).
+    state = DetectorState.objects.filter(model=model).defer("fingerprint_key").first()
     return {"suspicious": suspicious, "detector_heatmap": heatmap, "detector_state": state,
             "detector_health": detector_health(model, state)}
 

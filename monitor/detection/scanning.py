@@ -1,5 +1,7 @@
 """Scanning the query log with the detectors: calibrate on a reference window, then scan new queries
 since the watermark in bounded chunks; findings are stored once per range and open or update alerts.
+A scan has one part, or several (client-hash shards, and one part for the detectors that compare
+clients) that workers claim and run at once; each part keeps its own watermark and lease.
 
 Member records are decrypted into memory for the training-proximity index and never written anywhere.
 """
@@ -8,21 +10,33 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from monitor.alerts.lifecycle import Signal, raise_signal
-from monitor.detection.detectors import ModelContext, QueryBatch, build_detectors, calibrate, scan
+from monitor.detection.detectors import (
+    Detector,
+    Finding,
+    ModelContext,
+    QueryBatch,
+    build_detectors,
+    calibrate,
+    scan,
+)
+from monitor.detection.state_rows import client_last_seen, expire_state, load_state, save_state
 from monitor.ingestion.store import INGEST_LOCK_CLASS
 from monitor.ingestion.vectors import decode_vectors
-from monitor.models import DetectorFinding, DetectorState, QueryLog, RegisteredModel
+from monitor.models import DetectorFinding, DetectorState, QueryLog, RegisteredModel, ScannerState, ScanShard
 from monitor.platform.crypto import data_fernet
 from monitor.trail.chain import canonical_json
 
@@ -45,7 +59,7 @@ class ScanError(RuntimeError):
 
 def state_for(model: RegisteredModel, *, only_pk: bool = False) -> DetectorState:
     """The model's detector state, created (with a fresh fingerprint key) on first use. `only_pk` reads none of
-    the large JSON fields (the carried state runs to megabytes)."""
+    the JSON fields."""
     rows = DetectorState.objects.filter(model=model)
     state = (rows.only("pk") if only_pk else rows).first()
     if state is None:
@@ -60,15 +74,28 @@ def _epoch_expression() -> str:
     return "(julianday(ts) - 2440587.5) * 86400.0"
 
 
+def client_shard(client_id: str, count: int) -> int:
+    """The shard of a client among `count` (SQLite; PostgreSQL filters with its own hashtext)."""
+    return zlib.crc32(client_id.encode()) % count
+
+
 def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: int,
-                 exclude_clients: tuple[str, ...] = ()) -> tuple[QueryBatch, int]:
-    """Queries with after_id < id ≤ upto_id in id order, at most `limit`; returns the batch and its last id."""
+                 exclude_clients: tuple[str, ...] = (), shard: tuple[int, int] | None = None) -> tuple[QueryBatch, int]:
+    """Queries with after_id < id ≤ upto_id in id order, at most `limit` read; returns the batch and the id it
+    got to (`upto_id` once the range is exhausted). `shard` = (index, count) keeps the clients of one shard."""
     table = QueryLog._meta.db_table
+    where, params = "model_id = %s AND id > %s AND id <= %s", [model.pk, after_id, upto_id]
+    if shard is not None and connection.vendor == "postgresql":
+        where += " AND (hashtext(client_id) & 2147483647) %% %s = %s"
+        params += [shard[1], shard[0]]
     sql = (f"SELECT id, client_id, {_epoch_expression()}, features, outputs FROM {table} "  # noqa: S608  # nosec B608
-           "WHERE model_id = %s AND id > %s AND id <= %s ORDER BY id LIMIT %s")
+           f"WHERE {where} ORDER BY id LIMIT %s")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [model.pk, after_id, upto_id, limit])
+        cursor.execute(sql, [*params, limit])
         rows = cursor.fetchall()
+    reached = rows[-1][0] if len(rows) == limit else upto_id
+    if shard is not None and connection.vendor != "postgresql":
+        rows = [row for row in rows if client_shard(row[1], shard[1]) == shard[0]]
     if exclude_clients:
         rows = [row for row in rows if row[1] not in exclude_clients]
     d, k = model.n_features, len(model.class_labels)
@@ -79,7 +106,7 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
         features=decode_vectors([r[3] for r in rows], d),
         outputs=decode_vectors([r[4] for r in rows], k),
     )
-    return batch, (rows[-1][0] if rows else after_id)
+    return batch, reached
 
 
 def safe_high_water(model: RegisteredModel) -> int:
@@ -172,73 +199,189 @@ class ScanSummary:
     watermark: int = 0
     by_detector: dict[str, int] = field(default_factory=dict)
     skipped: str = ""
+    parts: int = 0
+
+    def add(self, other: ScanSummary) -> None:
+        self.scanned += other.scanned
+        self.chunks += other.chunks
+        self.findings += other.findings
+        self.new_alerts += other.new_alerts
+        self.parts += 1
+        for name, count in other.by_detector.items():
+            self.by_detector[name] = self.by_detector.get(name, 0) + count
+        self.skipped = "; ".join(filter(None, [self.skipped, other.skipped]))
 
 
-def claim_lease(model: RegisteredModel, *, seconds: int) -> bool:
-    """One scan per model at a time (beat ticks may overlap with a manual scan)."""
+# ---- parts of a scan -------------------------------------------------------------------------------------
+
+
+def part_detectors(shard: ScanShard, detectors: list[Detector]) -> list[Detector]:
+    """One part runs everything; of n > 1, parts 0..n-1 the per-client detectors, part n those comparing clients."""
+    if shard.count == 1:
+        return detectors
+    compares = shard.index == shard.count
+    return [detector for detector in detectors if detector.compares_clients == compares]
+
+
+def _client_filter(shard: ScanShard) -> tuple[int, int] | None:
+    return None if shard.count == 1 or shard.index == shard.count else (shard.index, shard.count)
+
+
+def scan_parts(model: RegisteredModel, count: int | None = None) -> list[ScanShard]:
+    """The parts of the model's scan, created at the model's watermark on first use.
+
+    A new part count (`SCAN_SHARDS`) takes over only where every current part has reached the same query
+    id and none is being scanned, so no query is scanned twice or skipped for a client that changes part.
+    """
+    count = max(1, count or settings.SCAN_SHARDS)
+    rows = list(ScanShard.objects.filter(model=model).order_by("count", "index"))
+    if rows and {row.count for row in rows} == {count}:
+        return rows
     now = timezone.now()
-    state = state_for(model, only_pk=True)
-    return bool(DetectorState.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=state.pk)
-                .update(lease_until=now + timedelta(seconds=seconds)))
+    if rows and (len({row.watermark_id for row in rows}) > 1 or any(r.lease_until and r.lease_until > now for r in rows)):
+        return [row for row in rows if row.count == rows[0].count]  # finish the round first
+    start = rows[0].watermark_id if rows else model_watermark(model)
+    indices = [0] if count == 1 else range(count + 1)
+    with transaction.atomic():
+        ScanShard.objects.filter(model=model).exclude(count=count).delete()
+        ScanShard.objects.bulk_create([ScanShard(model=model, count=count, index=i, watermark_id=start) for i in indices],
+                                      ignore_conflicts=True)
+    return list(ScanShard.objects.filter(model=model, count=count).order_by("index"))
 
 
-def release_lease(model: RegisteredModel) -> None:
-    DetectorState.objects.filter(model=model).update(lease_until=None)
+def model_watermark(model: RegisteredModel) -> int:
+    """Where every part of the model's scan has got to."""
+    return DetectorState.objects.filter(model=model).values_list("watermark_id", flat=True).first() or 0
 
 
-def scan_model(model: RegisteredModel, *, chunk_rows: int | None = None, max_chunks: int | None = None) -> ScanSummary:
-    """Scan the model's new queries since its watermark; calibrates first when never calibrated."""
+def claim_part(shard: ScanShard, *, seconds: int) -> bool:
+    """One worker per part at a time (beat ticks may overlap with a manual scan)."""
+    now = timezone.now()
+    return bool(ScanShard.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=shard.pk)
+                .update(lease_until=now + timedelta(seconds=seconds), held_by=f"{socket.gethostname()}:{os.getpid()}"))
+
+
+def release_part(shard: ScanShard) -> None:
+    ScanShard.objects.filter(pk=shard.pk).update(lease_until=None)
+
+
+def rewind_scanner(model: RegisteredModel, to_id: int = 0) -> None:
+    """Scan again from `to_id` with no carried state (a rescan of a range stores no finding twice)."""
+    with transaction.atomic():
+        ScanShard.objects.filter(model=model).delete()
+        ScannerState.objects.filter(model=model).delete()
+        DetectorState.objects.filter(pk=state_for(model, only_pk=True).pk).update(watermark_id=to_id)
+
+
+def scan_model(model: RegisteredModel, *, chunk_rows: int | None = None, max_chunks: int | None = None,
+               count: int | None = None) -> ScanSummary:
+    """Scan the model's new queries since its watermark, every part in this process, up to one high-water
+    mark; calibrates first when never calibrated. Workers share the parts through `scan_part`."""
     summary = ScanSummary(model=model.slug)
-    if not claim_lease(model, seconds=settings.SCAN_LEASE_SECONDS):
-        summary.skipped = "another scan of this model is running"
+    prepared = prepare_scan(model, count=count)
+    if isinstance(prepared, str):
+        summary.skipped = prepared
         return summary
-    try:
-        return _scan(model, summary, chunk_rows=chunk_rows or settings.SCAN_CHUNK_ROWS, max_chunks=max_chunks)
-    finally:
-        release_lease(model)
+    parts, high = prepared
+    for shard in parts:
+        summary.add(scan_part(model, shard.index, upto=high, chunk_rows=chunk_rows, max_chunks=max_chunks))
+    summary.watermark = model_watermark(model)
+    DetectorState.objects.filter(model=model).update(last_scan={
+        "scanned": summary.scanned, "findings": summary.findings, "new_alerts": summary.new_alerts,
+        "by_detector": summary.by_detector, "parts": summary.parts, "at": timezone.now().isoformat()})
+    return summary
 
 
-def _scan(model: RegisteredModel, summary: ScanSummary, *, chunk_rows: int, max_chunks: int | None) -> ScanSummary:
+def prepare_scan(model: RegisteredModel, *, count: int | None = None) -> tuple[list[ScanShard], int] | str:
+    """Calibrate when never calibrated; the parts to scan and the high-water mark they all scan to (or why not)."""
     state = state_for(model)
     if not state.calibration.get("_context"):
         try:
-            state = calibrate_model(model)
+            calibrate_model(model)
         except ScanError as exc:
-            summary.skipped = str(exc)
-            return summary
+            return str(exc)
+    return scan_parts(model, count), safe_high_water(model)
+
+
+def scan_part(model: RegisteredModel, index: int, *, upto: int | None = None, chunk_rows: int | None = None,
+              max_chunks: int | None = None) -> ScanSummary:
+    """Scan one part of the model's queries up to `upto` (default: the safe high-water mark now)."""
+    summary = ScanSummary(model=model.slug)
+    parts = list(ScanShard.objects.filter(model=model)) or scan_parts(model)
+    shard = next((row for row in parts if row.index == index), None)
+    if shard is None:
+        summary.skipped = f"no part {index} in the model's scan"
+        return summary
+    if not claim_part(shard, seconds=settings.SCAN_LEASE_SECONDS):
+        summary.skipped = f"part {index} of this model's scan is running elsewhere"
+        return summary
+    try:
+        shard.refresh_from_db(fields=["watermark_id"])
+        return _scan_part(model, shard, summary, upto=upto, chunk_rows=chunk_rows or settings.SCAN_CHUNK_ROWS,
+                          max_chunks=max_chunks)
+    finally:
+        release_part(shard)
+
+
+def _scan_part(model: RegisteredModel, shard: ScanShard, summary: ScanSummary, *, upto: int | None,
+               chunk_rows: int, max_chunks: int | None) -> ScanSummary:
+    state = state_for(model)
+    if not state.calibration.get("_context"):
+        summary.skipped = f"detectors for {model.slug} are not calibrated yet"
+        return summary
     context = model_context(model, state)
-    detectors = build_detectors()
+    detectors = part_detectors(shard, build_detectors())
     exposed = _most_exposed(model)
-    high = safe_high_water(model)
-    while state.watermark_id < high and (max_chunks is None or summary.chunks < max_chunks):
-        batch, last_id = load_queries(model, after_id=state.watermark_id, upto_id=high, limit=chunk_rows)
-        if len(batch) == 0:
-            break
-        findings, new_state = scan(batch, context, state.state, detectors=detectors, most_exposed_ids=exposed)
+    high = safe_high_water(model) if upto is None else upto
+    latest = None
+    while shard.watermark_id < high and (max_chunks is None or summary.chunks < max_chunks):
+        batch, last_id = load_queries(model, after_id=shard.watermark_id, upto_id=high, limit=chunk_rows,
+                                      shard=_client_filter(shard))
+        seen = client_last_seen(batch)
+        findings: list[Finding] = []
+        new_state: dict[str, Any] = {}
+        if seen:
+            latest = max(latest or -np.inf, *seen.values())
+            loaded = load_state(model, detectors, list(seen), latest=max(seen.values()))
+            findings, new_state = scan(batch, context, loaded.state, detectors=detectors, most_exposed_ids=exposed)
         with transaction.atomic():
-            for finding in findings:
-                record, created = DetectorFinding.objects.get_or_create(
-                    model=model, detector=finding.detector, client_id=finding.client_id[:200], range_end=last_id,
-                    defaults={"score": finding.score, "severity": finding.severity, "evidence": finding.evidence,
-                              "range_start": state.watermark_id + 1})
-                if not created:
-                    continue
-                alert, opened = raise_signal(Signal(
-                    source="detector", kind=finding.detector, model=model, severity=finding.severity,
-                    client_id=finding.client_id[:128], title=TITLES.get(finding.detector, finding.detector),
-                    evidence={"score": finding.score, **finding.evidence}, quiet_period=DETECTOR_QUIET_PERIOD))
-                DetectorFinding.objects.filter(pk=record.pk).update(alert=alert)
-                summary.findings += 1
-                summary.new_alerts += opened
-                summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1
-            DetectorState.objects.filter(pk=state.pk).update(watermark_id=last_id, state=new_state,
-                                                             last_scan_at=timezone.now())
-        state.watermark_id, state.state = last_id, new_state
+            _record(model, findings, range_start=shard.watermark_id + 1, range_end=last_id, summary=summary)
+            if seen:
+                save_state(model, detectors, new_state, seen, loaded)
+            ScanShard.objects.filter(pk=shard.pk).update(watermark_id=last_id, last_scan_at=timezone.now())
+            _advance_model_watermark(model, shard.count)
+        shard.watermark_id = last_id
         summary.scanned += len(batch)
         summary.chunks += 1
-    summary.watermark = state.watermark_id
+    if latest is not None:
+        expire_state(model, detectors, latest=latest)
+    summary.watermark = shard.watermark_id
     context.forget_batch()  # the last chunk's arrays; the member index stays for the next scan
-    DetectorState.objects.filter(pk=state.pk).update(last_scan={
-        "scanned": summary.scanned, "findings": summary.findings, "new_alerts": summary.new_alerts,
-        "by_detector": summary.by_detector, "at": timezone.now().isoformat()})
     return summary
+
+
+def _advance_model_watermark(model: RegisteredModel, count: int) -> None:
+    """The model's watermark is where every part has got to (retention waits for it)."""
+    lowest = ScanShard.objects.filter(model=model, count=count).aggregate(low=Min("watermark_id"))["low"]
+    if lowest is not None:
+        DetectorState.objects.filter(model=model).update(watermark_id=lowest, last_scan_at=timezone.now())
+
+
+def _record(model: RegisteredModel, findings: list[Finding], *, range_start: int, range_end: int,
+            summary: ScanSummary) -> None:
+    """Store each finding once per range and open or update its alert."""
+    for finding in findings:
+        record, created = DetectorFinding.objects.get_or_create(
+            model=model, detector=finding.detector, client_id=finding.client_id[:200], range_end=range_end,
+            defaults={"score": finding.score, "severity": finding.severity, "evidence": finding.evidence,
+                      "range_start": range_start})
+        if not created:
+            continue
+        alert, opened = raise_signal(Signal(
+            source="detector", kind=finding.detector, model=model, severity=finding.severity,
+            client_id=finding.client_id[:128], title=TITLES.get(finding.detector, finding.detector),
+            evidence={"score": finding.score, **finding.evidence}, quiet_period=DETECTOR_QUIET_PERIOD))
+        DetectorFinding.objects.filter(pk=record.pk).update(alert=alert)
+        summary.findings += 1
+        summary.new_alerts += opened
+        summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1

@@ -9,10 +9,11 @@ from monitor.models.registry import RegisteredModel
 
 
 class DetectorState(models.Model):
-    """Where scanning of one model has got to, the detectors' calibration and carried state.
+    """Where scanning of one model has got to (every part of it) and the detectors' calibration.
 
     `fingerprint_key` is the secret behind the keyed query fingerprints; it is stored encrypted.
-    Neither calibration nor state ever holds member records or query feature values.
+    Calibration never holds member records or query feature values; the state the detectors carry between
+    scans is in `ScannerState`, one row per client.
     """
 
     model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="detector_state")
@@ -21,13 +22,59 @@ class DetectorState(models.Model):
     calibration = models.JSONField(default=dict, blank=True)
     calibration_window = models.JSONField(default=dict, blank=True)
     calibrated_at = models.DateTimeField(null=True, blank=True)
-    state = models.JSONField(default=dict, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True, help_text="a scan holds the model until then")
     last_scan_at = models.DateTimeField(null=True, blank=True)
     last_scan = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"detectors of {self.model.slug} (scanned to #{self.watermark_id})"
+
+
+class ScannerState(models.Model):
+    """What one detector carries between scans about one client: a bounded sketch (entries, counts, a few
+    recent standardised points), never feature values in the clear or member records.
+
+    A scan reads and writes only the rows of the clients in its chunk (the account-linking detector, which
+    compares clients, reads its current window's rows); rows not seen within the detector's horizon expire.
+    `seen_at` is the time (epoch seconds, query time) of the client's last query the row accounts for.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="scanner_states")
+    detector = models.CharField(max_length=64)
+    client_id = models.CharField(max_length=200)
+    # JSON as bytes: written and read whole, never queried inside; jsonb would parse every number on the server.
+    data = models.BinaryField()
+    seen_at = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "detector", "seen_at"], name="scannerstate_expiry")]
+        constraints = [models.UniqueConstraint(fields=["model", "detector", "client_id"],
+                                               name="scannerstate_one_per_client")]
+
+    def __str__(self) -> str:
+        return f"{self.detector} state of {self.client_id} ({self.model_id})"
+
+
+class ScanShard(models.Model):
+    """One part of a model's scan, claimed by one worker at a time.
+
+    With `count` = 1 one part runs every detector over every query. With `count` = n > 1, parts 0..n-1
+    each run the per-client detectors over the clients whose hash falls in them, and part n runs the
+    detectors that compare clients (account linking) over all queries; several workers scan at once.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="scan_shards")
+    count = models.PositiveSmallIntegerField()
+    index = models.PositiveSmallIntegerField()
+    watermark_id = models.BigIntegerField(default=0, help_text="highest query id this part has scanned")
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="a worker holds this part until then")
+    held_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that claimed it last")
+    last_scan_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "count", "index"], name="scanshard_once")]
+
+    def __str__(self) -> str:
+        return f"part {self.index} of {self.count} ({self.model_id}, scanned to #{self.watermark_id})"
 
 
 class DetectorFinding(models.Model):

@@ -136,6 +136,7 @@ def negative_binomial_tail(shared: np.ndarray, expected: np.ndarray, dispersion:
 @dataclass(frozen=True)
 class AccountLinkingDetector(Detector):
     name: ClassVar[str] = "account_linking"
+    compares_clients: ClassVar[bool] = True
 
     false_alarm_rate: float = 1e-3  # per benign client-day
     cell_size: float = 1.0  # same grid as the near-duplicate sweep, so fingerprints are computed once
@@ -145,6 +146,10 @@ class AccountLinkingDetector(Detector):
     max_clients_per_cell: int = 32
     popular_share: float = 0.01  # cells used by this share of reference clients are ignored
     max_calibration_clients: int = 3000  # pairs grow quadratically; the dispersion fit needs no more
+
+    @property
+    def state_horizon_seconds(self) -> float:
+        return self.window_seconds
 
     def _hashes(self, prepared: PreparedBatch) -> np.ndarray:
         return prepared.fingerprints(cell_size=self.cell_size, n_grids=1)[:, 0]
@@ -221,7 +226,10 @@ class AccountLinkingDetector(Detector):
         if len(prepared) == 0:
             return [], dict(state)
         window = int(np.floor(prepared.times.max() / self.window_seconds))
-        carried: dict[str, Any] = dict(state.get("clients") or {}) if state.get("window") == window else {}
+        # Each client's sketch belongs to one window; sketches of an earlier window are forgotten.
+        carried: dict[str, Any] = {
+            client: entry for client, entry in (state.get("clients") or {}).items() if entry.get("window") == window
+        }
 
         popular = np.asarray(calibration["popular_cells"], dtype=np.int64)
         batch_codes, batch_hashes = _client_cells(prepared, self._hashes(prepared), popular)
@@ -286,8 +294,8 @@ class AccountLinkingDetector(Detector):
         for index, client in enumerate(everyone.tolist()):
             lo = sketches.starts[index]
             hi = min(sketches.starts[index + 1], lo + self.sketch_size)
-            new_clients[client] = {"sketch": [int(h) for h in sketches.hashes[lo:hi]]}
-        return findings, {"window": window, "clients": new_clients}
+            new_clients[client] = {"window": window, "sketch": [int(h) for h in sketches.hashes[lo:hi]]}
+        return findings, {"clients": new_clients}
 
     def _findings(
         self,

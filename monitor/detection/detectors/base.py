@@ -24,6 +24,8 @@ MAX_EVIDENCE_IDS = 50
 # Score ceiling: p-values below 1e-300 underflow and carry no more meaning.
 MAX_SCORE = 300.0
 SECONDS_PER_DAY = 86_400.0
+# A client's carried state is forgotten after this long without a query from it (the scanner deletes its rows).
+STATE_HORIZON_SECONDS = 30 * SECONDS_PER_DAY
 # Queries closer than about a tenth of a standard deviation on every feature are the same record.
 REPEAT_CELL_SIZE = 0.1
 
@@ -420,10 +422,18 @@ class Detector(ABC):
 
     Subclasses are frozen dataclasses whose fields are their settings. `calibrate` and `scan` are
     deterministic: the same inputs give the same findings and the same state, so a rescan is harmless.
-    Calibration and state are JSON-serialisable dicts; neither ever holds member records.
+    Calibration and state are JSON-serialisable dicts; neither ever holds member records. A state is
+    {section: {client id: entry}}: the scanner stores each client's entries apart and passes a scan only
+    the clients of its batch, or, for a detector that `compares_clients`, every client it still holds.
     """
 
     name: ClassVar[str]
+    compares_clients: ClassVar[bool] = False
+
+    @property
+    def state_horizon_seconds(self) -> float:
+        """How long a client's state is kept after its last query."""
+        return STATE_HORIZON_SECONDS
 
     @abstractmethod
     def calibrate(self, reference: QueryBatch, context: ModelContext) -> dict[str, Any]:

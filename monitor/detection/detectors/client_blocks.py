@@ -19,6 +19,7 @@ from scipy.special import ndtr
 from monitor.detection.detectors.base import (
     MAX_EVIDENCE_IDS,
     SECONDS_PER_DAY,
+    STATE_HORIZON_SECONDS,
     Finding,
     PreparedBatch,
     evidence_ids,
@@ -33,7 +34,7 @@ from monitor.detection.detectors.significance import (
 )
 
 # Pending blocks of clients that went quiet are dropped after this long, keeping the state bounded.
-PENDING_MAX_AGE_SECONDS = 30 * SECONDS_PER_DAY
+PENDING_MAX_AGE_SECONDS = STATE_HORIZON_SECONDS
 PENDING_MAX_CLIENTS = 200_000
 
 

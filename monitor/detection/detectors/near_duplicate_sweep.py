@@ -89,6 +89,22 @@ def _decode_rows(text: str, d: int) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32).reshape(-1, d)
 
 
+def _encode_entries(phase: np.ndarray, bucket: np.ndarray, grid: np.ndarray, coarse: np.ndarray,
+                    fine: np.ndarray) -> str:
+    """A client's carried cell entries, packed: (bucket << 8 | grid << 1 | phase, coarse, fine) as int64."""
+    packed = np.column_stack([(bucket.astype(np.int64) << 8) | (grid.astype(np.int64) << 1) | phase, coarse, fine])
+    return base64.b64encode(np.ascontiguousarray(packed, dtype="<i8").tobytes()).decode("ascii")
+
+
+def _decode_entries(entry: Mapping[str, Any]) -> np.ndarray:
+    """(n, 5) rows of (phase, bucket, grid, coarse, fine); reads the older list form too."""
+    if "entries" in entry:
+        return np.asarray(entry["entries"], dtype=np.int64).reshape(-1, 5)
+    packed = np.frombuffer(base64.b64decode(entry.get("cells", "")), dtype="<i8").astype(np.int64).reshape(-1, 3)
+    head = packed[:, 0]
+    return np.column_stack([head & 1, head >> 8, (head >> 1) & 0x7F, packed[:, 1], packed[:, 2]])
+
+
 @dataclass
 class _Cells:
     """Distinct records per fingerprint cell and (client, phase, bucket) group, carried state included."""
@@ -143,14 +159,12 @@ class NearDuplicateSweepDetector(Detector):
     def _count_cells(self, prepared: PreparedBatch, carried: Mapping[str, Any]) -> _Cells:
         coarse = prepared.fingerprints(cell_size=self.cell_size, n_grids=self.n_grids)
         grids = coarse.shape[1]
-        extra = np.asarray(
-            [
-                [code, *entry]
-                for client, code in prepared.client_positions(carried).items()
-                for entry in carried[client]["entries"]
-            ],
-            dtype=np.int64,
-        ).reshape(-1, 6)
+        parts = [
+            np.column_stack([np.full(len(entries), code, np.int64), entries])
+            for client, code in prepared.client_positions(carried).items()
+            for entries in [_decode_entries(carried[client])]
+        ]
+        extra = np.concatenate(parts) if parts else np.zeros((0, 6), np.int64)
         bucket = self._buckets(prepared.times)
         bucket_base = int(min(bucket.min(initial=0), extra[:, 2].min(initial=0)))
         group_parts, grid_parts, coarse_parts, fine_parts = [], [], [], []
@@ -413,17 +427,10 @@ class NearDuplicateSweepDetector(Detector):
                 if last_time[code] < latest - self.window_seconds:
                     continue
                 out[name] = {
-                    "entries": [
-                        [int(p), int(b), int(g), int(c), int(f)]
-                        for p, b, g, c, f in zip(
-                            phase[chosen].tolist(),
-                            bucket[chosen].tolist(),
-                            cells.entry_grid[keep[chosen]].tolist(),
-                            cells.entry_coarse[keep[chosen]].tolist(),
-                            cells.entry_fine[keep[chosen]].tolist(),
-                            strict=True,
-                        )
-                    ],
+                    "cells": _encode_entries(
+                        phase[chosen], bucket[chosen], cells.entry_grid[keep[chosen]],
+                        cells.entry_coarse[keep[chosen]], cells.entry_fine[keep[chosen]],
+                    ),
                     "last": float(last_time[code]),
                 }
         for name, entry in carried.items():

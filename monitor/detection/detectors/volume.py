@@ -17,6 +17,7 @@ from scipy.stats import poisson
 
 from monitor.detection.detectors.base import (
     SECONDS_PER_DAY,
+    STATE_HORIZON_SECONDS,
     Detector,
     Finding,
     ModelContext,
@@ -32,7 +33,7 @@ from monitor.detection.detectors.significance import CountTail
 
 # A client's baseline remembers about this many windows (a running mean, not a full history).
 BASELINE_MEMORY_WINDOWS = 1000
-STATE_MAX_AGE_SECONDS = 30 * SECONDS_PER_DAY
+STATE_MAX_AGE_SECONDS = STATE_HORIZON_SECONDS
 
 
 @dataclass
