@@ -104,6 +104,7 @@ def main() -> None:
 
     from monitor.detection.scanning import scan_model
     from monitor.ingestion import partitions, retention
+    from monitor.ingestion.rollups import fold_rollups
 
     model, token = register()
     now = datetime.now(UTC)
@@ -118,13 +119,14 @@ def main() -> None:
             partitions.ensure_partitions([model.pk], today=start.date(), back=0, ahead=1)  # as beat makes them ahead
             bodies = day_bodies(start, args.rows_per_day, args.clients, seed=day)
             ingest_rates.append(args.rows_per_day / post_all(port, token, "/api/v1/models/scale/queries", bodies, senders=3))
+            fold_rollups(model)  # beat folds every 30 s; once per simulated day here
             started = time.perf_counter()
             summary = scan_model(model)
             scan_per_million.append((time.perf_counter() - started) / max(summary.scanned, 1) * 1e6)
             print(f"  day {day + 1:>2}: {ingest_rates[-1]:>8,.0f} queries/s in, scan {scan_per_million[-1]:.1f} s per "
                   f"million ({summary.scanned:,} scanned{', ' + summary.skipped if summary.skipped else ''})", flush=True)
         before = log_bytes()
-        others = {name: table_bytes(name) for name in ("monitor_queryrollup", "monitor_clientdayrollup", "monitor_detectorstate")}
+        others = {name: table_bytes(name) for name in ("monitor_queryrollup", "monitor_clientdayrollup", "monitor_scannerstate")}
         model.retention_days = args.retention_days
         model.save(update_fields=["retention_days"])
         started = time.perf_counter()

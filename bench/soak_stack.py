@@ -233,13 +233,13 @@ class Sampler(threading.Thread):
                     self.cpu_trace.append((time.time(), dict(self.cpu_seconds())))
 
 
-VACUUMED = ("monitor_queryrollup", "monitor_clientdayrollup", "monitor_modelhourrollup", "monitor_detectorstate",
+VACUUMED = ("monitor_queryrollup", "monitor_clientdayrollup", "monitor_modelhourrollup", "monitor_scannerstate",
             "monitor_querylog")
 
 
 class Vacuumer(threading.Thread):
     """Stands in for autovacuum when the server has it off: VACUUM (ANALYZE) of the tables the load rewrites
-    (each ingested batch updates ~batch rollup rows; each scan chunk rewrites the detector state) every 60 s,
+    (each rollup fold updates ~batch rollup rows; each scan chunk rewrites its clients' scanner state) every 60 s,
     autovacuum's default naptime."""
 
     def __init__(self, start: float) -> None:

@@ -278,6 +278,7 @@ CELERY_BEAT_SCHEDULE = {
     "schedule-audits": {"task": "audits.tasks.schedule_audits", "schedule": 300.0},
     "scan-queries": {"task": "monitor.tasks.scan_all_models", "schedule": 60.0},
     "reap-stuck-audits": {"task": "audits.tasks.reap_stuck_audits", "schedule": 120.0},
+    "fold-rollups": {"task": "monitor.tasks.fold_query_rollups", "schedule": 30.0},
     "query-partitions": {"task": "monitor.tasks.maintain_query_partitions", "schedule": 3600.0},
     "query-retention": {"task": "monitor.tasks.enforce_query_retention", "schedule": crontab(hour=3, minute=15)},
 }

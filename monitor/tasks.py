@@ -12,7 +12,7 @@ from monitor.access.ratelimit import prune_usage
 from monitor.alerts.lifecycle import housekeeping
 from monitor.alerts.outbox import deliver_due, queue_digests
 from monitor.detection.scanning import prepare_scan, scan_model, scan_part
-from monitor.ingestion import retention
+from monitor.ingestion import retention, rollups
 from monitor.models import RegisteredModel, WorkerHeartbeat
 
 
@@ -77,6 +77,12 @@ def scan_model_part(model_id: int, index: int, upto: int) -> dict:
     if model is None:
         return {}
     return asdict(scan_part(model, index, upto=upto))
+
+
+@shared_task(time_limit=600, soft_time_limit=570)
+def fold_query_rollups() -> list[dict]:
+    """Every 30 s: count the queries logged since the last fold into the dashboards' rollups."""
+    return [asdict(folded) for folded in rollups.fold_all()]
 
 
 @shared_task(time_limit=1800, soft_time_limit=1750)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from monitor.ingestion.rollups import fold_rollups
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import QueryLog, QueryRollup
 from tests.factories import ingest_token, query
@@ -33,8 +34,11 @@ def test_valid_batch_is_stored_with_float32_vectors_and_rollup(api, model):
     first = stored.first()
     assert decode_vectors([first.features], 4).tolist() == [[1.5, 2.25, -3.0, 4.0]]
     assert first.label == 1 and math.isclose(first.confidence, 0.7, rel_tol=1e-6)
+    assert not QueryRollup.objects.filter(model=model).exists()  # folded from the log, not in the request
+    assert fold_rollups(model).queries == 9
     rollup = {r.client_id: r.count for r in QueryRollup.objects.filter(model=model)}
     assert rollup == {"c0": 3, "c1": 3, "c2": 3}
+    assert fold_rollups(model).queries == 0  # each row is counted once
 
 
 def test_ndjson_body_is_accepted(api, model):
@@ -124,6 +128,7 @@ def test_retry_with_request_ids_stores_each_query_once(api, model):
     retry = rows + [query(request_id="r-5"), query(request_id="r-5"), query()]
     assert api.post(URL, {"queries": retry}).json() == {"accepted": 2, "duplicates": 6}
     assert QueryLog.objects.filter(model=model).count() == 7
+    fold_rollups(model)
     assert sum(r.count for r in QueryRollup.objects.filter(model=model)) == 7
 
 

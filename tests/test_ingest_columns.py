@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from monitor.ingestion.rollups import fold_rollups
 from monitor.ingestion.vectors import decode_vectors
-from monitor.models import ClientDayRollup, QueryLog
+from monitor.models import ClientDayRollup, QueryLog, RollupWatermark
 from tests.factories import ingest_token, query
 
 pytestmark = pytest.mark.django_db
@@ -36,15 +37,18 @@ def test_columns_store_exactly_what_rows_store(api, model):
                   features=[40.0 + i, 5000, 5.5, -0.1], output=[0.25, 0.75]) for i in range(30)]
     rows[4]["ts"] = None  # stamped by the server
     assert api.post(URL, {"queries": rows}).json() == {"accepted": 30, "duplicates": 0}
+    fold_rollups(model)
     by_rows, by_rows_days = stored(model), list(ClientDayRollup.objects.values_list("client_id", "count"))
     by_rows = [row for row in by_rows if row[2] != "r-4"]
     QueryLog.objects.all().delete()
     ClientDayRollup.objects.all().delete()
+    RollupWatermark.objects.all().delete()
     for row in rows:
         row["request_id"] = row["request_id"]
     response = api.post(URL, as_columns(rows))
     assert (response.status_code, response.json()) == (201, {"accepted": 30, "duplicates": 0})
     assert [row for row in stored(model) if row[2] != "r-4"] == by_rows
+    fold_rollups(model)
     assert sorted(ClientDayRollup.objects.values_list("client_id", "count")) == sorted(by_rows_days)
     # A retry of the same columns: every row a duplicate.
     assert api.post(URL, as_columns(rows)).json() == {"accepted": 0, "duplicates": 30}

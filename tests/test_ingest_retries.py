@@ -9,6 +9,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
+from monitor.ingestion.rollups import fold_rollups
 from monitor.models import ClientDayRollup, QueryLog
 from tests.factories import ingest_token, query
 
@@ -28,6 +29,7 @@ def expect_ids(start: int, stop: int) -> list[str]:
 
 
 def client_count(model) -> int:
+    fold_rollups(model)
     return sum(ClientDayRollup.objects.filter(model=model).values_list("count", flat=True))
 
 

@@ -150,3 +150,26 @@ def test_the_scanners_state_document_becomes_one_row_per_client_and_back():
         assert state.state == STATE_AS_ONE_DOCUMENT and state.watermark_id == 77
     finally:
         migrate(latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_rolled_up_before_the_fold_existed_are_not_counted_twice():
+    """monitor 0009: rows logged (and rolled up in the request) before it are where the fold starts."""
+    old = migrate([("monitor", "0008_scanner_state_rows")])
+    try:
+        Model = old.get_model("monitor", "RegisteredModel")
+        Log = old.get_model("monitor", "QueryLog")
+        Day = old.get_model("monitor", "ClientDayRollup")
+        model = Model.objects.create(slug="rolled", name="Rolled", source="sklearn", label_column="label")
+        now = datetime.now(UTC)
+        Log.objects.bulk_create([Log(model=model, client_id="c", ts=now, features=b"\0" * 16, outputs=b"\0" * 8,
+                                     label=0, confidence=0.5, request_id=f"r{i}") for i in range(3)])
+        Day.objects.create(model=model, client_id="c", day=now.date(), count=3, confidence_sum=1.5)
+    finally:
+        migrate(latest())
+    from monitor.ingestion.rollups import fold_rollups
+    from monitor.models import ClientDayRollup, RegisteredModel
+
+    model = RegisteredModel.objects.get(slug="rolled")
+    assert fold_rollups(model).queries == 0
+    assert ClientDayRollup.objects.get(model=model).count == 3

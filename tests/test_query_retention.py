@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from monitor.ingestion import partitions, retention
+from monitor.ingestion.rollups import fold_rollups
 from monitor.models import ClientDayRollup, DetectorState, ModelHourRollup, QueryLog
 from monitor.trail.models import TrailEntry, verify_chain
 from tests.factories import ingest_token, make_model, query, user_token
@@ -51,7 +52,21 @@ def credit(api_as):
     return model
 
 
+def test_retention_counts_rows_into_the_rollups_before_it_drops_them(credit):
+    """Rollups are folded from the log after ingestion; rows about to be dropped are folded first."""
+    logged = QueryLog.objects.filter(model=credit).count()
+    assert not ClientDayRollup.objects.filter(model=credit).exists()
+    scanned_all(credit)
+    credit.retention_days = 4
+    credit.save()
+    result = retention.enforce(credit, now=NOW)
+    assert result.rows_dropped == 9
+    assert sum(ClientDayRollup.objects.filter(model=credit).values_list("count", flat=True)) == logged
+    assert sum(ModelHourRollup.objects.filter(model=credit).values_list("count", flat=True)) == logged
+
+
 def test_expired_days_go_whole_and_the_history_stays(credit, db_vendor):
+    fold_rollups(credit)
     history = sorted(ClientDayRollup.objects.filter(model=credit).values_list("day", "count"))
     hours = sum(ModelHourRollup.objects.filter(model=credit).values_list("count", flat=True))
     if db_vendor == "postgresql":
@@ -190,6 +205,7 @@ def test_minute_rollups_expire_with_retention_but_not_within_the_client_pages_mo
     from monitor.models import QueryRollup
 
     scanned_all(credit)
+    fold_rollups(credit)
     credit.retention_days = 4
     credit.save()
     assert QueryRollup.objects.filter(model=credit, minute__lt=NOW - timedelta(days=9)).exists()

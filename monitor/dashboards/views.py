@@ -22,6 +22,7 @@ from monitor.dashboards.panels import (
     volume_series,
 )
 from monitor.dashboards.projection import project
+from monitor.ingestion.rollups import fold_all, fold_rollups
 from monitor.models import (
     Alert,
     ClientDayRollup,
@@ -41,6 +42,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     period = period if period in PERIODS else "7d"
     now = timezone.now()
     since = now - PERIODS[period]
+    fold_all()  # the rollups count every query logged so far
     rows = overview_rows()
     timeline_alerts = list(Alert.objects.filter(first_seen__gte=since).select_related("model")
                            .order_by("-first_seen")[:2000])
@@ -68,6 +70,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     period = request.GET.get("period", "7d")
     period = period if period in PERIODS else "7d"
     since = timezone.now() - PERIODS[period]
+    fold_rollups(model)
     series = volume_series(model, since, hourly=period == "24h")
     search = request.GET.get("q", "").strip()[:128]
     top_clients = top_clients_in(model, since=since, search=search)
@@ -127,6 +130,7 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
     period = request.GET.get("period", "7d")
     period = period if period in PERIODS else "7d"
     since = timezone.now() - PERIODS[period]
+    fold_rollups(model)
     rollups = list(QueryRollup.objects.filter(model=model, client_id=client_id, minute__gte=since)
                    .order_by("minute").values_list("minute", "count", "confidence_sum"))
     total = ClientDayRollup.objects.filter(model=model, client_id=client_id).aggregate(n=Sum("count"))["n"] or 0

@@ -34,7 +34,7 @@ from monitor.detection.detectors import (
     scan,
 )
 from monitor.detection.state_rows import client_last_seen, expire_state, load_state, save_state
-from monitor.ingestion.store import INGEST_LOCK_CLASS
+from monitor.ingestion.store import safe_high_water
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import DetectorFinding, DetectorState, QueryLog, RegisteredModel, ScannerState, ScanShard
 from monitor.platform.crypto import data_fernet
@@ -107,23 +107,6 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
         outputs=decode_vectors([r[4] for r in rows], k),
     )
     return batch, reached
-
-
-def safe_high_water(model: RegisteredModel) -> int:
-    """The highest query id below which no ingestion transaction can still commit.
-
-    Ids are drawn when rows are written, not when they commit: a scan that read max(id) while an
-    older batch was still in flight would step over it for ever. On PostgreSQL each ingestion holds
-    a shared advisory lock for its transaction; taking it exclusively here waits those out. SQLite
-    has a single writer, so its committed max(id) is already safe.
-    """
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {QueryLog._meta.db_table} WHERE model_id = %s",  # noqa: S608  # nosec B608
-                           [model.pk])
-            return int(cursor.fetchone()[0])
 
 
 # A worker keeps the contexts of the models it scanned last (decrypted members, their index, the calibration), so

@@ -18,7 +18,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from monitor.ingestion import partitions
-from monitor.models import DetectorState, QueryLog, QueryRollup, RegisteredModel
+from monitor.ingestion.rollups import fold_rollups
+from monitor.models import DetectorState, QueryLog, QueryRollup, RegisteredModel, RollupWatermark
 from monitor.trail.models import TrailEntry
 
 
@@ -78,8 +79,14 @@ def cutoff_for(model: RegisteredModel, now: datetime) -> datetime:
     return datetime.combine(day, time.min, UTC)
 
 
-def _watermark(model: RegisteredModel) -> int:
-    return DetectorState.objects.filter(model=model).values_list("watermark_id", flat=True).first() or 0
+def _watermark(model: RegisteredModel, *, folds_first: bool) -> int:
+    """Up to where the scanner has read the log and the rollups count it (`folds_first`: a run folds the rollups
+    up to the ingestion high-water mark before it drops anything, so only the scanner can hold it back)."""
+    scanned = DetectorState.objects.filter(model=model).values_list("watermark_id", flat=True).first() or 0
+    if folds_first:
+        return scanned
+    folded = RollupWatermark.objects.filter(model=model).values_list("folded_to_id", flat=True).first() or 0
+    return min(scanned, folded)
 
 
 def _one(sql: str, params: list) -> tuple:
@@ -88,12 +95,12 @@ def _one(sql: str, params: list) -> tuple:
         return cursor.fetchone()
 
 
-def plan(model: RegisteredModel, *, now: datetime | None = None) -> RetentionPlan:
+def plan(model: RegisteredModel, *, now: datetime | None = None, folds_first: bool = True) -> RetentionPlan:
     """What enforcing retention on `model` now would drop, and what must wait for the scanner."""
     now = now or timezone.now()
     cutoff = cutoff_for(model, now)
     result = RetentionPlan(model=model.slug, retention_days=model.retention_days, cutoff=cutoff,
-                           watermark=_watermark(model))
+                           watermark=_watermark(model, folds_first=folds_first))
     result.minute_rollup_cutoff = min(cutoff, datetime.combine(
         (now.astimezone(UTC) - timedelta(days=MINUTE_ROLLUP_MIN_DAYS)).date(), time.min, UTC))
     result.minute_rollups = QueryRollup.objects.filter(model=model, minute__lt=result.minute_rollup_cutoff).count()
@@ -116,8 +123,10 @@ def plan(model: RegisteredModel, *, now: datetime | None = None) -> RetentionPla
 
 def enforce(model: RegisteredModel, *, dry_run: bool = False, now: datetime | None = None,
             actor: object = None) -> RetentionPlan:
-    """Drop what has expired and the scanner has read; record each drop in the security trail."""
-    result = plan(model, now=now)
+    """Drop what has expired, the scanner has read and the rollups count; record each drop in the security trail."""
+    if not dry_run:
+        fold_rollups(model)
+    result = plan(model, now=now, folds_first=dry_run)
     if dry_run:
         return result
     for item in result.expired:

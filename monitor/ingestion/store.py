@@ -1,5 +1,5 @@
-"""Store a validated batch in one transaction: COPY on PostgreSQL, bulk INSERT elsewhere, plus the client-minute,
-client-day and model-hour rollups; idempotent on request_id."""
+"""Store a validated batch in one transaction: binary COPY on PostgreSQL, bulk INSERT elsewhere; idempotent on
+request_id. The rollups the dashboards read are folded from the stored rows afterwards (monitor.ingestion.rollups)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,9 +11,10 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from monitor.ingestion import pgcopy
 from monitor.ingestion.validate import QueryBatch
 from monitor.ingestion.vectors import encode_vectors
-from monitor.models import ClientDayRollup, ModelHourRollup, QueryLog, QueryRollup, RegisteredModel
+from monitor.models import QueryLog, RegisteredModel
 
 INGEST_LOCK_CLASS = 7331  # advisory-lock namespace; monitor.detection.scanning waits on it
 
@@ -85,7 +86,7 @@ def _stored_request_ids(model_id: int, wanted: list[str], timestamps: list[datet
 def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: bool) -> StoreResult:
     if connection.vendor == "postgresql":
         # Shared with every other ingestion; the scanner takes it exclusively to wait out batches in
-        # flight before it moves its watermark (see monitor.detection.scanning.safe_high_water).
+        # flight before it moves its watermark (see safe_high_water).
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
     keep = np.ones(len(batch), dtype=bool)
@@ -114,91 +115,41 @@ def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: 
                       confidence=float(confidences[i]), request_id=batch.request_ids[i]) for i in rows],
             batch_size=500,
         )
-    _update_rollup(model.id, batch, rows, confidences)
     return StoreResult(accepted=len(rows), duplicates=len(batch) - len(rows))
-
-
-COPY_TYPES = ["int8", "varchar", "timestamptz", "bytea", "bytea", "int2", "float8", "varchar"]
 
 
 def _copy_rows(model_id: int, batch: QueryBatch, rows: np.ndarray, features: np.ndarray, outputs: np.ndarray,
                labels: np.ndarray, confidences: np.ndarray) -> None:
-    """Binary COPY: the vectors go as raw bytes (text COPY would hex-encode them and the server decode them)."""
+    """Binary COPY of the kept rows, the payload built for the whole batch at once (monitor.ingestion.pgcopy)."""
     table = QueryLog._meta.db_table
-    columns = "model_id, client_id, ts, features, outputs, label, confidence, request_id"
-    client_ids, timestamps, request_ids = batch.client_ids, batch.timestamps, batch.request_ids
-    label_list, confidence_list = labels.tolist(), confidences.tolist()
+    keep = rows.tolist()
+    client_ids, request_ids = batch.client_ids, batch.request_ids
+    payload = pgcopy.copy_payload(
+        model_id=model_id, micros=batch.micros[rows],
+        features=features[rows], outputs=outputs[rows], labels=labels[rows], confidences=confidences[rows],
+        client_ids=[client_ids[i] for i in keep], request_ids=[request_ids[i] for i in keep])
     with connection.cursor() as cursor:
         try:
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:  # noqa: S608 (our table name)
-                copy.set_types(COPY_TYPES)
-                write = copy.write_row
-                for i in rows.tolist():
-                    write((model_id, client_ids[i], timestamps[i], features[i].tobytes(), outputs[i].tobytes(),
-                           label_list[i], confidence_list[i], request_ids[i]))
+            with cursor.cursor.copy(f"COPY {table} ({', '.join(pgcopy.COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:  # noqa: S608 (our table name)
+                copy.write(payload)
         except psycopg.errors.IntegrityError as exc:
             # Django wraps errors of cursor.execute, not of the raw cursor's copy(): without this a stored
             # request_id (a client's retry) escaped store_queries' handler as a 500.
             raise IntegrityError(str(exc)) from exc
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+def safe_high_water(model: RegisteredModel) -> int:
+    """The highest query id below which no ingestion transaction can still commit.
 
-
-def _grouped(codes: np.ndarray, buckets: np.ndarray, confidences: np.ndarray) -> list[tuple[int, int, int, float]]:
-    """(code, bucket, count, confidence sum) for each distinct (code, bucket) pair, sorted."""
-    keys = np.stack([codes, buckets], axis=1)
-    distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    counts = np.bincount(inverse, minlength=len(distinct))
-    sums = np.bincount(inverse, weights=confidences, minlength=len(distinct))
-    return list(zip(distinct[:, 0].tolist(), distinct[:, 1].tolist(), counts.tolist(), sums.tolist(), strict=True))
-
-
-def _update_rollup(model_id: int, batch: QueryBatch, rows: np.ndarray, confidences: np.ndarray) -> None:
-    """Add the batch to the three rollups dashboards read: client × minute, client × day, model × hour."""
-    index: dict[str, int] = {}
-    client_ids = batch.client_ids
-    codes = np.fromiter((index.setdefault(client_ids[i], len(index)) for i in rows.tolist()), dtype=np.int64,
-                        count=len(rows))
-    names = list(index)
-    seconds = np.fromiter((batch.timestamps[i].timestamp() for i in rows.tolist()), dtype=np.float64, count=len(rows))
-    kept = confidences[rows]
-    minutes = {(names[c], EPOCH + timedelta(minutes=m)): [n, total]
-               for c, m, n, total in _grouped(codes, np.floor(seconds / 60).astype(np.int64), kept)}
-    days = {(names[c], (EPOCH + timedelta(days=d)).date()): [n, total]
-            for c, d, n, total in _grouped(codes, np.floor(seconds / 86400).astype(np.int64), kept)}
-    hours = {(EPOCH + timedelta(hours=h),): [n, total]
-             for _, h, n, total in _grouped(np.zeros(len(rows), dtype=np.int64), np.floor(seconds / 3600).astype(np.int64), kept)}
-    _upsert(QueryRollup, ("client_id", "minute"), model_id, minutes, casts=("text", "timestamptz"))
-    _upsert(ClientDayRollup, ("client_id", "day"), model_id, days, casts=("text", "date"))
-    _upsert(ModelHourRollup, ("hour",), model_id, hours, casts=("timestamptz",))
-
-
-def _sqlite_value(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _upsert(table_model: type, keys: tuple[str, ...], model_id: int, buckets: dict, *, casts: tuple[str, ...]) -> None:
-    """count += n, confidence_sum += s for each bucket, inserting missing rows."""
-    table = table_model._meta.db_table
-    columns = ", ".join(keys)
-    insert = f"INSERT INTO {table} (model_id, {columns}, count, confidence_sum) "
-    conflict = (f"ON CONFLICT (model_id, {columns}) DO UPDATE SET count = {table}.count + excluded.count, "  # noqa: S608  # nosec B608
-                f"confidence_sum = {table}.confidence_sum + excluded.confidence_sum")
-    # Sorted keys: two concurrent batches lock rollup rows in the same order and cannot deadlock.
-    items = sorted(buckets.items())
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One statement over arrays instead of one per bucket.
-            arrays = [[key[j] for key, _ in items] for j in range(len(keys))]
-            unnest = ", ".join(f"%s::{cast}[]" for cast in casts)
-            source = f"SELECT %s, * FROM unnest({unnest}, %s::bigint[], %s::float8[]) "  # noqa: S608  # nosec B608
-            cursor.execute(insert + source + conflict,  # noqa: S608 (table and column names are ours)
-                           [model_id, *arrays, [int(v[0]) for _, v in items], [float(v[1]) for _, v in items]])
-        else:
-            values = f"VALUES (%s, {', '.join(['%s'] * len(keys))}, %s, %s) "
-            cursor.executemany(insert + values + conflict,  # noqa: S608
-                               [(model_id, *map(_sqlite_value, key), int(v[0]), float(v[1])) for key, v in items])
+    Ids are drawn when rows are written, not when they commit: a reader (the scanner, the rollup fold) that read
+    max(id) while an older batch was still in flight would step over it for ever. On PostgreSQL each ingestion
+    holds a shared advisory lock for its transaction; taking it exclusively here waits those out. SQLite has a
+    single writer, so its committed max(id) is already safe.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {QueryLog._meta.db_table} WHERE model_id = %s",  # noqa: S608  # nosec B608
+                           [model.pk])
+            return int(cursor.fetchone()[0])

@@ -26,6 +26,10 @@ class IngestError(ValueError):
         self.status = status
 
 
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
 @dataclass
 class QueryBatch:
     client_ids: list[str]
@@ -35,9 +39,18 @@ class QueryBatch:
     request_ids: list[str | None]
     details: list[dict] = field(default_factory=list)
     server_stamped: int = 0  # rows sent without a ts, stamped with the time they arrived
+    epoch_micros: np.ndarray | None = None  # int64 microseconds since the Unix epoch, when the parser had them
 
     def __len__(self) -> int:
         return len(self.client_ids)
+
+    @property
+    def micros(self) -> np.ndarray:
+        """Each row's time as int64 microseconds since the Unix epoch."""
+        if self.epoch_micros is None:
+            self.epoch_micros = np.fromiter(((ts - UNIX_EPOCH) // ONE_MICROSECOND for ts in self.timestamps),
+                                            dtype=np.int64, count=len(self.timestamps))
+        return self.epoch_micros
 
     @property
     def labels(self) -> np.ndarray:
@@ -183,33 +196,33 @@ _ROW_KEYS_ALL = frozenset(COLUMNS_ALL)
 def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
     """The common case: the rows turned into columns and checked as the columnar form is. None sends the batch
     to the row-by-row path, which finds and names every problem."""
-    columns: dict[str, list] = {name: [] for name in COLUMNS_ALL}
-    appends = [(name, columns[name].append) for name in COLUMNS_ALL]
-    for row in rows:
-        if type(row) is not dict or not _ROW_KEYS <= row.keys() <= _ROW_KEYS_ALL:
-            return None
-        for name, append in appends:
-            append(row.get(name))
+    if not all(type(row) is dict and _ROW_KEYS <= row.keys() <= _ROW_KEYS_ALL for row in rows):
+        return None
+    columns = {name: [row.get(name) for row in rows] for name in COLUMNS_ALL}
     return _columns_fast(columns, n=len(rows), n_features=n_features, n_classes=n_classes, now=now)
 
 
-def _fast_timestamps(raw: list, now: datetime) -> list[datetime] | None:
-    """Every row's time: `now` where none was sent; epoch seconds checked as one array. None when a value needs
-    the row-by-row path (ISO strings are parsed one by one; a bad value is named there)."""
+def _fast_timestamps(raw: list, now: datetime) -> tuple[list[datetime], np.ndarray | None] | None:
+    """Every row's time: `now` where none was sent; epoch seconds checked as one array (returned as microseconds
+    too). None when a value needs the row-by-row path (ISO strings are parsed one by one; a bad value is named
+    there)."""
+    now_micros = (now - UNIX_EPOCH) // ONE_MICROSECOND
     if all(value is None for value in raw):
-        return [now] * len(raw)
+        return [now] * len(raw), np.full(len(raw), now_micros, dtype=np.int64)
     if any(type(value) not in _NUMBER_TYPES for value in raw if value is not None):
         try:
-            return [now if value is None else parse_timestamp(value, now=now) for value in raw]
+            return [now if value is None else parse_timestamp(value, now=now) for value in raw], None
         except ValueError:
             return None
     seconds = np.array([now.timestamp() if value is None else value for value in raw], dtype=np.float64)
     if not np.isfinite(seconds).all() or (seconds > (now + FUTURE_TOLERANCE).timestamp()).any() \
             or (seconds < (now - OLDEST_ACCEPTED).timestamp()).any():
         return None
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    micros = np.round(seconds * 1e6).astype(np.int64).tolist()
-    return [now if value is None else epoch + timedelta(microseconds=us) for value, us in zip(raw, micros, strict=True)]
+    micros = np.round(seconds * 1e6).astype(np.int64)
+    sent = [value is not None for value in raw]
+    micros = np.where(sent, micros, now_micros)
+    return [UNIX_EPOCH + timedelta(microseconds=us) if given else now
+            for given, us in zip(sent, micros.tolist(), strict=True)], micros
 
 
 
@@ -279,9 +292,10 @@ def _columns_fast(columns: dict, *, n: int, n_features: int, n_classes: int, now
             or not np.isfinite(outputs).all() or (outputs < 0).any() or (outputs > 1).any()):
         return None
     raw_ts = columns.get("ts") or [None] * n
-    timestamps = _fast_timestamps(raw_ts, now)
-    if timestamps is None:
+    stamped = _fast_timestamps(raw_ts, now)
+    if stamped is None:
         return None
+    timestamps, micros = stamped
     return QueryBatch(client_ids=list(columns["client_id"]), timestamps=timestamps, request_ids=list(request_ids),
                       features=features.astype(np.float32), outputs=outputs.astype(np.float32),
-                      server_stamped=raw_ts.count(None))
+                      server_stamped=raw_ts.count(None), epoch_micros=micros)

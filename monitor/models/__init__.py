@@ -9,7 +9,14 @@ from monitor.models.alerts import (
     NotificationChannel,
     Severity,
 )
-from monitor.models.queries import ClientDayRollup, ModelHourRollup, QueryLog, QueryRollup, WorkerHeartbeat
+from monitor.models.queries import (
+    ClientDayRollup,
+    ModelHourRollup,
+    QueryLog,
+    QueryRollup,
+    RollupWatermark,
+    WorkerHeartbeat,
+)
 from monitor.models.registry import (
     SLUG_VALIDATOR,
     ModelArtifact,
@@ -23,6 +30,6 @@ from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
     "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
-    "NotificationChannel", "QueryLog", "QueryRollup", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
+    "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

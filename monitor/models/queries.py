@@ -81,3 +81,14 @@ class ModelHourRollup(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "hour"], name="modelhour_model_hour")]
+
+
+class RollupWatermark(models.Model):
+    """How far a model's query log has been folded into the rollups (monitor.ingestion.rollups)."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="rollup_watermark")
+    folded_to_id = models.BigIntegerField(default=0, help_text="highest query id counted in the rollups")
+    folded_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rollups of {self.model_id} folded to #{self.folded_to_id}"
