@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from audits.models import ATTACKS, AuditPolicy, AuditRun
+from audits.models import AuditPolicy, AuditRun
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -11,20 +11,7 @@ class AuditPolicyForm(forms.ModelForm):
         model = AuditPolicy
         fields = "__all__"
 
-    def clean_attacks(self) -> list:
-        attacks = self.cleaned_data["attacks"]
-        if not isinstance(attacks, list) or not attacks:
-            raise forms.ValidationError("a non-empty list of attack names")
-        unknown = [a for a in attacks if a not in ATTACKS and a != "threshold"]
-        if unknown:
-            raise forms.ValidationError(f"unknown attacks {unknown}; known: threshold, {', '.join(ATTACKS)}")
-        return attacks
-
-    def clean_n_reference(self) -> int:
-        value = self.cleaned_data["n_reference"]
-        if not 1 <= value <= 64:
-            raise forms.ValidationError("between 1 and 64 reference models")
-        return value
+    # Attack names, reference counts and limits are checked by AuditPolicy.clean (the model's full_clean).
 
 
 @admin.register(AuditPolicy)

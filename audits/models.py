@@ -5,11 +5,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audits.attacks.catalogue import TIER_1_NAMES, attack_names
+from audits.attacks.audit import DEFAULT_EVAL_RECORDS
+from audits.attacks.catalogue import TIER_1_NAMES, attack_names, plan_problems
 
 # The figure policies, pages, detectors and evidence lead with: TPR at 1 % FPR (Carlini et al. 2022 argue for
 # low-FPR figures; 1 % is the lowest that a few thousand non-members measure reliably).
@@ -28,6 +30,8 @@ class RunStatus(models.TextChoices):
 class Trigger(models.TextChoices):
     MANUAL = "manual", "manual"
     SCHEDULE = "schedule", "schedule"
+
+MIN_EVAL_RECORDS = 100
 
 # The attack vocabulary is the catalogue's (audits.attacks.catalogue): one list for the policy, admin and pages.
 ATTACKS: tuple[str, ...] = attack_names()
@@ -59,7 +63,9 @@ class AuditPolicy(models.Model):
     n_reference = models.PositiveSmallIntegerField(default=4, help_text="reference models (LiRA/RMIA), 1-64")
     stand_in = models.CharField(max_length=32, default="random_forest", choices=[(s, s) for s in STAND_INS],
                                 help_text="the estimator reference models are trained as, for ONNX and endpoint models")
-    max_eval_records = models.PositiveIntegerField(default=2000, help_text="members and as many non-members evaluated")
+    max_eval_records = models.PositiveIntegerField(
+        default=DEFAULT_EVAL_RECORDS, help_text="at most this many members and as many non-members evaluated (all the "
+                                                "data allows up to it: the 0.1 % FPR figure needs 10,000 non-members)")
     what_if = models.BooleanField(default=True, help_text="also attack each output policy (full/round/label/noise)")
     seed = models.PositiveIntegerField(default=0)
     max_tpr_at_1pct_fpr = models.FloatField(default=0.02, help_text="limit on the headline TPR at 1 % FPR (fraction)")
@@ -74,6 +80,19 @@ class AuditPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"audit policy for {self.model.slug}"
+
+    def clean(self) -> None:
+        """Refuse a policy that cannot run (checked on every save through a form, the admin or the API), so a
+        policy never fails every scheduled audit."""
+        problems = plan_problems(self.attacks, n_reference=self.n_reference)
+        if self.max_eval_records is not None and self.max_eval_records < MIN_EVAL_RECORDS:
+            problems["max_eval_records"] = f"at least {MIN_EVAL_RECORDS} records per side"
+        for field in ("max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor"):
+            value = getattr(self, field)
+            if value is not None and not value > 0:
+                problems[field] = "must be greater than 0"
+        if problems:
+            raise ValidationError(problems)
 
     def config(self) -> dict:
         return {
@@ -101,6 +120,15 @@ class AuditRunQuerySet(models.QuerySet["AuditRun"]):
             attempts__lt=MAX_ATTEMPTS,
         ).update(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, progress=0,
                  step="starting", error=""))
+
+
+VERDICT_LABELS = {"passed": "within policy", "breached": "policy breached", "inconclusive": "inconclusive — weak audit"}
+
+
+def verdict_of(policy_result: dict | None) -> str | None:
+    if not policy_result:
+        return None
+    return policy_result.get("verdict") or ("passed" if policy_result.get("passed") else "breached")
 
 
 def headline_rate(headline: dict | None, fpr: str | float = HEADLINE_FPR) -> dict:
@@ -182,6 +210,12 @@ class AuditRun(models.Model):
     @property
     def passed(self) -> bool | None:
         return (self.policy_result or {}).get("passed") if self.policy_result else None
+
+    @property
+    def verdict(self) -> str | None:
+        """passed | breached | inconclusive (a weak audit), None before a verdict; runs judged before
+        "inconclusive" existed are passed or breached by their `passed` flag."""
+        return verdict_of(self.policy_result)
 
     def summary(self, *, full: bool = False) -> dict:
         """The audit run shape of DESIGN.md; `full` adds ROC points, per-class slices, what-if and provenance."""

@@ -204,6 +204,38 @@ def _fpr_upper_bound(fpr: float, n_nonmembers: int) -> float:
     return 1.0 if k >= n_nonmembers else float(beta.ppf(0.975, k + 1, n_nonmembers - k))
 
 
+# Reference models trained on less than this share of the target's training-set size make a weak audit.
+MIN_REFERENCE_SHARE = 0.1
+
+
+def weak_audit_reasons(result: dict) -> list[str]:
+    """Why the attacks that ran are weaker than the data would allow, each with what to do about it ([] if not)."""
+    config = result.get("config") or {}
+    coverage = config.get("coverage") or {}
+    reasons = []
+    skipped = coverage.get("skipped") or {}
+    from audits.attacks.catalogue import attack_class
+
+    reference = [name for name in skipped if _needs_references(attack_class, name)]
+    if reference:
+        reasons.append(f"{', '.join(reference)} could not run ({skipped[reference[0]]}); the strongest attacks need "
+                       "reference models: upload population data (records from the same source the model never "
+                       "trained on) or more non-members")
+    target = config.get("target_train_size") or 0
+    for kind, size in (config.get("reference_train_size") or {}).items():
+        if target and size < MIN_REFERENCE_SHARE * target:
+            reasons.append(f"{kind} reference models trained on {size:,} records against the target's {target:,}: "
+                           f"upload more population data (about {int(target):,} records)")
+    return reasons
+
+
+def _needs_references(attack_class: Any, name: str) -> bool:
+    try:
+        return bool(attack_class(name).reference_sets)
+    except KeyError:
+        return False
+
+
 def judge(run: AuditRun, result: dict, previous: AuditRun | None) -> dict:
     """Policy verdict: limits on the headline, and regression against the previous run.
 
@@ -231,7 +263,11 @@ def judge(run: AuditRun, result: dict, previous: AuditRun | None) -> dict:
         if before is not None and tpr.get("value") is not None and before > 0 and tpr["value"] >= factor * before:
             regression = {"metric": "tpr_at_1pct_fpr", "previous": before, "now": tpr["value"], "factor": factor,
                           "previous_run": previous.pk}
-    return {"passed": not breaches and regression is None, "breaches": breaches, "regression": regression}
+    weak = weak_audit_reasons(result)
+    verdict = "breached" if breaches or regression is not None else "inconclusive" if weak else "passed"
+    # A weak audit passes nothing: its figures may be low. A breach found by a weak audit is still a breach.
+    return {"passed": verdict == "passed", "verdict": verdict, "weak_audit": weak, "breaches": breaches,
+            "regression": regression}
 
 
 def finish(run: AuditRun, result: AuditResult) -> None:
@@ -242,6 +278,7 @@ def finish(run: AuditRun, result: AuditResult) -> None:
         AuditRun.objects.filter(id=run.id).update(status=RunStatus.DONE, progress=100, step="done", result=data,
                                                    policy_result=verdict, finished_at=timezone.now())
         TrailEntry.record(action="audit.finished", obj=run, after={"model": run.model.slug, "passed": verdict["passed"],
+                                                                      "verdict": verdict["verdict"],
                                                                       "breaches": [b["metric"] for b in verdict["breaches"]]})
         if verdict["breaches"]:
             worst = max(verdict["breaches"], key=lambda b: b["value"] / b["limit"] if b["limit"] else float("inf"))
@@ -250,6 +287,12 @@ def finish(run: AuditRun, result: AuditResult) -> None:
                 severity="critical" if worst["value"] >= 2 * worst["limit"] else "warning",
                 title=f"Audit: {worst['metric']} {worst['value']:.3g} exceeds the limit {worst['limit']:.3g}",
                 evidence={"audit_run": run.pk, "breaches": verdict["breaches"]},
+            ))
+        if verdict["weak_audit"]:
+            raise_signal(Signal(
+                source="audit", kind="weak_audit", model=run.model, severity="warning",
+                title="Audit inconclusive — weak audit: the strongest attacks could not run as the data would allow",
+                evidence={"audit_run": run.pk, "reasons": verdict["weak_audit"]},
             ))
         if verdict["regression"]:
             reg = verdict["regression"]

@@ -110,7 +110,9 @@ def test_api_starts_an_audit_and_reports_it(api_as):
     for key in ["id", "model", "status", "progress", "step", "error", "started_at", "finished_at", "headline", "attacks", "policy"]:
         assert key in body
     rate = body["headline"]["tpr_at_fpr"]["0.01"]
-    assert set(rate) == {"value", "low", "high", "attack", "reliable"} and rate["low"] <= rate["value"] <= rate["high"]
+    assert set(rate) == {"value", "low", "high", "attack", "reliable", "expected_false_positives"}
+    assert rate["low"] <= rate["value"] <= rate["high"]
+    assert rate["expected_false_positives"] == body["attacks"][0]["n_nonmembers"] * 0.01
     assert {a["name"] for a in body["attacks"]} >= {"loss", "rmia", "lira_offline"}
     assert body["policy"]["passed"] is False
     model_body = api_as(user_token(role="viewer")).get(f"/api/v1/models/{model.slug}").json()
@@ -165,7 +167,15 @@ def test_audit_policy_is_edited_in_the_admin_with_validation_and_logged(client):
             "n_reference": 4, "stand_in": "random_forest", "max_eval_records": 2000, "what_if": "on", "seed": 0,
             "max_tpr_at_1pct_fpr": 0.02, "max_epsilon_lower": 1.0, "regression_factor": 2.0}
     response = client.post(url, form)
-    assert response.status_code == 200 and "unknown attacks" in response.content.decode()
+    assert response.status_code == 200 and "unknown attack &#x27;magic&#x27;" in response.content.decode()
+    # A policy that could never run: online LiRA needs IN and OUT reference models for every record.
+    response = client.post(url, {**form, "attacks": '["threshold", "lira_online"]', "n_reference": 1})
+    assert response.status_code == 200
+    assert "lira_online needs at least 2 reference models" in response.content.decode()
+    response = client.post(url, {**form, "attacks": '["threshold", "rmia"]', "max_eval_records": 5})
+    assert response.status_code == 200 and "at least 100 records per side" in response.content.decode()
+    policy.refresh_from_db()
+    assert policy.n_reference == 4 and policy.attacks != ["threshold", "lira_online"]  # nothing saved
     response = client.post(url, {**form, "attacks": '["threshold", "rmia"]'})
     assert response.status_code == 302
     policy.refresh_from_db()

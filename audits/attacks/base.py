@@ -35,6 +35,8 @@ class EvaluationRecords:
     z_y: np.ndarray
     feature_std: np.ndarray  # the label-only attack's noise scale per feature
     dropped_duplicates: int  # population rows left out for equalling an evaluation record
+    # Where the population came from: "uploaded", "nonmember_split" (half the non-members, none uploaded), "none".
+    population_source: str = "uploaded"
 
     @cached_property
     def pool_keys(self) -> np.ndarray:

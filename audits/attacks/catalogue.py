@@ -95,3 +95,29 @@ def expand_attacks(attacks: Sequence[str]) -> tuple[str, ...]:
             if expanded not in names:
                 names.append(expanded)
     return tuple(names)
+
+
+# Reference models each kind needs at the least: online LiRA compares IN and OUT models for every record.
+MIN_REFERENCE_MODELS = {"offline": 1, "online": 2}
+MAX_REFERENCE_MODELS = 64
+
+
+def plan_problems(attacks: Sequence[str], *, n_reference: int) -> dict[str, str]:
+    """What makes an attack list unable to run, by field ({} when it can run): checked when a policy is saved,
+    so a policy never fails every scheduled audit."""
+    problems: dict[str, str] = {}
+    if not isinstance(attacks, (list, tuple)) or not attacks or not all(isinstance(a, str) for a in attacks):
+        return {"attacks": "a non-empty list of attack names"}
+    try:
+        names = expand_attacks(attacks)
+    except ValueError as exc:
+        return {"attacks": str(exc)}
+    if not 1 <= n_reference <= MAX_REFERENCE_MODELS:
+        problems["n_reference"] = f"between 1 and {MAX_REFERENCE_MODELS} reference models"
+    for kind, least in MIN_REFERENCE_MODELS.items():
+        needing = [name for name in names if kind in _REGISTRY[name].reference_sets]
+        if needing and n_reference < least:
+            problems["n_reference"] = (f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} at least {least} "
+                                       f"reference models ({kind}: IN and OUT models for every record); "
+                                       f"raise n_reference or remove {', '.join(needing)}")
+    return problems

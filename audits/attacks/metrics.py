@@ -34,9 +34,12 @@ class RateEstimate:
     low: float
     high: float
     reliable: bool = True
+    # False positives a threshold at this FPR lets through on these non-members: the evidence the figure rests on.
+    expected_false_positives: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "low": self.low, "high": self.high, "reliable": self.reliable}
+        return {"value": self.value, "low": self.low, "high": self.high, "reliable": self.reliable,
+                "expected_false_positives": self.expected_false_positives}
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ def tpr_at_fpr(roc: RocCurve, fpr: float, *, n_members: int, n_nonmembers: int) 
         value = float(roc.tpr[i] + w * (roc.tpr[i + 1] - roc.tpr[i]))
     low, high = clopper_pearson(value * n_members, n_members)
     return RateEstimate(value=value, low=float(low), high=float(high),
-                        reliable=bool(n_nonmembers * fpr >= MIN_EXPECTED_FALSE_POSITIVES))
+                        reliable=bool(n_nonmembers * fpr >= MIN_EXPECTED_FALSE_POSITIVES),
+                        expected_false_positives=round(n_nonmembers * fpr, 3))
 
 
 def epsilon_lower_bound(member_scores: np.ndarray, nonmember_scores: np.ndarray, *, delta: float = DELTA,
@@ -253,10 +257,11 @@ class HeadlineRate:
     high: float
     reliable: bool
     attack: str
+    expected_false_positives: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "low": self.low, "high": self.high, "attack": self.attack,
-                "reliable": self.reliable}
+                "reliable": self.reliable, "expected_false_positives": self.expected_false_positives}
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,6 @@ def headline(results: Sequence[tuple[str, AttackMetrics]]) -> Headline:
         name, metrics = max(results, key=lambda r: r[1].tpr_at_fpr[fpr].value)
         rate = metrics.tpr_at_fpr[fpr]
         rates[fpr] = HeadlineRate(value=rate.value, low=rate.low, high=rate.high, reliable=rate.reliable,
-                                  attack=name)
+                                  attack=name, expected_false_positives=rate.expected_false_positives)
     return Headline(auc=best_auc[1].auc, auc_attack=best_auc[0], epsilon_lower=best_eps[1].epsilon_lower,
                     epsilon_attack=best_eps[0], tpr_at_fpr=rates)

@@ -42,6 +42,8 @@ class RateOut(Schema):
     high: Number
     attack: str
     reliable: bool = Field(..., description="enough non-members to measure this FPR (about 10 false positives)")
+    expected_false_positives: Number | None = Field(
+        None, description="non-members × FPR: the false positives this figure rests on (absent in older runs)")
 
 
 class AttackRateOut(Schema):
@@ -51,6 +53,7 @@ class AttackRateOut(Schema):
     low: Number
     high: Number
     reliable: bool
+    expected_false_positives: Number | None = None
 
 
 class HeadlineOut(Schema):
@@ -82,6 +85,10 @@ class AttackFullOut(AttackOut):
 
 class PolicyVerdictOut(Schema):
     passed: bool
+    verdict: Literal["passed", "breached", "inconclusive"] | None = Field(
+        None, description="inconclusive: a weak audit (the strongest attacks could not run as the data would allow); "
+                          "absent in runs judged before it existed")
+    weak_audit: list[str] = Field(default_factory=list, description="why the audit is weak, and what to upload")
     breaches: list[dict[str, Any]]
     regression: dict[str, Any] | None
 

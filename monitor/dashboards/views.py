@@ -59,6 +59,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @roles.role_required(*roles.READ)
 def model_list(request: HttpRequest) -> HttpResponse:
+    fold_all()  # client counts read the rollups
     return render(request, "monitor/model_list.html", {
         "models": [model_summary(model) for model in RegisteredModel.objects.all()],
     })

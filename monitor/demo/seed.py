@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from monitor.access.roles import ROLES
 from monitor.demo.datasets import TabularDataset, load_adult
+from monitor.ingestion.rollups import fold_rollups
 from monitor.ingestion.store import store_queries
 from monitor.ingestion.validate import QueryBatch
 from monitor.models import RegisteredModel
@@ -124,6 +125,7 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
                 client_ids=clients[lo:hi], timestamps=times[lo:hi], request_ids=[None] * (hi - lo),
                 features=X[lo:hi].astype(np.float32), outputs=outputs[lo:hi].astype(np.float32),
             ))
+    fold_rollups(model)  # the dashboards' rollups, before beat's first fold
     stdout.write(f"registered {DEMO_SLUG}: {len(X):,} queries logged ({len(attacker[0]):,} from {ATTACKER})")
     # Detectors calibrate on the benign day (the demo knows its attacker; in production pick a clean
     # window with `scan_queries --calibrate`), then the first audit and the first scan run now so the

@@ -24,8 +24,9 @@ def test_result_is_json_with_the_documented_fields(run):
     attack = data["attacks"][0]
     assert set(attack) >= {"name", "auc", "advantage", "balanced_accuracy", "epsilon_lower", "tpr_at_fpr", "roc",
                            "per_class", "top_exposed"}
-    assert set(attack["tpr_at_fpr"]["0.01"]) == {"value", "low", "high", "reliable"}
-    assert set(data["headline"]["tpr_at_fpr"]["0.001"]) == {"value", "low", "high", "attack", "reliable"}
+    assert set(attack["tpr_at_fpr"]["0.01"]) == {"value", "low", "high", "reliable", "expected_false_positives"}
+    assert set(data["headline"]["tpr_at_fpr"]["0.001"]) == {"value", "low", "high", "attack", "reliable",
+                                                            "expected_false_positives"}
 
 
 def test_evaluation_is_balanced_and_configuration_recorded(run):

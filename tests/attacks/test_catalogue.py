@@ -101,13 +101,29 @@ def test_a_registered_attack_runs_in_an_audit_without_touching_the_audit(toy_att
 
 
 def test_a_registered_attack_is_skipped_with_a_note_when_its_references_cannot_be_trained(toy_attack):
-    split = make_split(n_members=100, n_nonmembers=100, n_population=0, seed=9)
+    # No population, and too few non-members to hold half of them out as one.
+    split = make_split(n_members=100, n_nonmembers=30, n_population=0, seed=9)
     target = overfit_forest(n_estimators=10).fit(split.members_X, split.members_y)
 
     result = audit(split=split, target=target, attacks=["loss", "reference_gap"])
 
     assert [attack.name for attack in result.attacks] == ["loss"]
-    assert "skipped reference_gap: too little population data" in result.notes
+    assert any(note.startswith("skipped reference_gap: too few records for reference models: upload population data")
+               for note in result.notes), result.notes
+    assert result.config["coverage"]["skipped"]["reference_gap"].startswith("too few records")
+    assert result.config["population_source"] == "none"
+
+
+def test_without_a_population_half_the_nonmembers_become_one_and_reference_attacks_run(toy_attack):
+    split = make_split(n_members=100, n_nonmembers=100, n_population=0, seed=9)
+    target = overfit_forest(n_estimators=10).fit(split.members_X, split.members_y)
+
+    result = audit(split=split, target=target, attacks=["loss", "reference_gap"], n_reference=2)
+
+    assert [attack.name for attack in result.attacks] == ["loss", "reference_gap"]
+    assert result.config["population_source"] == "nonmember_split"
+    assert result.config["n_nonmembers"] == 50 and result.config["n_reference_pool"] + result.config["n_population_z"] == 50
+    assert any("no population data was uploaded" in note for note in result.notes)
 
 
 def test_names_are_registered_once():

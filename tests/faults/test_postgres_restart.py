@@ -100,7 +100,8 @@ def test_clients_retrying_with_request_ids_store_every_query_exactly_once_across
     stored = services.postgres.one("SELECT count(*) AS rows, count(DISTINCT request_id) AS request_ids "
                                    "FROM monitor_querylog WHERE client_id LIKE 'restart-%%'")
     assert stored == {"rows": sent, "request_ids": sent}
-    # The rollups are written in the same transaction as the rows: a retried batch is not counted twice there either.
+    # The rollups are folded from the stored rows: a retried batch, stored once, is counted once there too.
+    assert "queries folded" in services.manage("fold_rollups")
     assert services.postgres.scalar("SELECT sum(count) FROM monitor_clientdayrollup WHERE client_id LIKE 'restart-%%'") == sent
     # Once it is back, every worker's connection works again: a round of requests all succeed first time.
     with requests.Session() as session:

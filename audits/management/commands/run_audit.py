@@ -59,14 +59,20 @@ class Command(BaseCommand):
         headline = run.headline or {}
         for fpr, rate in (headline.get("tpr_at_fpr") or {}).items():
             flag = "" if rate["reliable"] else "  (too few non-members for this FPR: unreliable)"
+            expected = rate.get("expected_false_positives")
+            rests = f", rests on {expected:g} expected false positives" if expected is not None else ""
             self.stdout.write(f"  TPR at {float(fpr):.1%} FPR: {rate['value']:.2%} [{rate['low']:.2%}, {rate['high']:.2%}] "
-                              f"by {rate['attack']}{flag}")
+                              f"by {rate['attack']}{rests}{flag}")
         if headline:
             self.stdout.write(f"  AUC {headline['auc']:.3f} ({headline.get('auc_attack')}), "
                               f"ε lower bound {headline['epsilon_lower']:.2f} ({headline.get('epsilon_attack')})")
         verdict = run.policy_result or {}
         if verdict.get("passed"):
             self.stdout.write(self.style.SUCCESS("  within the model's audit policy"))
+        elif run.verdict == "inconclusive":
+            self.stdout.write(self.style.WARNING("  INCONCLUSIVE — weak audit: the figures may under-report the leakage"))
+            for reason in verdict.get("weak_audit", []):
+                self.stdout.write(self.style.WARNING(f"    {reason}"))
         else:
             for breach in verdict.get("breaches", []):
                 self.stdout.write(self.style.WARNING(f"  BREACH {breach['metric']}: {breach['value']:.3g} > {breach['limit']:.3g}"))
