@@ -68,6 +68,8 @@ API = {
     ("POST", "/api/v1/channels"): CONFIGURE,
     ("POST", "/api/v1/channels/{channel_id}/test"): CONFIGURE,
     ("DELETE", "/api/v1/channels/{channel_id}"): CONFIGURE,
+    ("GET", "/api/v1/models/{slug}/audit-policy"): READ,
+    ("PATCH", "/api/v1/models/{slug}/audit-policy"): CONFIGURE,
     ("POST", "/api/v1/models/{slug}/audits"): OPERATE,
     ("GET", "/api/v1/models/{slug}/audits"): READ,
     ("GET", "/api/v1/audits/{run_id}"): READ,
@@ -178,7 +180,8 @@ def api_request(client: Client, method: str, path: str, world: dict):
     if method == "DELETE":
         return client.delete(address)
     if method == "PATCH":
-        return client.patch(address, {"retention_days": 60}, content_type="application/json")
+        body = {"cadence_hours": 12} if path.endswith("/audit-policy") else {"retention_days": 60}
+        return client.patch(address, body, content_type="application/json")
     return client.post(address, bodies.get(path, {}), content_type="application/json")
 
 

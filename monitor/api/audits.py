@@ -4,18 +4,28 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Router, Status
 
 from audits.evidence.build import build_period_bundle, build_run_bundle
 from audits.evidence.format import EvidenceError
-from audits.models import AuditRun
+from audits.models import AuditPolicy, AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
 from monitor.api.auth import get_model, needs, request_user
 from monitor.api.errors import ApiError, problem
-from monitor.api.schemas import AuditRunFullOut, AuditRunOut, AuditStartedOut
+from monitor.api.schemas import (
+    AuditPolicyOut,
+    AuditPolicyPatchIn,
+    AuditRunFullOut,
+    AuditRunOut,
+    AuditStartedOut,
+)
+from monitor.trail.hooks import client_ip
+from monitor.trail.models import TrailEntry
 
 router = Router(tags=["audits"])
 
@@ -46,6 +56,48 @@ def get_audit(request: HttpRequest, run_id: int, full: bool = False) -> dict:
 def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
     model = get_model(slug)
     return [run.summary() for run in model.audit_runs.select_related("model").order_by("-created_at")[:max(1, min(limit, 500))]]
+
+
+# --- policy --------------------------------------------------------------------------------------
+
+POLICY_FIELDS = ("enabled", "cadence_hours", "attacks", "n_reference", "stand_in", "max_eval_records", "what_if",
+                 "seed", "max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor")
+
+
+def _policy_out(policy: AuditPolicy) -> dict:
+    return {name: getattr(policy, name) for name in POLICY_FIELDS}
+
+
+@router.get("/models/{slug}/audit-policy", auth=needs(roles.READ), summary="A model's audit policy",
+            response={200: AuditPolicyOut, 403: dict, 404: dict})
+def get_audit_policy(request: HttpRequest, slug: str) -> dict:
+    return _policy_out(AuditPolicy.objects.for_model(get_model(slug)))
+
+
+@router.patch("/models/{slug}/audit-policy", auth=needs(roles.CONFIGURE), summary="Change a model's audit policy",
+              response={200: AuditPolicyOut, 400: dict, 403: dict, 404: dict})
+def update_audit_policy(request: HttpRequest, slug: str, body: AuditPolicyPatchIn) -> dict:
+    """Checked as the admin checks it (a policy that could not run is refused, naming each field); each change
+    is recorded in the security trail."""
+    model = get_model(slug)
+    changes = body.dict(exclude_unset=True, exclude_none=True)
+    if not changes:
+        raise ApiError(400, "nothing to change", [problem(None, f"send one or more of {', '.join(POLICY_FIELDS)}")])
+    policy = AuditPolicy.objects.for_model(model)
+    before = policy.config() if policy.pk else None
+    for name, value in changes.items():
+        setattr(policy, name, value)
+    try:
+        policy.full_clean()
+    except ValidationError as exc:
+        raise ApiError(400, "the audit policy could not run; nothing was changed",
+                       [problem(field, message) for field, messages in exc.message_dict.items()
+                        for message in messages]) from None
+    with transaction.atomic():
+        policy.save()
+        TrailEntry.record(action="audit_policy.changed", actor=request_user(request), ip=client_ip(request),
+                          obj=policy, before=before, after=policy.config())
+    return _policy_out(policy)
 
 
 # --- evidence ------------------------------------------------------------------------------------

@@ -165,6 +165,40 @@ class ModelPatchIn(Schema):
     retention_days: int | None = Field(None, ge=1, le=3650, description="days of raw queries to keep")
 
 
+class AuditPolicyOut(Schema):
+    """How and how often a model is audited, and the leakage it may show before an alert opens."""
+
+    enabled: bool
+    cadence_hours: int
+    attacks: list[str]
+    n_reference: int
+    stand_in: str
+    max_eval_records: int
+    what_if: bool
+    seed: int
+    max_tpr_at_1pct_fpr: Number
+    max_epsilon_lower: Number
+    regression_factor: Number
+
+
+class AuditPolicyPatchIn(Schema):
+    """Fields left out keep their value; a policy that could not run is refused (400) and nothing changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    cadence_hours: int | None = Field(None, ge=1, le=24 * 365)
+    attacks: list[str] | None = Field(None, description='catalogue names, or "threshold" for that family')
+    n_reference: int | None = Field(None, ge=1, le=64)
+    stand_in: Literal["random_forest", "gradient_boosting", "logistic_regression", "mlp"] | None = None
+    max_eval_records: int | None = Field(None, ge=1, le=1_000_000)
+    what_if: bool | None = None
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    max_tpr_at_1pct_fpr: float | None = None
+    max_epsilon_lower: float | None = None
+    regression_factor: float | None = None
+
+
 class IngestResultOut(Schema):
     accepted: int
     duplicates: int = Field(..., description="rows whose request_id was already stored")
