@@ -303,3 +303,20 @@ def test_daily_digest_lists_critical_alerts_first_and_keeps_them_past_the_row_ca
     severities = [item["severity"] for item in items]
     assert severities[0] == "critical" and items[0]["client"] == "client-critical"
     assert severities == sorted(severities, key=["critical", "warning", "info"].index)
+
+
+def test_email_and_slack_carry_the_sentence_and_readable_times_and_odds(model, smtp_server, slack_server):
+    make_channel(kind="email", target="sec@example.com")
+    make_channel(kind="slack", target=slack_server.url)
+    evidence = {"score": 179.1, "n_queries": 400, "peak_window_count": 300, "peak_window_start": 1796110800.0,
+                "window_seconds": 600.0, "population_threshold": 40, "baseline_mean_per_window": 11.1,
+                "p_value": 8.26e-180, "false_alarm_rate": 0.001}
+    raise_signal(signal(model=model, kind="volume", severity="critical", evidence=evidence))
+    deliver_due()
+    sentence = ("Sent 300 queries in 10 minutes from 2026-12-01 07:40 UTC, 27× its own usual 11.1 per window; "
+                "benign clients stay under 40.")
+    message = smtp_server.messages[0]
+    plain = next(part.get_payload(decode=True).decode() for part in message.walk() if part.get_content_type() == "text/plain")
+    assert sentence in plain and "about 1 in 10^179 for a benign client" in plain and "1796110800" not in plain
+    slack_text = str(slack_server.requests[0]["json"]["blocks"])
+    assert sentence in slack_text and "about 1 in 10^179 for a benign client" in slack_text

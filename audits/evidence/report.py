@@ -210,7 +210,7 @@ def _control_status(document: dict, main: dict | None) -> list[dict]:
 
 
 def _alert_view(alert: dict) -> dict:
-    return {**alert, "evidence_lines": evidence_lines(alert.get("evidence"))}
+    return {**alert, "evidence_lines": evidence_lines(alert.get("evidence"), kind=alert.get("kind"))}
 
 
 def _log_view(line: dict) -> dict:

@@ -69,7 +69,7 @@ def render(delivery: Delivery) -> Message:
     """The message for one outbox row, rendered from templates (email) and Block Kit (Slack)."""
     alert = delivery.alert
     context = {"delivery": delivery, "alert": alert, "site_url": settings.SITE_URL, "payload": delivery.payload,
-               "evidence_lines": evidence_lines(alert.evidence) if alert else []}
+               "evidence_lines": evidence_lines(alert.evidence, kind=alert.kind) if alert else []}
     if alert is not None:
         context["alert_url"] = f"{settings.SITE_URL}/alerts/{alert.pk}/"
         template = "alert"

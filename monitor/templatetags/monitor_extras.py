@@ -26,6 +26,7 @@ def split(text: str) -> list[str]:
 
 
 @register.filter
-def evidence_lines(evidence: Any) -> list[str]:
-    """Evidence as short `key: value` lines (long lists cut), the way notifications show it."""
-    return lines_of(evidence, limit=40)
+def evidence_lines(evidence: Any, kind: str | None = None) -> list[str]:
+    """`{{ alert.evidence|evidence_lines:alert.kind }}`: the sentence for the alert's kind, then readable
+    `key: value` lines (long lists cut), the way notifications show it."""
+    return lines_of(evidence, limit=40, kind=kind)
