@@ -279,12 +279,15 @@ CELERY_BEAT_SCHEDULE = {
     "scan-queries": {"task": "monitor.tasks.scan_all_models", "schedule": 60.0},
     "reap-stuck-audits": {"task": "audits.tasks.reap_stuck_audits", "schedule": 120.0},
     "fold-rollups": {"task": "monitor.tasks.fold_query_rollups", "schedule": 30.0},
+    "expire-restrictions": {"task": "monitor.tasks.expire_client_restrictions", "schedule": 60.0},
     "query-partitions": {"task": "monitor.tasks.maintain_query_partitions", "schedule": 3600.0},
     "query-retention": {"task": "monitor.tasks.enforce_query_retention", "schedule": crontab(hour=3, minute=15)},
 }
 # Query scanning: rows read per chunk, reference window for calibration, one scan per model at a time.
 SCAN_CHUNK_ROWS = env.int("SCAN_CHUNK_ROWS", default=200_000)
 SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=900)
+# Queries per minute the gateway answers a client under a "throttle" restriction.
+RESTRICTED_QUERIES_PER_MINUTE = env.int("RESTRICTED_QUERIES_PER_MINUTE", default=10)
 # Parts of one model's scan that workers run at once: client-hash shards (+ one part comparing clients).
 SCAN_SHARDS = env.int("SCAN_SHARDS", default=1)
 DETECTOR_CALIBRATION_ROWS = env.int("DETECTOR_CALIBRATION_ROWS", default=200_000)

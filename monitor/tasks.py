@@ -14,6 +14,7 @@ from monitor.alerts.outbox import deliver_due, queue_digests
 from monitor.detection.scanning import prepare_scan, scan_model, scan_part
 from monitor.ingestion import retention, rollups
 from monitor.models import RegisteredModel, WorkerHeartbeat
+from monitor.registry import restrictions
 
 
 @shared_task(time_limit=30, soft_time_limit=20)
@@ -77,6 +78,12 @@ def scan_model_part(model_id: int, index: int, upto: int) -> dict:
     if model is None:
         return {}
     return asdict(scan_part(model, index, upto=upto))
+
+
+@shared_task(time_limit=120, soft_time_limit=100)
+def expire_client_restrictions() -> int:
+    """Every minute: restrictions past their `until` (no longer applied) are recorded as expired in the trail."""
+    return restrictions.expire_due()
 
 
 @shared_task(time_limit=600, soft_time_limit=570)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:slug>/", views.model_detail, name="model-detail"),
     path("models/<slug:slug>/client", views.client_detail, name="client-detail"),
+    path("models/<slug:slug>/client/restriction", alert_views.client_restriction, name="client-restriction"),
     path("models/<slug:slug>/audit/", audit_views.start_run, name="audit-start"),
     path("audits/<int:run_id>/", audit_views.run_detail, name="audit-run"),
     path("audits/<int:run_id>/evidence.zip", audit_views.evidence_download, name="audit-evidence"),

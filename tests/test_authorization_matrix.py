@@ -41,6 +41,7 @@ PAGES = {
     ("POST", "model-register"): {"session:admin"},
     ("GET", "client-detail"): PAGE_READ,
     ("POST", "audit-start"): PAGE_OPERATE,
+    ("POST", "client-restriction"): PAGE_OPERATE,
     ("GET", "audit-run"): PAGE_READ,
     ("GET", "audit-evidence"): PAGE_EXPORT,
     ("GET", "evidence-public-key"): PAGE_READ,
@@ -69,6 +70,9 @@ API = {
     ("POST", "/api/v1/channels/{channel_id}/test"): CONFIGURE,
     ("DELETE", "/api/v1/channels/{channel_id}"): CONFIGURE,
     ("GET", "/api/v1/models/{slug}/audit-policy"): READ,
+    ("POST", "/api/v1/models/{slug}/clients/{client_id}/restriction"): OPERATE,
+    ("DELETE", "/api/v1/models/{slug}/clients/{client_id}/restriction"): OPERATE,
+    ("GET", "/api/v1/models/{slug}/restrictions"): READ | OWN_INGEST,
     ("PATCH", "/api/v1/models/{slug}/audit-policy"): CONFIGURE,
     ("POST", "/api/v1/models/{slug}/audits"): OPERATE,
     ("GET", "/api/v1/models/{slug}/audits"): READ,
@@ -154,6 +158,7 @@ def client_for(principal: str, world: dict) -> Client:
 
 def page_request(client: Client, method: str, name: str, world: dict):
     kwargs = {"model-detail": {"slug": "credit"}, "client-detail": {"slug": "credit"}, "audit-start": {"slug": "credit"},
+              "client-restriction": {"slug": "credit"},
               "audit-run": {"run_id": world["run"].pk}, "audit-evidence": {"run_id": world["run"].pk},
               "alert-detail": {"alert_id": world["alert"].pk},
               "alert-action": {"alert_id": world["alert"].pk, "action": "acknowledge"},
@@ -165,11 +170,13 @@ def page_request(client: Client, method: str, name: str, world: dict):
 def api_request(client: Client, method: str, path: str, world: dict):
     channel = world["make_channel"](kind="email", target="ops@example.com", name="to delete") \
         if method == "DELETE" else world["channel"]
-    address = path.format(slug="credit", alert_id=world["alert"].pk, channel_id=channel.pk, run_id=world["run"].pk)
+    address = path.format(slug="credit", alert_id=world["alert"].pk, channel_id=channel.pk, run_id=world["run"].pk,
+                          client_id="client-1")
     today = timezone.now().date()
     bodies = {
         "/api/v1/models/{slug}/queries": {"queries": [query(client_id="matrix")]},
         "/api/v1/models/{slug}/predict": {"client_id": "matrix", "features": [[40.0, 5000.0, 5.0, 0.1]]},
+        "/api/v1/models/{slug}/clients/{client_id}/restriction": {"action": "label_only", "reason": "matrix"},
         "/api/v1/alerts/{alert_id}/mute": {"until": (timezone.now() + timedelta(hours=1)).isoformat(), "reason": "matrix"},
         "/api/v1/channels": {"name": "matrix", "kind": "email", "target": "matrix@example.com"},
     }

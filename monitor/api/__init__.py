@@ -14,12 +14,13 @@ from ninja.operation import Operation
 
 from monitor.access import roles
 from monitor.access.ratelimit import RateLimited
-from monitor.api import alerts, audits, channels, models, queries
+from monitor.api import alerts, audits, channels, models, queries, restrictions
 from monitor.api.auth import MISSING, BearerToken, SessionLogin
 from monitor.api.errors import ApiError, error_body, problem
 from monitor.api.schemas import ERROR_SCHEMA
 from monitor.ingestion.validate import IngestError
 from monitor.platform.unavailable import DATABASE_ERRORS, database_unavailable
+from monitor.registry.restrictions import Restricted
 
 
 class MonitorApi(NinjaAPI):
@@ -63,6 +64,7 @@ api.add_router("", models.router)
 api.add_router("", alerts.router)
 api.add_router("", channels.router)
 api.add_router("", audits.router)
+api.add_router("", restrictions.router)
 
 
 def error_response(request: HttpRequest, status: int, error: str, details: list[dict] | None = None) -> HttpResponse:
@@ -85,6 +87,14 @@ def on_rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
         return error_response(request, 413, str(exc))
     response = error_response(request, 429, str(exc))
     response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@api.exception_handler(Restricted)
+def on_restricted(request: HttpRequest, exc: Restricted) -> HttpResponse:
+    response = error_response(request, exc.status, str(exc))
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 

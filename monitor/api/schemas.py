@@ -199,6 +199,27 @@ class AuditPolicyPatchIn(Schema):
     regression_factor: float | None = None
 
 
+class RestrictionIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(..., description='"label_only", "round:K", "throttle" or "block"')
+    until: datetime | None = Field(None, description="ISO 8601 with a timezone; null: until lifted")
+    reason: str = Field(..., max_length=2000, description="why: recorded in the security trail and on the client's alerts")
+
+
+class RestrictionOut(Schema):
+    id: int
+    model: str
+    client_id: str
+    action: str
+    until: datetime | None
+    reason: str
+    created_at: datetime
+    created_by: str | None
+    lifted_at: datetime | None
+    lift_reason: str | None = Field(None, description="lifted, expired or replaced")
+
+
 class IngestResultOut(Schema):
     accepted: int
     duplicates: int = Field(..., description="rows whose request_id was already stored")

@@ -16,6 +16,7 @@ from monitor.alerts.channels import ChannelError, create_channel, delete_channel
 from monitor.alerts.lifecycle import AlertActionError
 from monitor.alerts.outbox import send_test
 from monitor.models import SEVERITIES, Alert, NotificationChannel, RegisteredModel
+from monitor.registry import restrictions
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -46,7 +47,39 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     deliveries = alert.deliveries.select_related("channel").order_by("created_at", "id")
     return render(request, "monitor/alert_detail.html", {
         "alert": alert, "timeline": timeline, "deliveries": deliveries, "mute_choices": list(MUTE_CHOICES),
+        "restriction": restrictions.active(alert.model, alert.client_id) if alert.client_id else None,
+        "restriction_client": alert.client_id, "model": alert.model, "restrict_next": request.path,
     })
+
+
+RESTRICT_HOURS = {"1", "24", "168", ""}
+
+
+@roles.role_required(*roles.OPERATE)
+@require_POST
+def client_restriction(request: HttpRequest, slug: str) -> HttpResponse:
+    """Restrict a client at the gateway, or lift its restriction (the alert and client pages' buttons)."""
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    client_id = request.POST.get("client_id", "")[:128]
+    hours = request.POST.get("hours", "24")
+    try:
+        if request.POST.get("op") == "lift":
+            lifted = restrictions.lift(model, client_id, user=request.user, ip=client_ip(request))
+            messages.success(request, f"Restriction of {client_id} lifted." if lifted else f"{client_id} had no restriction.")
+        else:
+            if hours not in RESTRICT_HOURS:
+                raise restrictions.RestrictionError("hours", "choose 1, 24 or 168 hours, or until lifted")
+            until = timezone.now() + timedelta(hours=int(hours)) if hours else None
+            restriction = restrictions.restrict(model, client_id, action=request.POST.get("action"), until=until,
+                                                reason=request.POST.get("reason", ""), user=request.user,
+                                                ip=client_ip(request))
+            messages.success(request, f"{client_id} restricted: {restriction.action}.")
+    except restrictions.RestrictionError as exc:
+        messages.error(request, f"Not restricted: {exc.field}: {exc.message}")
+    back = request.POST.get("next", "")
+    if back.startswith(("/alerts/", "/models/")) and "//" not in back:
+        return redirect(back)
+    return redirect("model-detail", slug=model.slug)
 
 
 @roles.role_required(*roles.OPERATE)

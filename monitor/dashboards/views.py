@@ -31,6 +31,7 @@ from monitor.models import (
     RegisteredModel,
     WorkerHeartbeat,
 )
+from monitor.registry import restrictions
 from monitor.registry.registration import RegistrationError, Upload, register_model
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -160,6 +161,8 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "model": model, "client_id": client_id, "period": period, "periods": list(PERIODS), "total": total,
         "in_period": sum(r[1] for r in rollups), "timeline_figure": timeline, "projection_figure": projection_figure,
         "shows_members": shows_members, "alerts": alerts, "sampled": len(client_X),
+        "restriction": restrictions.active(model, client_id), "restriction_client": client_id,
+        "restrict_next": request.get_full_path(),
     })
 
 

@@ -24,12 +24,13 @@ from monitor.models.registry import (
     RegisteredModel,
     validate_output_policy,
 )
+from monitor.models.restrictions import ClientRestriction, RestrictionUsage
 from monitor.models.scanning import DetectorFinding, DetectorState, ScannerState, ScanShard
 from monitor.models.tokens import ApiToken, TokenUsage, hash_token
 from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
-    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
     "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

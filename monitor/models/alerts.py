@@ -153,7 +153,8 @@ class Alert(models.Model):
 class AlertEvent(models.Model):
     """The alert's timeline: what happened, when, and who did it."""
 
-    KINDS = ["opened", "repeated", "escalated", "acknowledged", "resolved", "muted", "unmuted", "reminder", "suppressed"]
+    KINDS = ["opened", "repeated", "escalated", "acknowledged", "resolved", "muted", "unmuted", "reminder", "suppressed",
+             "restricted", "unrestricted"]
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=[(k, k) for k in KINDS])

@@ -9,6 +9,7 @@ from monitor.ingestion.store import store_queries
 from monitor.ingestion.validate import IngestError, QueryBatch, identifier_problem, vector_problem
 from monitor.models import ModelArtifact, RegisteredModel
 from monitor.registry.artifacts import EndpointPredictor, Predictor, cached_predictor
+from monitor.registry.restrictions import gateway_policy
 
 
 def predictor_for(model: RegisteredModel) -> Predictor:
@@ -53,8 +54,12 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
     X = np.asarray(rows, dtype=np.float64)
     if np.any(np.abs(X) > np.finfo(np.float32).max):
         raise IngestError("a feature does not fit in float32", [{"index": None, "field": "features", "message": "out of range"}])
+    # A restricted client: refused here (Restricted: 403 blocked, 429 throttled), or its outputs reduced further.
+    restricted = gateway_policy(model, payload["client_id"], len(X))
     proba = predictor_for(model).predict_proba(X.astype(np.float32).astype(np.float64))
     outputs = model.policy.apply(proba)
+    if restricted is not None:
+        outputs = restricted.apply(outputs)
     now = timezone.now()
     batch = QueryBatch(
         client_ids=[payload["client_id"]] * len(X), timestamps=[now] * len(X), request_ids=[None] * len(X),
@@ -65,5 +70,5 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
     return {
         "outputs": outputs.tolist(),
         "labels": [model.class_labels[i] for i in labels],
-        "output_policy": model.output_policy,
+        "output_policy": model.output_policy if restricted is None else f"{model.output_policy} + restricted {restricted}",
     }
