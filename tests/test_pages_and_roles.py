@@ -30,6 +30,7 @@ ACTIONS = [
     ("alert-action", {"alert_id": "?", "action": "acknowledge"}, {"admin", "security"}),
     ("channel-action", {"channel_id": "?", "action": "test"}, {"admin"}),
     ("audit-start", {"slug": "credit"}, {"admin", "security"}),
+    ("client-restriction", {"slug": "credit"}, {"admin", "security"}),
 ]
 ROLES = ["admin", "security", "compliance", "viewer", None]
 
