@@ -42,7 +42,8 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "team", "source", "output_policy", "retention_days", "version", "created_at")
     search_fields = ("slug", "name", "team")
     readonly_fields = ("source", "feature_names", "class_labels", "label_column", "version", "created_by", "created_at")
-    fields = ("slug", "name", "team", "endpoint_url", "output_policy", "retention_days") + readonly_fields
+    fields = ("slug", "name", "team", "endpoint_url", "output_policy", "retention_days", "auto_restrict_action",
+              "auto_restrict_severity", "auto_restrict_hours") + readonly_fields
     inlines = [ArtifactInline, DatasetInline]
 
     def add_view(self, request, form_url: str = "", extra_context=None):

@@ -141,3 +141,38 @@ def test_the_alert_and_client_pages_restrict_and_lift(model, client, api_as, row
     client.force_login(make_user(role="viewer", username="just-looking"))
     assert client.post(f"/models/{SLUG}/client/restriction", {"client_id": "probe-9", "op": "restrict",
                                                                "action": "block", "reason": "x"}).status_code == 403
+
+
+def test_a_model_can_restrict_the_client_of_a_critical_detector_alert_by_itself(model, api_as):
+    """Off by default; an admin turns it on (PATCH); a critical detector alert then restricts its client for the
+    set hours, once, and the trail names it automatic."""
+    from monitor.detection.detectors import Finding
+    from monitor.detection.scanning import ScanSummary, record_findings
+
+    def finding(client_id, severity):
+        return Finding(detector="near_duplicate_sweep", client_id=client_id, score=9.0, severity=severity,
+                       evidence={"p_value": 1e-9})
+
+    record_findings(model, [finding("early", "critical")], range_start=1, range_end=10, summary=ScanSummary(SLUG))
+    assert not ClientRestriction.objects.exists()  # off by default
+
+    admin = api_as(user_token(role="admin"))
+    bad = admin.client.patch(f"/api/v1/models/{SLUG}", data={"auto_restrict_action": "shout"},
+                             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin.token}")
+    assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "auto_restrict_action"
+    response = admin.client.patch(f"/api/v1/models/{SLUG}", data={"auto_restrict_action": "label_only",
+                                                                  "auto_restrict_hours": 6},
+                                  content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin.token}")
+    assert response.status_code == 200, response.content
+    assert response.json()["auto_restrict"] == {"action": "label_only", "severity": "critical", "hours": 6}
+    model.refresh_from_db()
+
+    record_findings(model, [finding("mild", "warning")], range_start=11, range_end=20, summary=ScanSummary(SLUG))
+    assert not ClientRestriction.objects.filter(client_id="mild").exists()  # below the severity
+    record_findings(model, [finding("probe", "critical")], range_start=21, range_end=30, summary=ScanSummary(SLUG))
+    restriction = restrictions.active(model, "probe")
+    assert restriction.action == "label_only" and restriction.reason.startswith("automatic: critical near_duplicate_sweep")
+    assert timedelta(hours=5, minutes=59) < restriction.until - restriction.created_at <= timedelta(hours=6)
+    record_findings(model, [finding("probe", "critical")], range_start=31, range_end=40, summary=ScanSummary(SLUG))
+    assert ClientRestriction.objects.filter(client_id="probe").count() == 1  # already restricted: left alone
+    assert TrailEntry.objects.filter(action="restriction.created").count() == 1

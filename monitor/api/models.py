@@ -1,6 +1,7 @@
 """Registered models: their data, the latest audit and how many alerts are open; an admin changes settings."""
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from ninja import Router
@@ -28,7 +29,7 @@ def model_detail(request: HttpRequest, slug: str) -> dict:
     return model_summary(get_model(slug))
 
 
-@router.patch("/models/{slug}", auth=needs(roles.CONFIGURE), summary="Change a model's settings (retention_days)",
+@router.patch("/models/{slug}", auth=needs(roles.CONFIGURE), summary="Change a model's settings (retention_days, auto_restrict_*)",
               response={200: ModelOut, 400: dict, 403: dict, 404: dict})
 def update_model(request: HttpRequest, slug: str, body: ModelPatchIn) -> dict:
     """Only the fields sent change; each change is recorded in the security trail."""
@@ -37,9 +38,14 @@ def update_model(request: HttpRequest, slug: str, body: ModelPatchIn) -> dict:
     if not changes:
         raise ApiError(400, "nothing to change", [problem("retention_days", "send the field to change")])
     before = {name: getattr(model, name) for name in changes}
+    for name, value in changes.items():
+        setattr(model, name, value)
+    try:
+        model.full_clean(exclude=[f.name for f in model._meta.fields if f.name not in changes])
+    except ValidationError as exc:
+        raise ApiError(400, "nothing was changed", [problem(field, message) for field, messages
+                                                    in exc.message_dict.items() for message in messages]) from None
     with transaction.atomic():
-        for name, value in changes.items():
-            setattr(model, name, value)
         model.save(update_fields=[*changes, "updated_at"])
         TrailEntry.record(action="model.updated", actor=request_user(request), ip=client_ip(request), obj=model,
                           before=before, after=changes)

@@ -149,6 +149,8 @@ class ModelOut(Schema):
     output_policy: str
     version: int
     retention_days: int = Field(..., description="days of raw queries kept; rollups, findings, alerts and audits stay")
+    auto_restrict: dict[str, Any] | None = Field(
+        None, description='{"action", "severity", "hours"} when detector alerts restrict their client automatically')
     artifact_sha256: str | None
     datasets: dict[str, DatasetOut] = Field(..., description="keyed by kind: members, nonmembers, population")
     queries_logged: int
@@ -163,6 +165,11 @@ class ModelPatchIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     retention_days: int | None = Field(None, ge=1, le=3650, description="days of raw queries to keep")
+    auto_restrict_action: str | None = Field(
+        None, description='restrict a client at the gateway when a detector alert about it reaches '
+                          '`auto_restrict_severity`: "label_only", "round:K", "throttle", "block", or "" (off)')
+    auto_restrict_severity: Literal["warning", "critical"] | None = None
+    auto_restrict_hours: int | None = Field(None, ge=1, le=720)
 
 
 class AuditPolicyOut(Schema):

@@ -38,6 +38,7 @@ from monitor.ingestion.store import safe_high_water
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import DetectorFinding, DetectorState, QueryLog, RegisteredModel, ScannerState, ScanShard
 from monitor.platform.crypto import data_fernet
+from monitor.registry.restrictions import auto_restrict
 from monitor.trail.chain import canonical_json
 
 log = logging.getLogger(__name__)
@@ -328,7 +329,7 @@ def _scan_part(model: RegisteredModel, shard: ScanShard, summary: ScanSummary, *
             loaded = load_state(model, detectors, list(seen), latest=max(seen.values()))
             findings, new_state = scan(batch, context, loaded.state, detectors=detectors, most_exposed_ids=exposed)
         with transaction.atomic():
-            _record(model, findings, range_start=shard.watermark_id + 1, range_end=last_id, summary=summary)
+            record_findings(model, findings, range_start=shard.watermark_id + 1, range_end=last_id, summary=summary)
             if seen:
                 save_state(model, detectors, new_state, seen, loaded)
             ScanShard.objects.filter(pk=shard.pk).update(watermark_id=last_id, last_scan_at=timezone.now())
@@ -350,7 +351,7 @@ def _advance_model_watermark(model: RegisteredModel, count: int) -> None:
         DetectorState.objects.filter(model=model).update(watermark_id=lowest, last_scan_at=timezone.now())
 
 
-def _record(model: RegisteredModel, findings: list[Finding], *, range_start: int, range_end: int,
+def record_findings(model: RegisteredModel, findings: list[Finding], *, range_start: int, range_end: int,
             summary: ScanSummary) -> None:
     """Store each finding once per range and open or update its alert."""
     for finding in findings:
@@ -365,6 +366,7 @@ def _record(model: RegisteredModel, findings: list[Finding], *, range_start: int
             client_id=finding.client_id[:128], title=TITLES.get(finding.detector, finding.detector),
             evidence={"score": finding.score, **finding.evidence}, quiet_period=DETECTOR_QUIET_PERIOD))
         DetectorFinding.objects.filter(pk=record.pk).update(alert=alert)
+        auto_restrict(model, alert)  # the model's automatic gateway restriction, if it has one
         summary.findings += 1
         summary.new_alerts += opened
         summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1

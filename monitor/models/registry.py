@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -15,12 +16,20 @@ SLUG_VALIDATOR = RegexValidator(
 
 
 def validate_output_policy(value: str) -> None:
-    from django.core.exceptions import ValidationError
-
     try:
         OutputPolicy.parse(value)
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
+
+
+def validate_restriction_action(value: str) -> None:
+    """An automatic restriction: "" (off), label_only, round:K, throttle or block."""
+    if value in ("", "label_only", "throttle", "block"):
+        return
+    if value.startswith("round:"):
+        validate_output_policy(value)
+        return
+    raise ValidationError(f"{value!r:.40}: expected label_only, round:K, throttle or block (or empty: off)")
 
 
 def default_retention_days() -> int:
@@ -48,6 +57,15 @@ class RegisteredModel(models.Model):
     retention_days = models.PositiveIntegerField(
         default=default_retention_days, validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
         help_text="raw queries older than this many days are dropped (rollups, findings, alerts and audits stay)")
+    # Restrict a client at the gateway by itself when a detector alert about it reaches a severity (off: "").
+    auto_restrict_action = models.CharField(
+        max_length=32, blank=True, default="", validators=[validate_restriction_action],
+        help_text="label_only, round:K, throttle or block; empty: off")
+    auto_restrict_severity = models.CharField(
+        max_length=16, default="critical", choices=[("warning", "warning"), ("critical", "critical")],
+        help_text="a detector alert at or above this severity restricts its client")
+    auto_restrict_hours = models.PositiveIntegerField(
+        default=24, validators=[MinValueValidator(1), MaxValueValidator(720)], help_text="for this many hours")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from monitor.alerts.severity import Severity
 from monitor.models import Alert, AlertEvent, ClientRestriction, RegisteredModel, RestrictionUsage
 from monitor.registry.output_policy import OutputPolicy
 from monitor.trail.models import TrailEntry
@@ -99,6 +100,22 @@ def lift(model: RegisteredModel, client_id: str, *, user: Any = None, ip: str | 
             return None
         _close(current, at=now, how="lifted", user=user, ip=ip)
     return current
+
+
+def auto_restrict(model: RegisteredModel, alert: Alert, *, now: datetime | None = None) -> ClientRestriction | None:
+    """The model's automatic restriction for the client of a detector alert at or above its severity, unless the
+    client is already restricted (off unless the model sets `auto_restrict_action`)."""
+    if not model.auto_restrict_action or not alert.client_id:
+        return None
+    if Severity(alert.severity).rank < Severity(model.auto_restrict_severity).rank:
+        return None
+    now = now or timezone.now()
+    if active(model, alert.client_id, now=now) is not None:
+        return None
+    return restrict(model, alert.client_id, action=model.auto_restrict_action,
+                    until=now + timedelta(hours=model.auto_restrict_hours), now=now,
+                    reason=f"automatic: {alert.severity} {alert.kind} alert #{alert.pk} ({alert.title})",
+                    user=None)
 
 
 def expire_due(*, now: datetime | None = None) -> int:
