@@ -217,6 +217,11 @@ class AuditRun(models.Model):
         "inconclusive" existed are passed or breached by their `passed` flag."""
         return verdict_of(self.policy_result)
 
+    @property
+    def verdict_label(self) -> str:
+        """"within policy", "policy breached" or "inconclusive — weak audit" ("" before a verdict)."""
+        return VERDICT_LABELS.get(self.verdict or "", "")
+
     def summary(self, *, full: bool = False) -> dict:
         """The audit run shape of DESIGN.md; `full` adds ROC points, per-class slices, what-if and provenance."""
         result = self.result or {}

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from audits.attacks.catalogue import ATTACK_LABELS
 from audits.evidence.figures import roc_svg, trend_svg
 from audits.evidence.format import FPRS
+from audits.models import verdict_of
 from monitor.alerts.evidence_text import evidence_lines
 
 MAX_LOG_ROWS_IN_REPORT = 80
@@ -113,11 +114,6 @@ def report_context(document: dict, log_lines: list[dict]) -> dict:
 VERDICT_TEXT = {"passed": "within policy", "breached": "breached", "inconclusive": "inconclusive — weak audit"}
 
 
-def _verdict(policy: dict) -> str:
-    """passed | breached | inconclusive; runs judged before "inconclusive" existed by their `passed` flag."""
-    return policy.get("verdict") or ("passed" if policy.get("passed") else "breached")
-
-
 def _run_row(run: dict) -> dict:
     headline = run.get("headline") or {}
     rate = (headline.get("tpr_at_fpr") or {}).get("0.01") or {}
@@ -125,7 +121,7 @@ def _run_row(run: dict) -> dict:
     return {"id": run["id"], "status": run["status"], "trigger": run["trigger"], "created_at": run["created_at"],
             "finished_at": run["finished_at"], "tpr": _pct(rate.get("value")), "interval": _interval(rate),
             "auc": _num(headline.get("auc")), "epsilon": _num(headline.get("epsilon_lower"), 2),
-            "verdict": "" if run["status"] != "done" else VERDICT_TEXT[_verdict(verdict)],
+            "verdict": "" if run["status"] != "done" else VERDICT_TEXT[verdict_of(verdict) or "breached"],
             "passed": verdict.get("passed"), "error": run.get("error")}
 
 
@@ -145,7 +141,7 @@ def _run_view(run: dict, model: dict) -> dict:
         "artifact_sha256": run.get("artifact_sha256"), "data_sha256": sorted((run.get("data_sha256") or {}).items()),
         "config": config, "attack_config": attack_config, "environment": run.get("environment") or {},
         "limits": config.get("limits") or {},
-        "verdict": {"passed": verdict.get("passed"), "state": _verdict(verdict), "weak_audit": verdict.get("weak_audit") or [],
+        "verdict": {"passed": verdict.get("passed"), "state": verdict_of(verdict), "weak_audit": verdict.get("weak_audit") or [],
                     "regression": verdict.get("regression"),
                     "breaches": [{"metric": b["metric"], "value": _num(b["value"], 4), "limit": _num(b["limit"], 4),
                                   "attack": b.get("attack")} for b in verdict.get("breaches") or []]},

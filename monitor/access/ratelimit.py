@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 
 from monitor.models import ApiToken, TokenUsage
@@ -38,28 +38,41 @@ def limit_of(token: ApiToken) -> int:
     return token.queries_per_minute if token.queries_per_minute is not None else settings.TOKEN_QUERIES_PER_MINUTE
 
 
+def window_of(now: datetime) -> tuple[datetime, int]:
+    """The one-minute window `now` falls in, and the seconds until the next one (at least 1)."""
+    window_start = now.replace(second=0, microsecond=0)
+    return window_start, max(1, math.ceil((window_start + WINDOW - now).total_seconds()))
+
+
+def add_to_window(usage: type[models.Model], owner: str, owner_id: int, window_start: datetime, rows: int,
+                  limit: int) -> bool:
+    """Add `rows` to the owner's count for the window if it stays within `limit`; False (nothing counted) if not.
+
+    `usage` is a table with (`owner`, window_start) unique and a `queries` count (TokenUsage, RestrictionUsage).
+    One atomic statement: no row back means refused.
+    """
+    table = usage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({owner}, window_start, queries) VALUES (%s, %s, %s) "  # noqa: S608 (our names)  # nosec B608
+            f"ON CONFLICT ({owner}, window_start) DO UPDATE SET queries = {table}.queries + EXCLUDED.queries "
+            f"WHERE {table}.queries + EXCLUDED.queries <= %s RETURNING queries",
+            [owner_id, window_start, rows, limit],
+        )
+        return cursor.fetchone() is not None
+
+
 def charge(token: ApiToken, rows: int, *, now: datetime | None = None) -> None:
     """Count `rows` (at least 1) against the token's current window, or raise RateLimited and count nothing."""
     limit = limit_of(token)
     if limit <= 0:
         return
     rows = max(1, rows)
-    now = now or timezone.now()
-    window_start = now.replace(second=0, microsecond=0)
-    retry_after = max(1, math.ceil((window_start + WINDOW - now).total_seconds()))
+    window_start, retry_after = window_of(now or timezone.now())
     if rows > limit:
         raise RateLimited(limit=limit, retry_after=retry_after, too_large=True)
-    table = TokenUsage._meta.db_table
-    # One atomic statement: add the rows only if the window stays within the limit; no row back means refused.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (token_id, window_start, queries) VALUES (%s, %s, %s) "  # noqa: S608 (table name is ours)  # nosec B608
-            f"ON CONFLICT (token_id, window_start) DO UPDATE SET queries = {table}.queries + EXCLUDED.queries "
-            f"WHERE {table}.queries + EXCLUDED.queries <= %s RETURNING queries",
-            [token.pk, window_start, rows, limit],
-        )
-        if cursor.fetchone() is None:
-            raise RateLimited(limit=limit, retry_after=retry_after)
+    if not add_to_window(TokenUsage, "token_id", token.pk, window_start, rows, limit):
+        raise RateLimited(limit=limit, retry_after=retry_after)
 
 
 def prune_usage(*, older_than: timedelta = timedelta(hours=1)) -> int:

@@ -3,15 +3,15 @@ until a time or until lifted. Every restriction, lift and expiry goes to the sec
 bundles) and onto the timeline of the client's open alerts."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from monitor.access.ratelimit import add_to_window, window_of
 from monitor.alerts.severity import Severity
 from monitor.models import Alert, AlertEvent, ClientRestriction, RegisteredModel, RestrictionUsage
 from monitor.registry.output_policy import OutputPolicy
@@ -184,19 +184,10 @@ def gateway_policy(model: RegisteredModel, client_id: str, rows: int, *,
 
 
 def _charge(restriction: ClientRestriction, rows: int, *, now: datetime, until: str) -> None:
+    """The throttle: the per-token rate limit's window counter, per restriction."""
     limit = settings.RESTRICTED_QUERIES_PER_MINUTE
-    window = now.replace(second=0, microsecond=0)
-    retry_after = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
+    window, retry_after = window_of(now)
     message = (f"client {restriction.client_id!r} is throttled on {restriction.model.slug}{until}: at most {limit} "
                f"queries a minute (restriction {restriction.pk}: {restriction.reason}); retry after {retry_after} s")
-    if rows > limit:
+    if rows > limit or not add_to_window(RestrictionUsage, "restriction_id", restriction.pk, window, max(1, rows), limit):
         raise Restricted(429, message, retry_after)
-    table = RestrictionUsage._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (restriction_id, window_start, queries) VALUES (%s, %s, %s) "  # noqa: S608  # nosec B608
-            f"ON CONFLICT (restriction_id, window_start) DO UPDATE SET queries = {table}.queries + EXCLUDED.queries "
-            f"WHERE {table}.queries + EXCLUDED.queries <= %s RETURNING queries",
-            [restriction.pk, window, max(1, rows), limit])
-        if cursor.fetchone() is None:
-            raise Restricted(429, message, retry_after)
