@@ -71,6 +71,10 @@ class AuditPolicy(models.Model):
     max_tpr_at_1pct_fpr = models.FloatField(default=0.02, help_text="limit on the headline TPR at 1 % FPR (fraction)")
     max_epsilon_lower = models.FloatField(default=1.0, help_text="limit on the empirical ε lower bound")
     regression_factor = models.FloatField(default=2.0, help_text="alert when TPR@1%FPR grows by this factor over the last run")
+    remediation = models.BooleanField(default=False, help_text="scheduled audits also train and attack hardened "
+                                                               "candidates of the estimator (scikit-learn models only)")
+    max_accuracy_cost = models.FloatField(default=0.01, help_text="the recommended hardened candidate loses at most "
+                                                                   "this much accuracy (fraction: 0.01 = 1 point)")
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = AuditPolicyManager()
@@ -87,6 +91,8 @@ class AuditPolicy(models.Model):
         problems = plan_problems(self.attacks, n_reference=self.n_reference)
         if self.max_eval_records is not None and self.max_eval_records < MIN_EVAL_RECORDS:
             problems["max_eval_records"] = f"at least {MIN_EVAL_RECORDS} records per side"
+        if self.max_accuracy_cost is not None and not 0 <= self.max_accuracy_cost <= 1:
+            problems["max_accuracy_cost"] = "a fraction between 0 and 1 (0.01 = 1 point of accuracy)"
         for field in ("max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor"):
             value = getattr(self, field)
             if value is not None and not value > 0:
@@ -98,6 +104,7 @@ class AuditPolicy(models.Model):
         return {
             "attacks": list(self.attacks), "n_reference": self.n_reference, "stand_in": self.stand_in,
             "max_eval_records": self.max_eval_records, "what_if": self.what_if, "seed": self.seed,
+            "remediation": self.remediation, "max_accuracy_cost": self.max_accuracy_cost,
             "limits": {"tpr_at_1pct_fpr": self.max_tpr_at_1pct_fpr, "epsilon_lower": self.max_epsilon_lower,
                        "regression_factor": self.regression_factor},
         }
@@ -165,6 +172,7 @@ class AuditRun(models.Model):
     environment = models.JSONField(default=dict, blank=True, help_text="library versions, platform")
     result = models.JSONField(null=True, blank=True)
     policy_result = models.JSONField(null=True, blank=True)
+    remediation = models.BooleanField(default=False, help_text="also train and attack hardened candidates")
 
     objects = AuditRunQuerySet.as_manager()
 
@@ -264,3 +272,29 @@ class ReferenceCache(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "key"], name="referencecache_model_key")]
+
+
+class ExposureRanking(models.Model):
+    """Every evaluated member's rank under one attack of one run (`audits.attacks.exposure`): record ids, ranks,
+    scores and the FPR thresholds, encrypted like the member data they derive from. Read by the exposure lookup."""
+
+    run = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="exposure_rankings")
+    attack = models.CharField(max_length=64)
+    n_members = models.PositiveIntegerField()
+    ciphertext = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "attack"], name="exposureranking_run_attack")]
+
+
+class HardenedArtifact(models.Model):
+    """The recommended hardened candidate of a remediation run, as a skops file (encrypted: it was trained on the
+    member records), with what it is: its setting, hash and the data it was trained on."""
+
+    run = models.OneToOneField(AuditRun, on_delete=models.CASCADE, related_name="hardened_artifact")
+    candidate = models.PositiveSmallIntegerField(help_text="index into the run's remediation candidates")
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    provenance = models.JSONField(default=dict)
+    ciphertext = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)

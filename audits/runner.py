@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audits.attacks import AuditConfig, AuditData, AuditResult, run_attacks
 from audits.attacks.reference import ReferenceModels
+from audits.exposure import store_rankings
 from audits.models import AuditPolicy, AuditRun, ReferenceCache, RunStatus, headline_rate
 from monitor.alerts.lifecycle import Signal, raise_signal
 from monitor.models import RegisteredModel
@@ -277,6 +278,7 @@ def finish(run: AuditRun, result: AuditResult) -> None:
     with transaction.atomic():
         AuditRun.objects.filter(id=run.id).update(status=RunStatus.DONE, progress=100, step="done", result=data,
                                                    policy_result=verdict, finished_at=timezone.now())
+        store_rankings(run, result)
         TrailEntry.record(action="audit.finished", obj=run, after={"model": run.model.slug, "passed": verdict["passed"],
                                                                       "verdict": verdict["verdict"],
                                                                       "breaches": [b["metric"] for b in verdict["breaches"]]})

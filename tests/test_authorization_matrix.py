@@ -44,6 +44,8 @@ PAGES = {
     ("POST", "client-restriction"): PAGE_OPERATE,
     ("GET", "audit-run"): PAGE_READ,
     ("GET", "audit-evidence"): PAGE_EXPORT,
+    ("GET", "record-exposure"): PAGE_EXPORT,
+    ("GET", "exposure-download"): PAGE_EXPORT,
     ("GET", "evidence-public-key"): PAGE_READ,
     ("GET", "alert-list"): PAGE_READ,
     ("GET", "alert-detail"): PAGE_READ,
@@ -79,6 +81,8 @@ API = {
     ("GET", "/api/v1/audits/{run_id}"): READ,
     ("GET", "/api/v1/audits/{run_id}/evidence.zip"): EXPORT,
     ("GET", "/api/v1/models/{slug}/evidence.zip"): EXPORT,
+    ("GET", "/api/v1/models/{slug}/records/{record_id}/exposure"): EXPORT,
+    ("GET", "/api/v1/models/{slug}/exposure.csv"): EXPORT,
 }
 # The API's own documentation: any signed-in role (it names every endpoint, so not the public).
 DOCS = {("GET", "/api/v1/openapi.json"): PAGE_READ, ("GET", "/api/v1/docs"): PAGE_READ}
@@ -158,7 +162,8 @@ def client_for(principal: str, world: dict) -> Client:
 
 def page_request(client: Client, method: str, name: str, world: dict):
     kwargs = {"model-detail": {"slug": "credit"}, "client-detail": {"slug": "credit"}, "audit-start": {"slug": "credit"},
-              "client-restriction": {"slug": "credit"},
+              "client-restriction": {"slug": "credit"}, "record-exposure": {"slug": "credit"},
+              "exposure-download": {"slug": "credit"},
               "audit-run": {"run_id": world["run"].pk}, "audit-evidence": {"run_id": world["run"].pk},
               "alert-detail": {"alert_id": world["alert"].pk},
               "alert-action": {"alert_id": world["alert"].pk, "action": "acknowledge"},
@@ -171,7 +176,7 @@ def api_request(client: Client, method: str, path: str, world: dict):
     channel = world["make_channel"](kind="email", target="ops@example.com", name="to delete") \
         if method == "DELETE" else world["channel"]
     address = path.format(slug="credit", alert_id=world["alert"].pk, channel_id=channel.pk, run_id=world["run"].pk,
-                          client_id="client-1")
+                          client_id="client-1", record_id="1")
     today = timezone.now().date()
     bodies = {
         "/api/v1/models/{slug}/queries": {"queries": [query(client_id="matrix")]},

@@ -21,6 +21,8 @@ PAGES = [
     ("audit-run", {"run_id": "?"}, {"admin", "security", "compliance", "viewer"}),
     ("audit-evidence", {"run_id": "?"}, {"admin", "security", "compliance"}),
     ("evidence-public-key", {}, {"admin", "security", "compliance", "viewer"}),
+    ("record-exposure", {"slug": "credit"}, {"admin", "security", "compliance"}),
+    ("exposure-download", {"slug": "credit"}, {"admin", "security", "compliance"}),
     ("alert-list", {}, {"admin", "security", "compliance", "viewer"}),
     ("alert-detail", {"alert_id": "?"}, {"admin", "security", "compliance", "viewer"}),
     ("channel-list", {}, {"admin"}),

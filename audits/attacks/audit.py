@@ -20,6 +20,7 @@ from audits.attacks.base import (
     ReferenceKind,
 )
 from audits.attacks.catalogue import TIER_1, attack_class, attack_names, build_attack, expand_attacks
+from audits.attacks.exposure import member_exposure
 from audits.attacks.label_only import LabelOnlyConfig, neighbourhood_queries
 from audits.attacks.lira import LiraSettings
 from audits.attacks.metrics import FPR_TARGETS, class_slices, evaluate, headline, top_exposed
@@ -251,7 +252,7 @@ def run_attacks(
         "rmia": {"gamma": config.rmia.gamma}, "label_only": label_config.to_dict(),
         "reference_fraction": config.reference_fraction, "n_members": int(records.is_member.sum()),
         "n_nonmembers": int((~records.is_member).sum()), "n_reference_pool": len(records.pool_X),
-        "n_population_z": len(records.z_X), "fpr_targets": list(FPR_TARGETS),
+        "n_population_z": len(records.z_X), "fpr_targets": list(FPR_TARGETS), "top_k": config.top_k,
         "population_source": records.population_source, "target_train_size": len(data.members_X),
         "reference_train_size": _reference_sizes(collected.references),
         "coverage": {"ran": list(names), "skipped": skipped,
@@ -394,5 +395,8 @@ def _attack_results(attacks: Sequence[Attack], *, inputs: AttackInputs, top_k: i
             name=name, metrics=evaluate(member_scores, nonmember_scores),
             per_class=tuple(class_slices(member_scores, y[is_member], nonmember_scores, y[~is_member])),
             top_exposed=tuple(records.member_ids[i] for i in exposed), seconds=seconds, details=details,
+            exposure=member_exposure(name, ids=records.member_ids, member_scores=member_scores,
+                                     nonmember_scores=nonmember_scores, tie_keys=member_keys)
+            if config is not None else None,
         ))
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from audits.attacks.exposure import MemberExposure
 from audits.attacks.metrics import AttackMetrics, ClassSlice, Headline
 from audits.attacks.recommendations import Recommendation
 from audits.attacks.reference import ReferenceModels
@@ -18,6 +19,8 @@ class AttackResult:
     top_exposed: tuple[int | str, ...]  # member ids (or indices into the members array), most exposed first
     seconds: float  # scoring time under this policy (reference training is timed separately)
     details: dict[str, Any] = field(default_factory=dict)
+    # Every evaluated member's rank (the main policy's run only); stored encrypted beside the run, not in its JSON.
+    exposure: MemberExposure | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.metrics.to_dict(), "per_class": [s.to_dict() for s in self.per_class],

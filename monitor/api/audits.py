@@ -12,6 +12,7 @@ from ninja import Router, Status
 
 from audits.evidence.build import build_period_bundle, build_run_bundle
 from audits.evidence.format import EvidenceError
+from audits.exposure import UnknownRecord, exposure_csv, record_exposure
 from audits.models import AuditPolicy, AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
@@ -23,6 +24,7 @@ from monitor.api.schemas import (
     AuditRunFullOut,
     AuditRunOut,
     AuditStartedOut,
+    RecordExposureOut,
 )
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
@@ -61,7 +63,8 @@ def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
 # --- policy --------------------------------------------------------------------------------------
 
 POLICY_FIELDS = ("enabled", "cadence_hours", "attacks", "n_reference", "stand_in", "max_eval_records", "what_if",
-                 "seed", "max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor")
+                 "seed", "max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor",
+                 "remediation", "max_accuracy_cost")
 
 
 def _policy_out(policy: AuditPolicy) -> dict:
@@ -137,3 +140,30 @@ def model_evidence(request: HttpRequest, slug: str, start: datetime, end: dateti
     except EvidenceError as exc:
         raise ApiError(409, str(exc)) from exc
     return _zip_response(data, f"evidence-{model.slug}-{start:%Y%m%d}-{end:%Y%m%d}.zip")
+
+
+@router.get("/models/{slug}/records/{record_id}/exposure", auth=needs(roles.EXPORT),
+            summary="Was this member's record exposed? Its rank in each audit",
+            response={200: RecordExposureOut, 403: dict, 404: dict})
+def get_record_exposure(request: HttpRequest, slug: str, record_id: str) -> dict:
+    """For a member record id (the registration's id column): per finished audit, its rank among the evaluated
+    members under the leading attack and under each attack, its percentile, whether it was among the most exposed,
+    and whether an attacker thresholding at 0.1/1/10 % FPR would call it a member. Ids and ranks only. Every
+    lookup is recorded in the security trail."""
+    model = get_model(slug)
+    try:
+        return record_exposure(model, record_id, user=request_user(request), ip=client_ip(request))
+    except UnknownRecord as exc:
+        raise ApiError(404, str(exc), [problem("record_id", "not a registered member id of this model")]) from None
+
+
+@router.get("/models/{slug}/exposure.csv", auth=needs(roles.EXPORT),
+            summary="Every evaluated member's exposure in the latest audit, as CSV (ids and ranks only)",
+            response={200: None, 403: dict, 404: dict})
+def export_exposure(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_model(slug)
+    run, body = exposure_csv(model, user=request_user(request), ip=client_ip(request))
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    name = f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

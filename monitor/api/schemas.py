@@ -186,6 +186,8 @@ class AuditPolicyOut(Schema):
     max_tpr_at_1pct_fpr: Number
     max_epsilon_lower: Number
     regression_factor: Number
+    remediation: bool = Field(description="scheduled audits also train and attack hardened candidates")
+    max_accuracy_cost: Number = Field(description="the recommended candidate loses at most this accuracy (0.01 = 1 point)")
 
 
 class AuditPolicyPatchIn(Schema):
@@ -204,6 +206,8 @@ class AuditPolicyPatchIn(Schema):
     max_tpr_at_1pct_fpr: float | None = None
     max_epsilon_lower: float | None = None
     regression_factor: float | None = None
+    remediation: bool | None = None
+    max_accuracy_cost: float | None = Field(None, ge=0, le=1)
 
 
 class RestrictionIn(Schema):
@@ -320,3 +324,34 @@ class ChannelIn(BodyIn):
     models: list[Text] | None = None
     rate_limit_per_hour: int = Field(30, ge=1, le=10_000)
     digest: bool = True
+
+
+class AttackExposureOut(Schema):
+    attack: str
+    rank: int = Field(description="1 = the member this attack is surest about")
+    n_members: int = Field(description="members evaluated in this audit")
+    percentile: float = Field(description="share of the evaluated members this record is at least as exposed as (%)")
+    most_exposed: bool = Field(description="among the audit's most exposed records (its top_exposed list)")
+    flagged_at_fpr: dict[str, bool] = Field(description="would an attacker thresholding at this FPR call it a member")
+
+
+class AuditExposureOut(Schema):
+    audit_id: int
+    finished_at: datetime | None
+    model_version: int
+    evaluated: bool = Field(description="false when the audit sampled other members for evaluation")
+    reason: str | None = None
+    attack: str | None = Field(None, description="the audit's leading attack (the figures below are under it)")
+    leading_attack: bool | None = None
+    rank: int | None = None
+    n_members: int | None = None
+    percentile: float | None = None
+    most_exposed: bool | None = None
+    flagged_at_fpr: dict[str, bool] | None = None
+    attacks: list[AttackExposureOut] = Field(default_factory=list, description="the record under every attack")
+
+
+class RecordExposureOut(Schema):
+    model: str
+    record_id: str
+    audits: list[AuditExposureOut] = Field(description="newest finished audit first")

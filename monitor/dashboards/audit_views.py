@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from audits import exposure
 from audits.attacks.catalogue import ATTACK_LABELS
 from audits.evidence.build import build_run_bundle
 from audits.evidence.format import EvidenceError
@@ -15,6 +16,7 @@ from audits.scheduling import request_audit
 from monitor.access import roles
 from monitor.dashboards import audit_charts as charts
 from monitor.models import RegisteredModel
+from monitor.trail.hooks import client_ip
 
 
 @roles.role_required(*roles.READ)
@@ -65,3 +67,33 @@ def evidence_download(request: HttpRequest, run_id: int) -> HttpResponse:
 def public_key(request: HttpRequest) -> HttpResponse:
     """The Ed25519 public key that verifies evidence bundles (`manage.py verify_evidence --public-key`)."""
     return HttpResponse(public_key_pem(), content_type="application/x-pem-file")
+
+
+@roles.role_required(*roles.EXPORT)
+def record_exposure(request: HttpRequest, slug: str) -> HttpResponse:
+    """Compliance: was this person's record exposed? A search box over member record ids; each lookup is in the
+    security trail."""
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    record_id = (request.GET.get("record") or "").strip()[:256]
+    found, missing = None, None
+    if record_id:
+        try:
+            found = exposure.record_exposure(model, record_id, user=request.user, ip=client_ip(request))
+            for entry in found["audits"]:
+                flagged = entry.get("flagged_at_fpr") or {}
+                entry["at_1pct"], entry["at_01pct"] = flagged.get("0.01"), flagged.get("0.001")
+        except exposure.UnknownRecord as exc:
+            missing = str(exc)
+    latest = model.audit_runs.filter(status="done", exposure_rankings__isnull=False).order_by("-finished_at").first()
+    return render(request, "audits/record_exposure.html", {"model": model, "record_id": record_id, "found": found,
+                                                           "missing": missing, "latest": latest})
+
+
+@roles.role_required(*roles.EXPORT)
+def exposure_download(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, slug=slug)
+    run, body = exposure.exposure_csv(model, user=request.user, ip=client_ip(request))
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    name = f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

@@ -204,7 +204,7 @@ def world(settings, smtp_server, slack_server) -> World:
         # As sent on the wire: "%00" arrives as NUL, which schemathesis never puts in a generated path.
         path_values={"slug": ["credit", "other", "credit%00"], "alert_id": [open_alert.pk, resolved_alert.pk],
                      "run_id": [done_run.pk, queued_run.pk], "channel_id": [email.pk, slack.pk],
-                     "client_id": ["client-1", "nobody", "x" * 129]},
+                     "client_id": ["client-1", "nobody", "x" * 129], "record_id": ["1", "nobody", "=cmd"]},
         tokens=tokens,
     )
 
