@@ -244,7 +244,7 @@ class AuditRun(models.Model):
             "id": self.pk, "model": self.model.slug, "status": self.status, "trigger": self.trigger,
             "progress": self.progress, "step": self.step, "error": self.error or None, "created_at": self.created_at,
             "started_at": self.started_at, "finished_at": self.finished_at, "headline": self.headline,
-            "attacks": attacks, "policy": self.policy_result,
+            "attacks": attacks, "policy": self.policy_result, "remediation": result.get("remediation"),
         }
         if full:
             summary.update({

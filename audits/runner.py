@@ -12,6 +12,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from audits import remediation
 from audits.attacks import AuditConfig, AuditData, AuditResult, run_attacks
 from audits.attacks.reference import ReferenceModels
 from audits.exposure import store_rankings
@@ -125,7 +126,7 @@ def execute(run_id: int) -> AuditRun | None:
     run = AuditRun.objects.select_related("model").get(id=run_id)
     report = _report(run.id)
     try:
-        result = _run(run, report)
+        result, remediation = _run(run, report)
     except Exception as exc:
         log.exception("audit %s of %s failed", run.id, run.model.slug)
         reason = str(exc) if isinstance(exc, (AuditError, ValueError)) else f"{type(exc).__name__}: {exc}"
@@ -134,12 +135,12 @@ def execute(run_id: int) -> AuditRun | None:
         TrailEntry.record(action="audit.failed", obj=run, after={"model": run.model.slug, "error": reason[:500]})
         run.refresh_from_db()
         return run
-    finish(run, result)
+    finish(run, result, remediation=remediation)
     run.refresh_from_db()
     return run
 
 
-def _run(run: AuditRun, report: Any) -> AuditResult:
+def _run(run: AuditRun, report: Any) -> tuple[AuditResult, dict | None]:
     model = run.model
     report(1, "loading the model and its reference data")
     datasets = {d.kind: d for d in model.datasets.all()}
@@ -174,15 +175,27 @@ def _run(run: AuditRun, report: Any) -> AuditResult:
         output_policy=model.output_policy, what_if_policies=_what_if(config),
         max_per_side=config["max_eval_records"],
     )
+    hardening = run.remediation and stand_in is None
     result = run_attacks(
         data=data, target_predict_proba=predictor.predict_proba, estimator_for_reference=estimator,
         config=audit_config, references={kind: refs for kind, refs in cached.items() if refs is not None},
-        progress=report,
+        progress=scaled(report, 0, 50) if hardening else report,
     )
     for kind, refs in result.references.items():
         if cached.get(kind) is not refs:
             store_cached_references(model, cache_keys[kind], refs)
-    return result
+    if not run.remediation:
+        return result, None
+    if not hardening:
+        return result, remediation.unavailable(f"hardened candidates need the model's own scikit-learn estimator; "
+                                               f"this model is {model.source}, audited through a {stand_in} stand-in")
+    return result, remediation.run(run, data=data, predictor=predictor, config=audit_config,
+                                   references=result.references, progress=scaled(report, 50, 100))
+
+
+def scaled(report: Any, start: int, end: int) -> Any:
+    """A progress callback reporting 0-100 % of one stage as start-end % of the run."""
+    return lambda percent, step: report(start + (end - start) * max(0, min(100, int(percent))) // 100, step)
 
 
 def _what_if(config: dict) -> tuple[str, ...]:
@@ -271,8 +284,10 @@ def judge(run: AuditRun, result: dict, previous: AuditRun | None) -> dict:
             "regression": regression}
 
 
-def finish(run: AuditRun, result: AuditResult) -> None:
+def finish(run: AuditRun, result: AuditResult, *, remediation: dict | None = None) -> None:
     data = result.to_dict()
+    if remediation is not None:
+        data["remediation"] = remediation
     previous = AuditRun.objects.filter(model=run.model).exclude(pk=run.pk).latest_finished()
     verdict = judge(run, data, previous)
     with transaction.atomic():

@@ -24,15 +24,18 @@ def slot_for(now: datetime, cadence_hours: int) -> datetime:
 
 
 def request_audit(model, *, user=None, trigger: str = "manual", slot: datetime | None = None,
-                  enqueue: bool = True) -> AuditRun | None:
+                  enqueue: bool = True, remediation: bool | None = None) -> AuditRun | None:
     """Create a queued run and (unless the caller runs it itself) enqueue it after commit;
-    None when this slot already has its run. A broker outage does not fail the request: see send_run."""
+    None when this slot already has its run. A broker outage does not fail the request: see send_run.
+    `remediation` also trains and attacks hardened candidates (None: as the model's audit policy says)."""
+    policy = AuditPolicy.objects.for_model(model)
+    remediation = policy.remediation if remediation is None else remediation
     try:
         with transaction.atomic():
             run = AuditRun.objects.create(model=model, trigger=trigger, slot=slot, requested_by=user,
-                                          model_version=model.version, config=AuditPolicy.objects.for_model(model).config())
+                                          model_version=model.version, config=policy.config(), remediation=remediation)
             TrailEntry.record(action="audit.requested", actor=user, obj=run,
-                                 after={"model": model.slug, "trigger": trigger, "slot": slot})
+                                 after={"model": model.slug, "trigger": trigger, "slot": slot, "remediation": remediation})
     except IntegrityError:
         return None
     if enqueue:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("models/<slug:slug>/exposure/", audit_views.record_exposure, name="record-exposure"),
     path("models/<slug:slug>/exposure.csv", audit_views.exposure_download, name="exposure-download"),
     path("audits/<int:run_id>/", audit_views.run_detail, name="audit-run"),
+    path("audits/<int:run_id>/hardened.skops", audit_views.hardened_download, name="hardened-download"),
     path("audits/<int:run_id>/evidence.zip", audit_views.evidence_download, name="audit-evidence"),
     path("evidence/public-key", audit_views.public_key, name="evidence-public-key"),
     path("alerts/", alert_views.alert_list, name="alert-list"),

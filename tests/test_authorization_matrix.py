@@ -45,6 +45,7 @@ PAGES = {
     ("GET", "audit-run"): PAGE_READ,
     ("GET", "audit-evidence"): PAGE_EXPORT,
     ("GET", "record-exposure"): PAGE_EXPORT,
+    ("GET", "hardened-download"): PAGE_OPERATE,
     ("GET", "exposure-download"): PAGE_EXPORT,
     ("GET", "evidence-public-key"): PAGE_READ,
     ("GET", "alert-list"): PAGE_READ,
@@ -83,6 +84,7 @@ API = {
     ("GET", "/api/v1/models/{slug}/evidence.zip"): EXPORT,
     ("GET", "/api/v1/models/{slug}/records/{record_id}/exposure"): EXPORT,
     ("GET", "/api/v1/models/{slug}/exposure.csv"): EXPORT,
+    ("GET", "/api/v1/audits/{run_id}/remediation/artifact"): OPERATE,
 }
 # The API's own documentation: any signed-in role (it names every endpoint, so not the public).
 DOCS = {("GET", "/api/v1/openapi.json"): PAGE_READ, ("GET", "/api/v1/docs"): PAGE_READ}
@@ -165,6 +167,7 @@ def page_request(client: Client, method: str, name: str, world: dict):
               "client-restriction": {"slug": "credit"}, "record-exposure": {"slug": "credit"},
               "exposure-download": {"slug": "credit"},
               "audit-run": {"run_id": world["run"].pk}, "audit-evidence": {"run_id": world["run"].pk},
+              "hardened-download": {"run_id": world["run"].pk},
               "alert-detail": {"alert_id": world["alert"].pk},
               "alert-action": {"alert_id": world["alert"].pk, "action": "acknowledge"},
               "channel-action": {"channel_id": world["channel"].pk, "action": "test"}}.get(name, {})

@@ -22,6 +22,7 @@ PAGES = [
     ("audit-evidence", {"run_id": "?"}, {"admin", "security", "compliance"}),
     ("evidence-public-key", {}, {"admin", "security", "compliance", "viewer"}),
     ("record-exposure", {"slug": "credit"}, {"admin", "security", "compliance"}),
+    ("hardened-download", {"run_id": "?"}, {"admin", "security"}),
     ("exposure-download", {"slug": "credit"}, {"admin", "security", "compliance"}),
     ("alert-list", {}, {"admin", "security", "compliance", "viewer"}),
     ("alert-detail", {"alert_id": "?"}, {"admin", "security", "compliance", "viewer"}),
@@ -74,8 +75,9 @@ def test_anonymous_users_go_to_login(client, objects, name, kwargs, allowed):
 def test_each_role_gets_exactly_its_pages(client, objects, name, kwargs, allowed, role):
     client.force_login(make_user(role=role))
     response = client.get(url(name, kwargs, objects))
-    # The evidence of a run still queued redirects back to the run with a message; every other page is 200.
-    expected = (302 if name == "audit-evidence" else 200) if role in allowed else 403
+    # The evidence of a run still queued, and the hardened model of a run without one, redirect back to the run
+    # with a message; every other page is 200.
+    expected = (302 if name in ("audit-evidence", "hardened-download") else 200) if role in allowed else 403
     assert response.status_code == expected
 
 

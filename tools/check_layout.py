@@ -29,7 +29,7 @@ PURE = ("audits.attacks", "monitor.detection.detectors", "monitor.alerts.severit
 # One direction between the apps: the audit engine (audits) builds on monitor's registry, trail and alerts; in
 # monitor only the outer layers that show or drive audits (pages, API, demo, URL table, admin) import audits.
 AUDITS_USERS = ("monitor.api", "monitor.dashboards", "monitor.demo", "monitor.urls", "monitor.admin")
-PURE_MAY_IMPORT = {"numpy", "scipy", "sklearn", "cryptography", "__future__"} | set(sys.stdlib_module_names)
+PURE_MAY_IMPORT = {"numpy", "scipy", "sklearn", "diffprivlib", "cryptography", "__future__"} | set(sys.stdlib_module_names)
 
 
 def module_name(path: Path) -> str:

@@ -1,6 +1,7 @@
 """Audits: start one, follow it, list a model's, and download signed evidence bundles."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Router, Status
 
+from audits import remediation as hardening
 from audits.evidence.build import build_period_bundle, build_run_bundle
 from audits.evidence.format import EvidenceError
 from audits.exposure import UnknownRecord, exposure_csv, record_exposure
@@ -40,9 +42,11 @@ def _run(run_id: int) -> AuditRun:
 
 
 @router.post("/models/{slug}/audits", auth=needs(roles.OPERATE), summary="Start an audit now", response={202: AuditStartedOut, 403: dict, 404: dict})
-def start_audit(request: HttpRequest, slug: str) -> Status:
+def start_audit(request: HttpRequest, slug: str, remediation: bool | None = None) -> Status:
+    """`?remediation=true` also trains and attacks hardened candidates of the model's estimator (scikit-learn models),
+    `false` skips them; left out, the model's audit policy decides."""
     model = get_model(slug)
-    run = request_audit(model, user=request_user(request))
+    run = request_audit(model, user=request_user(request), remediation=remediation)
     return Status(202, {"id": run.pk, "status": run.status})
 
 
@@ -166,4 +170,25 @@ def export_exposure(request: HttpRequest, slug: str) -> HttpResponse:
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     name = f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@router.get("/audits/{run_id}/remediation/artifact", auth=needs(roles.OPERATE),
+            summary="The recommended hardened candidate as a skops file",
+            response={200: None, 403: dict, 404: dict})
+def remediation_artifact(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The estimator the run's remediation recommends, fitted on the model's members, as a skops file loadable with
+    scikit-learn's own types (register it as a new version). Its provenance is in the run's `remediation.artifact`
+    and in the X-Provenance header. The download is recorded in the security trail."""
+    run = _run(run_id)
+    found = hardening.download(run, user=request_user(request), ip=client_ip(request))
+    if found is None:
+        reason = (((run.result or {}).get("remediation") or {}).get("artifact") or {}).get("reason")
+        raise ApiError(404, f"audit {run_id} has no hardened candidate to download"
+                            + (f": {reason}" if reason else " (start an audit with ?remediation=true)"))
+    stored, blob = found
+    response = HttpResponse(blob, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{hardening.filename(run)}"'
+    response["X-Artifact-SHA256"] = stored.sha256
+    response["X-Provenance"] = json.dumps(stored.provenance, separators=(",", ":"), default=str)
     return response

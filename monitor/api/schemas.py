@@ -93,6 +93,42 @@ class PolicyVerdictOut(Schema):
     regression: dict[str, Any] | None
 
 
+class RateWithIntervalOut(Schema):
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    attack: str | None = None
+
+
+class RemediationCandidateOut(Schema):
+    setting: dict[str, Any] = Field(description="what changed from today's model, by parameter name ({} for today's)")
+    kind: str = Field(description="current, regularised or dp (differentially private training)")
+    accuracy: float | None = Field(description="on held-out non-members; null if the candidate failed")
+    accuracy_interval: list[float | None]
+    train_accuracy: float | None
+    accuracy_cost: float | None = Field(description="today's accuracy minus this one's (negative: more accurate)")
+    tpr_at_1pct_fpr: RateWithIntervalOut
+    tpr_at_01pct_fpr: RateWithIntervalOut
+    auc: float | None
+    epsilon_lower: float | None
+    seconds: float
+    error: str | None
+    deployable: bool = Field(True, description="saves as a scikit-learn skops file the registry accepts; only "
+                                               "deployable candidates are recommended")
+
+
+class RemediationOut(Schema):
+    current: RemediationCandidateOut | None = Field(None, description="today's model under the same attacks")
+    candidates: list[RemediationCandidateOut]
+    recommended: int | None = Field(description="index into candidates: least leakage within the accuracy budget")
+    max_accuracy_cost: float | None = None
+    attacks: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    seconds: float | None = None
+    artifact: dict[str, Any] | None = Field(None, description="the recommended candidate's skops file: sha256, size, "
+                                                               "download URL and provenance (or why there is none)")
+
+
 class AuditRunOut(Schema):
     id: int
     model: str
@@ -107,6 +143,7 @@ class AuditRunOut(Schema):
     headline: HeadlineOut | None = Field(..., description="null until the run is done")
     attacks: list[AttackOut]
     policy: PolicyVerdictOut | None
+    remediation: RemediationOut | None = Field(None, description="hardened candidates, when the run tried them")
 
 
 class AuditRunFullOut(AuditRunOut):

@@ -48,3 +48,57 @@ def metric_history_figure(*, times: Sequence[datetime], values: Sequence[float |
     return figure(traces, title=title, height=300, margin={"l": 60, "r": 20, "t": 40, "b": 40}, xaxis=xaxis,
                   yaxis={"title": {"text": axis}, "tickformat": ".1%" if percent else "", "rangemode": "tozero"},
                   legend={"orientation": "h", "y": -0.25})
+
+
+def setting_label(setting: dict) -> str:
+    return ", ".join(f"{name}={value}" for name, value in setting.items()) or "today's model"
+
+
+def privacy_utility_figure(remediation: dict, what_if: Sequence[dict]) -> dict:
+    """Accuracy against TPR@1%FPR: today's model, each hardened candidate (training-side fixes) and each output
+    policy (serving-side fixes) on one picture; lower and further right is better."""
+    traces = []
+    current = remediation.get("current") or {}
+    candidates = remediation.get("candidates") or []
+    recommended = remediation.get("recommended")
+    for kind, name, symbol, colour in (("regularised", "hardened: regularised", "circle", PALETTE[0]),
+                                       ("dp", "hardened: differentially private", "diamond", PALETTE[2])):
+        shown = [c for c in candidates if c.get("kind") == kind and c.get("accuracy") is not None]
+        if shown:
+            traces.append({"type": "scatter", "mode": "markers", "name": name,
+                           "x": [c["accuracy"] for c in shown],
+                           "y": [(c["tpr_at_1pct_fpr"] or {}).get("value") for c in shown],
+                           "text": [setting_label(c["setting"]) for c in shown],
+                           "error_y": {"type": "data", "symmetric": False,
+                                       "array": [(c["tpr_at_1pct_fpr"]["high"] - c["tpr_at_1pct_fpr"]["value"]) for c in shown],
+                                       "arrayminus": [(c["tpr_at_1pct_fpr"]["value"] - c["tpr_at_1pct_fpr"]["low"]) for c in shown],
+                                       "color": colour, "thickness": 1},
+                           "hovertemplate": "%{text}<br>accuracy %{x:.2%}<br>TPR@1%FPR %{y:.2%}<extra></extra>",
+                           "marker": {"symbol": symbol, "size": 10, "color": colour}})
+    policies = [row for row in what_if if (row.get("tpr_at_fpr") or {}).get("0.01") is not None]
+    if policies:
+        traces.append({"type": "scatter", "mode": "markers+text", "name": "output policy (serving side)",
+                       "x": [row["accuracy"] for row in policies], "y": [row["tpr_at_fpr"]["0.01"] for row in policies],
+                       "text": [row["policy"] for row in policies], "textposition": "top center",
+                       "hovertemplate": "output %{text}<br>accuracy %{x:.2%}<br>TPR@1%FPR %{y:.2%}<extra></extra>",
+                       "marker": {"symbol": "square", "size": 9, "color": PALETTE[3]}})
+    if recommended is not None and recommended < len(candidates):
+        best = candidates[recommended]
+        traces.append({"type": "scatter", "mode": "markers", "name": "recommended",
+                       "x": [best["accuracy"]], "y": [best["tpr_at_1pct_fpr"]["value"]],
+                       "text": [setting_label(best["setting"])], "hovertemplate": "recommended: %{text}<extra></extra>",
+                       "marker": {"symbol": "circle-open", "size": 20, "color": "#16a34a", "line": {"width": 3}}})
+    if current.get("accuracy") is not None:
+        traces.append({"type": "scatter", "mode": "markers", "name": "today's model",
+                       "x": [current["accuracy"]], "y": [(current.get("tpr_at_1pct_fpr") or {}).get("value")],
+                       "hovertemplate": "today's model<br>accuracy %{x:.2%}<br>TPR@1%FPR %{y:.2%}<extra></extra>",
+                       "marker": {"symbol": "star", "size": 16, "color": PALETTE[1]}})
+    xs = [t for trace in traces for t in trace["x"] if t is not None]
+    if xs:
+        traces.append({"type": "scatter", "mode": "lines", "name": "chance (1 %)", "x": [min(xs), max(xs)],
+                       "y": [0.01, 0.01], "line": {"color": "#9ca3af", "dash": "dot"}, "hoverinfo": "skip"})
+    return figure(traces, title="Privacy against utility: lower is less leakage, right is more accurate", height=440,
+                  margin={"l": 60, "r": 20, "t": 40, "b": 50},
+                  xaxis={"title": {"text": "accuracy on held-out non-members"}, "tickformat": ".1%"},
+                  yaxis={"title": {"text": "TPR at 1 % FPR (strongest attack)"}, "tickformat": ".1%", "rangemode": "tozero"},
+                  legend={"orientation": "h", "y": -0.25})

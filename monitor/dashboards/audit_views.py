@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from audits import exposure
+from audits import exposure, remediation
 from audits.attacks.catalogue import ATTACK_LABELS
 from audits.evidence.build import build_run_bundle
 from audits.evidence.format import EvidenceError
@@ -32,7 +32,22 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "roc_figure": charts.roc_figure(attacks) if attacks else None,
         "fprs": ["0.001", "0.01", "0.1"],
         "exposed": _exposed(run),
+        "remediation": _remediation(result),
+        "remediation_figure": charts.privacy_utility_figure(result["remediation"], result.get("what_if") or [])
+        if (result.get("remediation") or {}).get("candidates") else None,
     })
+
+
+def _remediation(result: dict) -> dict | None:
+    """The remediation table with each candidate's setting as text and the recommended one marked."""
+    table = result.get("remediation")
+    if not table:
+        return None
+    rows = []
+    for index, candidate in enumerate(table.get("candidates") or []):
+        rows.append({**candidate, "index": index, "label": charts.setting_label(candidate["setting"]),
+                     "recommended": index == table.get("recommended")})
+    return {**table, "rows": rows}
 
 
 def _exposed(run: AuditRun) -> dict | None:
@@ -45,8 +60,9 @@ def _exposed(run: AuditRun) -> dict | None:
 @require_POST
 def start_run(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, slug=slug)
-    run = request_audit(model, user=request.user)
-    messages.success(request, f"Audit {run.pk} of {model.slug} queued.")
+    hardening = request.POST.get("remediation") == "1"
+    run = request_audit(model, user=request.user, remediation=True if hardening else None)
+    messages.success(request, f"Audit {run.pk} of {model.slug} queued" + (" with hardened candidates." if hardening else "."))
     return redirect("audit-run", run_id=run.pk)
 
 
@@ -96,4 +112,18 @@ def exposure_download(request: HttpRequest, slug: str) -> HttpResponse:
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")
     name = f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@roles.role_required(*roles.OPERATE)
+def hardened_download(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(AuditRun.objects.select_related("model"), pk=run_id)
+    found = remediation.download(run, user=request.user, ip=client_ip(request))
+    if found is None:
+        messages.error(request, "This audit has no hardened candidate to download.")
+        return redirect("audit-run", run_id=run.pk)
+    stored, blob = found
+    response = HttpResponse(blob, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{remediation.filename(run)}"'
+    response["X-Artifact-SHA256"] = stored.sha256
     return response

@@ -23,16 +23,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--wait", action="store_true", help="run now in this process instead of on a worker")
+        parser.add_argument("--remediation", action="store_true",
+                            help="also train and attack hardened candidates of the model (scikit-learn models)")
 
     def handle(self, *args, **options) -> None:
         model = RegisteredModel.objects.filter(slug=options["slug"]).first()
         if model is None:
             raise CommandError(f"no model with slug {options['slug']!r}")
         if not options["wait"]:
-            run = request_audit(model)
+            run = request_audit(model, remediation=options["remediation"] or None)
             self.stdout.write(f"audit {run.pk} of {model.slug} queued; follow it at /audits/{run.pk}/")
             return
-        run = request_audit(model, enqueue=False)
+        run = request_audit(model, enqueue=False, remediation=options["remediation"] or None)
 
         def work() -> None:
             try:
@@ -78,3 +80,27 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(f"  BREACH {breach['metric']}: {breach['value']:.3g} > {breach['limit']:.3g}"))
             if verdict.get("regression"):
                 self.stdout.write(self.style.WARNING(f"  REGRESSION: {verdict['regression']}"))
+        self.print_remediation((run.result or {}).get("remediation"))
+
+    def print_remediation(self, table: dict | None) -> None:
+        if not table:
+            return
+        self.stdout.write("remediation (accuracy on held-out non-members; TPR at 1 % FPR with its 95 % interval):")
+        rows = [("today's model", table.get("current"))] + [
+            (", ".join(f"{k}={v}" for k, v in c["setting"].items()), c) for c in table.get("candidates") or []]
+        for index, (label, row) in enumerate(rows):
+            if not row:
+                continue
+            mark = " <- recommended" if index - 1 == table.get("recommended") and index else ""
+            if row.get("error"):
+                self.stdout.write(f"  {label:<55} failed: {row['error']}")
+                continue
+            rate = row["tpr_at_1pct_fpr"]
+            cost = f"{row['accuracy_cost']:+.4f}" if index else "      "
+            self.stdout.write(f"  {label:<55} acc {row['accuracy']:.4f} {cost}  TPR@1% {rate['value']:.2%} "
+                              f"[{rate['low']:.2%}, {rate['high']:.2%}]  {row['seconds']:.0f} s{mark}")
+        for note in table.get("notes") or []:
+            self.stdout.write(f"  note: {note}")
+        artifact = table.get("artifact") or {}
+        if artifact.get("available"):
+            self.stdout.write(f"  recommended model: {artifact['download']} (sha256 {artifact['sha256']})")
