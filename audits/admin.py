@@ -19,7 +19,8 @@ class AuditPolicyAdmin(admin.ModelAdmin):
     """Schedule, attacks and limits per model; changes are written to the audit log."""
 
     form = AuditPolicyForm
-    list_display = ("model", "enabled", "cadence_hours", "n_reference", "max_tpr_at_1pct_fpr", "max_epsilon_lower", "updated_at")
+    list_display = ("model", "enabled", "cadence_hours", "n_reference", "max_tpr_at_1pct_fpr", "max_epsilon_lower", "remediation",
+                    "updated_at")
     list_filter = ("enabled",)
 
     def save_model(self, request, obj, form, change) -> None:

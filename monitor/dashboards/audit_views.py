@@ -47,7 +47,8 @@ def _remediation(result: dict) -> dict | None:
     for index, candidate in enumerate(table.get("candidates") or []):
         rows.append({**candidate, "index": index, "label": charts.setting_label(candidate["setting"]),
                      "recommended": index == table.get("recommended")})
-    return {**table, "rows": rows}
+    budget = table.get("max_accuracy_cost")
+    return {**table, "rows": rows, "budget_points": None if budget is None else round(100 * budget, 2)}
 
 
 def _exposed(run: AuditRun) -> dict | None:
