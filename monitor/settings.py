@@ -170,6 +170,8 @@ WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+# Flash messages live in the server-side session, not a cookie: one of them shows a new webhook signing secret once.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
@@ -310,6 +312,8 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="monitor@localhost")
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+# PagerDuty channels send Events API v2 events here (tests and PagerDuty's EU service region point it elsewhere).
+PAGERDUTY_EVENTS_URL = env.url("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue").geturl()
 
 LOGGING = {
     "version": 1,

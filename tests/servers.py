@@ -84,9 +84,10 @@ class WebhookServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, text = recorder.script.popleft() if recorder.script else (200, "ok")
                 recorder.received.append({"path": self.path, "json": json.loads(body), "headers": dict(self.headers),
-                                          "status": status})
-                if status == 200:
-                    recorder.requests.append({"path": self.path, "json": json.loads(body), "headers": dict(self.headers)})
+                                          "status": status, "raw": body})
+                if 200 <= status < 300:
+                    recorder.requests.append({"path": self.path, "json": json.loads(body), "headers": dict(self.headers),
+                                              "raw": body})
                 if recorder.delay:
                     threading.Event().wait(recorder.delay)
                 payload = text.encode()

@@ -6,10 +6,16 @@ from typing import Any
 
 from django.db import transaction
 
+from monitor.alerts import integrations
 from monitor.alerts.transports import email_addresses
 from monitor.models import SEVERITIES, NotificationChannel, RegisteredModel
+from monitor.platform.crypto import data_fernet
 from monitor.platform.outbound import OutboundBlocked, check_url
 from monitor.trail.models import TrailEntry
+
+URL_KINDS = {NotificationChannel.SLACK: "the incoming-webhook URL, https://hooks.slack.com/services/…",
+             NotificationChannel.WEBHOOK: "where the signed JSON events are POSTed",
+             NotificationChannel.TEAMS: "the Teams workflow or incoming-webhook URL"}
 
 
 @dataclass
@@ -28,22 +34,37 @@ def check_target(kind: str, target: str) -> str:
             return ", ".join(email_addresses(target))
         except ValueError as exc:
             raise ChannelError("target", str(exc)) from exc
-    if kind == NotificationChannel.SLACK:
+    if kind == NotificationChannel.PAGERDUTY:
+        try:
+            return integrations.check_routing_key(target)
+        except ValueError as exc:
+            raise ChannelError("target", str(exc)) from exc
+    if kind in URL_KINDS:
         if not target.startswith(("https://", "http://")) or " " in target or len(target) > 500:
-            raise ChannelError("target", "a Slack channel needs its incoming-webhook URL (https://hooks.slack.com/services/…)")
+            raise ChannelError("target", f"a {kind} channel needs its URL ({URL_KINDS[kind]})")
         try:
             check_url(target)
         except (ValueError, OutboundBlocked) as exc:
             raise ChannelError("target", str(exc)) from exc
         return target
-    raise ChannelError("kind", f"unknown channel kind {kind!r}: use email or slack")
+    raise ChannelError("kind", f"unknown channel kind {kind!r}: use {', '.join(k for k, _ in NotificationChannel.KINDS)}")
 
 
 def create_channel(*, name: str, kind: str, target: str, min_severity: str = "warning", models: list[str] | None = None,
-                   rate_limit_per_hour: int = 30, digest: bool = True, user: Any = None, ip: str | None = None) -> NotificationChannel:
+                   rate_limit_per_hour: int = 30, digest: bool = True, secret: str | None = None, user: Any = None,
+                   ip: str | None = None) -> NotificationChannel:
+    """A new channel. A webhook channel signs with `secret` (whsec_…), or with one generated here; either way the
+    channel comes back with `new_secret` set so that the caller can show it once (it is stored encrypted)."""
     if not name.strip() or len(name) > 100:
         raise ChannelError("name", "a name of 1-100 characters is required")
     target = check_target(kind, target)
+    if secret and kind != NotificationChannel.WEBHOOK:
+        raise ChannelError("secret", "only webhook channels take a signing secret")
+    if kind == NotificationChannel.WEBHOOK:
+        try:
+            secret = integrations.check_webhook_secret(secret) if secret else integrations.new_webhook_secret()
+        except ValueError as exc:
+            raise ChannelError("secret", str(exc)) from exc
     if min_severity not in SEVERITIES:
         raise ChannelError("min_severity", f"must be one of {', '.join(SEVERITIES)}")
     if not 1 <= rate_limit_per_hour <= 10_000:
@@ -58,11 +79,13 @@ def create_channel(*, name: str, kind: str, target: str, min_severity: str = "wa
     with transaction.atomic():
         channel = NotificationChannel.objects.create(
             name=name.strip(), kind=kind, target=target, min_severity=min_severity, all_models=not selected,
-            rate_limit_per_hour=rate_limit_per_hour, digest=digest, created_by=user if getattr(user, "pk", None) else None)
+            rate_limit_per_hour=rate_limit_per_hour, digest=digest, created_by=user if getattr(user, "pk", None) else None,
+            secret=data_fernet().encrypt(secret.encode()) if secret else b"")
         channel.selected_models.set(selected)
         TrailEntry.record(action="channel.created", actor=user, ip=ip, obj=channel,
                              after={"name": channel.name, "kind": kind, "min_severity": min_severity,
                                     "models": [m.slug for m in selected] or "all"})
+    channel.new_secret = secret or None  # type: ignore[attr-defined]  # shown once, never stored in the clear
     return channel
 
 

@@ -94,7 +94,7 @@ def notify(alert: Alert, event: str, *, key: str = "", now: datetime | None = No
         return 0
     queued = 0
     for channel in NotificationChannel.objects.filter(enabled=True):
-        if channel.wants(alert):
+        if channel.wants(alert) and channel.wants_event(event):
             _, created = Delivery.objects.get_or_create(alert=alert, channel=channel, event=event, key=key)
             queued += created
     if queued:
@@ -114,6 +114,7 @@ def acknowledge(alert: Alert, *, user: Any, note: str = "", ip: str | None = Non
         alert.muted_until, alert.mute_reason = None, ""
         alert.save()
         _log(alert, "acknowledged", actor=user, note=note, before=before, ip=ip)
+        notify(alert, "acknowledged")  # webhook and PagerDuty channels only (NotificationChannel.wants_event)
     return alert
 
 

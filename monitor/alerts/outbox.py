@@ -18,9 +18,11 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from monitor.alerts.transports import TRANSPORTS, NotifyError, render
+from monitor.alerts import integrations, transports
+from monitor.alerts.transports import NotifyError, render
 from monitor.models import Alert, Delivery, NotificationChannel
 
+TRANSPORTS = {**transports.TRANSPORTS, **integrations.TRANSPORTS}
 UNLIMITED_EVENTS = ("summary", "digest", "test")
 
 
@@ -52,7 +54,9 @@ def deliver_one(delivery_id: int, *, now: datetime | None = None) -> str:
     if not channel.enabled:
         _finish(delivery, status="failed", error=f"channel disabled: {channel.disabled_reason}")
         return "failed"
-    if delivery.event not in UNLIMITED_EVENTS and _over_rate_limit(channel, now):
+    # An acknowledge or resolve folded into a summary would leave the PagerDuty incident / the receiver's state open.
+    closes = channel.kind in NotificationChannel.LIFECYCLE_KINDS and delivery.event in ("acknowledged", "resolved")
+    if delivery.event not in UNLIMITED_EVENTS and not closes and _over_rate_limit(channel, now):
         _fold(delivery, now)
         return "folded"
     if delivery.event == "summary":

@@ -6,7 +6,8 @@ import logging
 import smtplib
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -16,7 +17,7 @@ from django.template.loader import render_to_string
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from monitor.alerts.evidence_text import evidence_lines, truncate
-from monitor.models import Delivery, NotificationChannel
+from monitor.models import Alert, Delivery, NotificationChannel
 from monitor.platform import outbound
 
 # Silenced: slack_sdk would write the webhook URL (a secret) into the log on retries and debug output.
@@ -45,6 +46,8 @@ class Message:
     slack_blocks: list[dict] = field(default_factory=list)
     # The same on every attempt at one outbox row: a receiver that deduplicates on it sees a resend once.
     idempotency_key: str = ""
+    # The JSON event the HTTP integrations (webhook, PagerDuty, Teams) send or build on.
+    event: dict = field(default_factory=dict)
 
 
 def email_addresses(target: str) -> list[str]:
@@ -71,7 +74,7 @@ def render(delivery: Delivery) -> Message:
     context = {"delivery": delivery, "alert": alert, "site_url": settings.SITE_URL, "payload": delivery.payload,
                "evidence_lines": evidence_lines(alert.evidence, kind=alert.kind) if alert else []}
     if alert is not None:
-        context["alert_url"] = f"{settings.SITE_URL}/alerts/{alert.pk}/"
+        context["alert_url"] = alert_url(alert)
         template = "alert"
     else:
         template = {"digest": "digest", "summary": "summary", "test": "test"}[delivery.event]
@@ -80,7 +83,27 @@ def render(delivery: Delivery) -> Message:
     html = render_to_string(f"emails/{template}-body.html", context)
     return Message(subject=truncate(subject, 200), text=text, html=html, slack_text=truncate(subject, 3000),
                    slack_blocks=slack_blocks(delivery, subject=subject, text=text, context=context),
-                   idempotency_key=idempotency_key(delivery))
+                   idempotency_key=idempotency_key(delivery), event=event_payload(delivery))
+
+
+def alert_url(alert: Alert) -> str:
+    return f"{settings.SITE_URL}/alerts/{alert.pk}/"
+
+
+def event_payload(delivery: Delivery) -> dict[str, Any]:
+    """The JSON event every HTTP integration starts from: what happened, to which alert, and a link."""
+    alert = delivery.alert
+    now = delivery.created_at.astimezone(UTC).isoformat()  # when it happened: the same body on every retry
+    if alert is None:
+        return {"type": f"channel.{delivery.event}", "timestamp": now,
+                "data": {"channel": delivery.channel.name, "event": delivery.event, "payload": delivery.payload,
+                         "url": f"{settings.SITE_URL}/alerts/"}}
+    return {"type": f"alert.{delivery.event}", "timestamp": now, "data": {
+        "id": alert.pk, "fingerprint": alert.fingerprint, "model": alert.model.slug, "client_id": alert.client_id or None,
+        "source": alert.source, "kind": alert.kind, "title": alert.title, "severity": alert.severity,
+        "status": alert.status, "first_seen": alert.first_seen, "last_seen": alert.last_seen,
+        "occurrences": alert.occurrences, "evidence": alert.evidence,
+        "summary": evidence_lines(alert.evidence, kind=alert.kind), "url": alert_url(alert)}}
 
 
 def slack_blocks(delivery: Delivery, *, subject: str, text: str, context: dict) -> list[dict]:

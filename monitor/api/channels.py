@@ -9,7 +9,7 @@ from monitor.alerts.channels import ChannelError, create_channel, delete_channel
 from monitor.alerts.outbox import send_test
 from monitor.api.auth import needs, request_user
 from monitor.api.errors import ApiError, problem
-from monitor.api.schemas import ChannelIn, ChannelOut, ChannelTestOut
+from monitor.api.schemas import ChannelCreatedOut, ChannelIn, ChannelOut, ChannelTestOut
 from monitor.models import NotificationChannel
 from monitor.trail.hooks import client_ip
 
@@ -28,13 +28,15 @@ def list_channels(request: HttpRequest) -> list[dict]:
     return [c.summary() for c in NotificationChannel.objects.all()]
 
 
-@router.post("/channels", auth=needs(roles.CONFIGURE), summary="Create a notification channel", response={201: ChannelOut, 400: dict, 403: dict})
+@router.post("/channels", auth=needs(roles.CONFIGURE), summary="Create a notification channel",
+             response={201: ChannelCreatedOut, 400: dict, 403: dict})
 def add_channel(request: HttpRequest, body: ChannelIn) -> Status:
+    """A webhook channel answers with its signing `secret` this once (generated unless one was given)."""
     try:
         channel = create_channel(**body.model_dump(), user=request_user(request), ip=client_ip(request))
     except ChannelError as exc:
         raise ApiError(400, exc.message, [problem(exc.field, exc.message)]) from exc
-    return Status(201, channel.summary())
+    return Status(201, {**channel.summary(), "secret": channel.new_secret})
 
 
 @router.delete("/channels/{channel_id}", auth=needs(roles.CONFIGURE), summary="Delete a notification channel",

@@ -308,8 +308,8 @@ class AlertOut(Schema):
 class ChannelOut(Schema):
     id: int
     name: str
-    kind: str = Field(..., description="email or slack")
-    target: str = Field(..., description="a Slack webhook URL shows only its start")
+    kind: str = Field(..., description="email, slack, webhook, pagerduty or teams")
+    target: str = Field(..., description="webhook URLs and routing keys show only their start")
     min_severity: Severity
     models: list[str] | None = Field(..., description="null: every model")
     enabled: bool
@@ -318,6 +318,10 @@ class ChannelOut(Schema):
     last_error: str | None
     last_error_at: datetime | None
     disabled_reason: str | None
+
+
+class ChannelCreatedOut(ChannelOut):
+    secret: str | None = Field(None, description="webhook: the signing secret, shown this once")
 
 
 class ChannelTestOut(Schema):
@@ -355,8 +359,11 @@ class MuteIn(BodyIn):
 
 class ChannelIn(BodyIn):
     name: Text = Field(..., min_length=1, max_length=100)
-    kind: str = Field(..., pattern="^(email|slack)$")
-    target: Text = Field(..., min_length=1, max_length=2000)
+    kind: str = Field(..., pattern="^(email|slack|webhook|pagerduty|teams)$")
+    target: Text = Field(..., min_length=1, max_length=2000,
+                         description="email: addresses; slack, teams, webhook: the URL; pagerduty: the routing key")
+    secret: Text | None = Field(None, max_length=200, description="webhook only: a whsec_ signing secret to use "
+                                                                 "(default: one is generated and returned once)")
     min_severity: str = Field("warning", pattern="^(info|warning|critical)$")
     models: list[Text] | None = None
     rate_limit_per_hour: int = Field(30, ge=1, le=10_000)

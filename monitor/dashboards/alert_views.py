@@ -116,22 +116,26 @@ def channel_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         values = request.POST
         try:
-            create_channel(
+            channel = create_channel(
                 name=values.get("name", ""), kind=values.get("kind", ""), target=values.get("target", ""),
                 min_severity=values.get("min_severity", "warning"), models=values.getlist("models") or None,
                 rate_limit_per_hour=int(values.get("rate_limit_per_hour") or 30), digest=values.get("digest") == "on",
-                user=request.user, ip=client_ip(request))
+                secret=values.get("secret", "").strip() or None, user=request.user, ip=client_ip(request))
         except ChannelError as exc:
             error = exc
         except ValueError:
             error = ChannelError("rate_limit_per_hour", "must be a whole number")
         else:
-            messages.success(request, "Channel added.")
+            if channel.new_secret:
+                messages.warning(request, f"Channel added. Its signing secret, shown this once (verify each request's "
+                                          f"webhook-signature with it): {channel.new_secret}")
+            else:
+                messages.success(request, "Channel added.")
             return redirect("channel-list")
     channels = NotificationChannel.objects.prefetch_related("selected_models")
     return render(request, "monitor/channel_list.html", {
         "channels": channels, "error": error, "values": values, "severities": SEVERITIES,
-        "models": RegisteredModel.objects.values_list("slug", flat=True),
+        "models": RegisteredModel.objects.values_list("slug", flat=True), "kinds": NotificationChannel.KINDS,
     }, status=400 if error else 200)
 
 

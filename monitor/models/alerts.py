@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from monitor.alerts.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
 from monitor.models.registry import RegisteredModel
+from monitor.platform.crypto import data_fernet
 
 __all__ = ["SEVERITIES", "SEVERITY_RANK", "UNRESOLVED", "Alert", "AlertEvent", "AlertStatus", "Delivery",
            "NotificationChannel", "Severity"]
@@ -169,12 +170,20 @@ class AlertEvent(models.Model):
 
 
 class NotificationChannel(models.Model):
-    EMAIL, SLACK = "email", "slack"
-    KINDS = [(EMAIL, "email"), (SLACK, "Slack incoming webhook")]
+    EMAIL, SLACK, WEBHOOK, PAGERDUTY, TEAMS = "email", "slack", "webhook", "pagerduty", "teams"
+    KINDS = [(EMAIL, "email"), (SLACK, "Slack incoming webhook"), (WEBHOOK, "signed webhook (Standard Webhooks)"),
+             (PAGERDUTY, "PagerDuty Events API v2"), (TEAMS, "Microsoft Teams workflow webhook")]
+    # Kinds whose target is a secret URL (shown masked); PagerDuty's routing key is a secret too.
+    SECRET_TARGETS = (SLACK, WEBHOOK, PAGERDUTY, TEAMS)
+    # Kinds that follow an alert's whole life: acknowledged goes to these only (a mailbox does not need it).
+    LIFECYCLE_KINDS = (WEBHOOK, PAGERDUTY)
 
     name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=8, choices=KINDS)
-    target = models.TextField(help_text="email: comma-separated addresses; Slack: the incoming-webhook URL")
+    kind = models.CharField(max_length=16, choices=KINDS)
+    target = models.TextField(help_text="email: comma-separated addresses; Slack, Teams, webhook: the URL; "
+                                        "PagerDuty: the integration's routing key")
+    # webhook: the whsec_ signing secret (Fernet-encrypted; shown once, when the channel is created)
+    secret = models.BinaryField(blank=True, default=b"", editable=False)
     min_severity = models.CharField(max_length=16, choices=Severity.choices(), default=Severity.WARNING)
     all_models = models.BooleanField(default=True)
     selected_models = models.ManyToManyField(RegisteredModel, blank=True, related_name="channels",
@@ -218,9 +227,17 @@ class NotificationChannel(models.Model):
 
     def masked_target(self) -> str:
         """Webhook URLs are secrets: show only their start."""
-        if self.kind == self.SLACK:
+        if self.kind == self.PAGERDUTY:
+            return self.target[:4] + "…" if len(self.target) > 4 else "…"
+        if self.kind in self.SECRET_TARGETS:
             return self.target[:30] + "…" if len(self.target) > 30 else self.target
         return self.target
+
+    def wants_event(self, event: str) -> bool:
+        return event != "acknowledged" or self.kind in self.LIFECYCLE_KINDS
+
+    def signing_secret(self) -> str:
+        return data_fernet().decrypt(bytes(self.secret)).decode() if self.secret else ""
 
     def disable(self, reason: str) -> None:
         now = timezone.now()
@@ -234,7 +251,7 @@ class NotificationChannel(models.Model):
 class Delivery(models.Model):
     """The outbox: one row per (alert, channel, event, key); a worker claims it by conditional UPDATE."""
 
-    EVENTS = ["opened", "escalated", "reminder", "resolved", "summary", "digest", "test"]
+    EVENTS = ["opened", "escalated", "acknowledged", "reminder", "resolved", "summary", "digest", "test"]
     STATUSES = [("pending", "pending"), ("sending", "sending"), ("sent", "sent"), ("failed", "failed"),
                 ("folded", "folded into a summary")]
 
