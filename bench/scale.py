@@ -134,7 +134,7 @@ def main() -> None:
         retention_seconds = time.perf_counter() - started
         after = log_bytes()
         cookie = session_cookie()
-        pages = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/")}
+        pages = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/", "/metrics")}
     total = args.days * args.rows_per_day
     print(f"scale: {total:,} queries over {args.days} days from {args.clients:,} clients, posted through the API "
           f"(columnar batches of {BATCH:,}, gunicorn 2 workers), scanned after each day")

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from monitor.api import api
-from monitor.dashboards import alert_views, audit_views, views
+from monitor.dashboards import alert_views, audit_views, metrics, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -28,4 +28,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]

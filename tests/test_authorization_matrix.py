@@ -54,6 +54,7 @@ PAGES = {
     ("GET", "channel-list"): {"session:admin"},
     ("POST", "channel-list"): {"session:admin"},
     ("POST", "channel-action"): {"session:admin"},
+    ("GET", "metrics"): READ,  # the one page that also takes a bearer token (Prometheus scrapes it)
     ("GET", "login"): EVERYONE,
     ("POST", "logout"): EVERYONE,
 }

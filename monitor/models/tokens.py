@@ -24,8 +24,8 @@ class ApiTokenQuerySet(models.QuerySet):
 class ApiToken(models.Model):
     """Bearer tokens, stored as SHA-256 (they are 256-bit random, so a fast hash is enough)."""
 
-    INGEST, USER = "ingest", "user"
-    KINDS = [(INGEST, "model ingestion"), (USER, "personal API")]
+    INGEST, USER, METRICS = "ingest", "user", "metrics"
+    KINDS = [(INGEST, "model ingestion"), (USER, "personal API"), (METRICS, "Prometheus scrape (GET /metrics only)")]
 
     kind = models.CharField(max_length=8, choices=KINDS)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -46,7 +46,8 @@ class ApiToken(models.Model):
             models.CheckConstraint(
                 name="token_has_one_owner",
                 condition=(models.Q(kind="ingest", model__isnull=False, user__isnull=True)
-                           | models.Q(kind="user", user__isnull=False, model__isnull=True)),
+                           | models.Q(kind="user", user__isnull=False, model__isnull=True)
+                           | models.Q(kind="metrics", user__isnull=True, model__isnull=True)),
             )
         ]
 

@@ -16,11 +16,16 @@ class Command(BaseCommand):
         owner = parser.add_mutually_exclusive_group(required=True)
         owner.add_argument("--model", help="an ingestion token for this model's slug")
         owner.add_argument("--user", help="a personal token for this user (created if missing)")
+        owner.add_argument("--metrics", action="store_true", help="a token that may only scrape GET /metrics")
         parser.add_argument("--role", choices=ROLES, help="with --user: put the user in this role")
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
-        if options["model"]:
+        if options["metrics"]:
+            if options["role"]:
+                raise CommandError("--role applies to --user tokens only")
+            _, clear = ApiToken.issue(kind=ApiToken.METRICS)
+        elif options["model"]:
             if options["role"]:
                 raise CommandError("--role applies to --user tokens only")
             model = RegisteredModel.objects.filter(slug=options["model"]).first()
