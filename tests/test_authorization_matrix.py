@@ -86,6 +86,7 @@ API = {
     ("GET", "/api/v1/models/{slug}/records/{record_id}/exposure"): EXPORT,
     ("GET", "/api/v1/models/{slug}/exposure.csv"): EXPORT,
     ("GET", "/api/v1/audits/{run_id}/remediation/artifact"): OPERATE,
+    ("GET", "/api/v1/alerts/export"): OPERATE,
 }
 # The API's own documentation: any signed-in role (it names every endpoint, so not the public).
 DOCS = {("GET", "/api/v1/openapi.json"): PAGE_READ, ("GET", "/api/v1/docs"): PAGE_READ}
@@ -191,6 +192,8 @@ def api_request(client: Client, method: str, path: str, world: dict):
     }
     if path == "/api/v1/models/{slug}/evidence.zip":
         address += f"?start={today - timedelta(days=1)}&end={today}"
+    if path == "/api/v1/alerts/export":
+        address += f"?since={today - timedelta(days=1)}T00:00:00Z"
     if method == "GET":
         return client.get(address)
     if method == "DELETE":

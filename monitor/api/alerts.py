@@ -1,19 +1,23 @@
 """Alerts: list and read them, and move them through their lifecycle (acknowledge, resolve, mute)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
+from audits.evidence.format import csv_bytes
 from monitor.access import roles
-from monitor.alerts import lifecycle
+from monitor.alerts import lifecycle, siem
 from monitor.alerts.lifecycle import AlertActionError
 from monitor.api.auth import needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import AckIn, AlertOut, MuteIn, Text
-from monitor.models import SEVERITIES, Alert
+from monitor.models import SEVERITIES, Alert, RegisteredModel
 from monitor.trail.hooks import client_ip
+from monitor.trail.models import TrailEntry
 
 router = Router(tags=["alerts"])
 
@@ -44,6 +48,46 @@ def list_alerts(request: HttpRequest, status: str = "", model: Text = "", severi
     alerts = Alert.objects.select_related("model", "acknowledged_by", "resolved_by").matching(
         status=status, model=model, severity=severity, client=client)
     return [a.summary() for a in alerts.order_by("-last_seen", "-id")[offset:offset + limit]]
+
+
+@router.get("/alerts/export", auth=needs(roles.OPERATE), summary="Alert events for a SIEM: OCSF NDJSON or CSV",
+            response={200: None, 400: dict, 403: dict})
+def export_alerts(request: HttpRequest, since: datetime, format: str = "ocsf", until: datetime | None = None,  # noqa: A002
+                  model: Text = "", limit: int = 100_000) -> HttpResponse:
+    """Declared before /alerts/{alert_id} so that "export" is not read as an alert id. One OCSF Detection Finding (class_uid 2004) per alert event since `since` (ISO 8601), oldest first, as NDJSON
+    (`format=ocsf`), or one CSV row per event (`format=csv`). Opened creates the finding, resolved closes it; every
+    export is recorded in the security trail."""
+    problems = []
+    if format not in ("ocsf", "csv"):
+        problems.append(problem("format", "ocsf or csv"))
+    if since.tzinfo is None:
+        problems.append(problem("since", "an ISO 8601 time with a timezone (e.g. 2026-12-01T00:00:00Z)"))
+    if until is not None and until.tzinfo is None:
+        problems.append(problem("until", "an ISO 8601 time with a timezone"))
+    if not 1 <= limit <= 1_000_000:
+        problems.append(problem("limit", "1 ≤ limit ≤ 1000000"))
+    if model and not RegisteredModel.objects.filter(slug=model).exists():
+        problems.append(problem("model", f"no model {model!r:.80}"))
+    for name, value in (("since", since), ("until", until)):
+        try:  # year 1 at +14:00 falls off the calendar once the database converts it to UTC
+            if value is not None and value.tzinfo is not None:
+                value.astimezone(UTC)
+        except OverflowError:
+            problems.append(problem(name, "a time within years 1-9999 in UTC"))
+    if problems:
+        raise ApiError(400, "invalid export request", problems)
+    rows = list(siem.events(since=since, until=until, model=model, limit=limit))
+    TrailEntry.record(action="alerts.exported", actor=request_user(request), ip=client_ip(request),
+                      object_type="alert_export", after={"format": format, "since": since.isoformat(),
+                                                         "until": until.isoformat() if until else None,
+                                                         "model": model or None, "events": len(rows)})
+    if format == "csv":
+        response = HttpResponse(csv_bytes(siem.CSV_COLUMNS, [siem.csv_row(e) for e in rows]),
+                                content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="alert-events.csv"'
+        return response
+    body = "".join(json.dumps(siem.ocsf_finding(e), separators=(",", ":"), ensure_ascii=False) + "\n" for e in rows)
+    return HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
 
 
 @router.get("/alerts/{alert_id}", auth=needs(roles.READ), summary="One alert", response={200: AlertOut, 403: dict, 404: dict})
@@ -82,3 +126,4 @@ def mute_alert(request: HttpRequest, alert_id: int, body: MuteIn) -> dict:
         raise ApiError(400, "invalid request", [problem("until", "needs a timezone (Z or +00:00)")])
     return _act(request, alert_id, lambda a: lifecycle.mute(a, user=request_user(request), until=body.until,
                                                             reason=body.reason, ip=client_ip(request)))
+
