@@ -87,3 +87,19 @@ def test_metrics_are_never_anonymous_and_the_metrics_token_reads_nothing_else(cl
     assert metrics_token.startswith("mim_metrics_")
     assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Bearer {metrics_token}").status_code == 403
     assert client.post("/metrics", HTTP_AUTHORIZATION=f"Bearer {metrics_token}").status_code == 405
+
+
+def test_the_grafana_dashboard_uses_only_exported_metrics(client):
+    import json
+    import re
+    from pathlib import Path
+
+    make_audited_model(n=100)
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "deploy/grafana/mi-monitor.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"mimonitor_[a-z_]+", target["expr"])}
+    assert len(used) >= 6
+    # Every family is declared on every scrape, with samples or not (a counter's samples carry _total).
+    families = {family.name for family in text_string_to_metric_families(scrape(client, user_token(role="viewer")).content.decode())}
+    exported = families | {f"{name}_total" for name in families}
+    assert used <= exported, used - exported
