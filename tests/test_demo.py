@@ -24,6 +24,42 @@ def test_demo_seeds_model_users_and_an_attacker_once(capsys, tmp_path, settings)
     for role in ("admin", "security", "compliance", "viewer"):
         assert f"demo-{role} / " in out
     call_command("demo")
-    assert RegisteredModel.objects.count() == 1 and QueryLog.objects.count() == total
+    assert RegisteredModel.objects.count() == 3 and QueryLog.objects.count() == total
     call_command("demo", "--if-empty")
     assert "not seeded" in capsys.readouterr().out
+    check_history(model)
+
+
+def check_history(forest: RegisteredModel) -> None:
+    """A month, not a dot: daily audits per model, the day-18 retrain doubling the forest's leakage (a regression
+    alert), the hardened and labels-only companions lower, a low-and-slow attacker in week 2."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audits.models import AuditRun
+    from monitor.demo.history import SLOW_ATTACKER
+    from monitor.models import Alert, ClientDayRollup, ModelHourRollup
+
+    forest.refresh_from_db()
+    assert forest.version == 2
+    slugs = set(RegisteredModel.objects.values_list("slug", flat=True))
+    assert slugs == {DEMO_SLUG, "adult-income-hardened", "adult-income-labels"}
+    month_ago = timezone.now() - timedelta(days=29)
+    for model in RegisteredModel.objects.all():
+        runs = list(AuditRun.objects.filter(model=model).finished().order_by("finished_at"))
+        assert len(runs) >= 28 and runs[0].finished_at < month_ago + timedelta(days=1)
+        assert sum(bool(r.config.get("demo_history")) for r in runs) == len(runs) - 1  # all but today's, which is real
+        assert not runs[-1].config.get("demo_history")
+        assert ModelHourRollup.objects.filter(model=model, hour__lt=month_ago + timedelta(days=1)).exists()
+    forest_runs = list(AuditRun.objects.filter(model=forest).finished().order_by("finished_at"))
+    before = [r.tpr_at()["value"] for r in forest_runs if r.model_version == 1]
+    after = [r.tpr_at()["value"] for r in forest_runs if r.model_version == 2]
+    assert before and after and 1.6 < (sum(after) / len(after)) / (sum(before) / len(before)) < 2.4
+    hardened = AuditRun.objects.filter(model__slug="adult-income-hardened", config__demo_history__isnull=True).get()
+    assert hardened.tpr_at()["value"] < forest_runs[-1].tpr_at()["value"] / 2
+    regression = Alert.objects.get(model=forest, kind="leakage_regression")
+    assert 11 <= (timezone.now() - regression.first_seen).days <= 13
+    slow = Alert.objects.get(model=forest, client_id=SLOW_ATTACKER)
+    assert slow.status == "resolved" and 17 <= (timezone.now() - slow.first_seen).days <= 22
+    assert ClientDayRollup.objects.filter(model=forest, client_id=SLOW_ATTACKER).count() == 5

@@ -122,3 +122,29 @@ def test_viewers_have_no_download_button(page, live_server, world):
     log_in(page, live_server, "viewer")
     page.goto(f"{live_server.url}/audits/{world['run'].pk}/")
     assert page.locator("#evidence-download").count() == 0
+
+
+def test_demo_history_shows_a_month_in_chromium(live_server, page, screenshot):
+    """The demo's written history (monitor.demo.history) as a person sees it: the overview sparkline and the model
+    page's TPR trend carry about thirty audits with the day-18 step, and the month's alerts are on the timeline."""
+    from monitor.demo.history import write_history
+
+    model = make_audited_model(n=300, slug="credit")
+    run = runner.execute(request_audit(model, enqueue=False).pk)
+    write_history(forest=model, forest_run=run, others=[])
+    make_user(role="viewer", username="viewer-user", password=PASSWORD)
+    log_in(page, live_server, "viewer")
+    page.goto(f"{live_server.url}/?period=30d")
+    assert_figures_render(page)
+    sparkline = page.evaluate("""() => document.querySelector('[data-figure="spark-credit"]').data
+        .map(t => (t.y || []).length)""")
+    assert max(sparkline) >= 28, sparkline
+    screenshot("demo-history-overview")
+    page.goto(f"{live_server.url}/models/credit/?period=30d")
+    assert_figures_render(page)
+    values = page.evaluate("""() => { const div = document.querySelector('[data-figure="figure-tpr"]');
+        const trace = div.data.find(t => t.mode === 'lines+markers'); return trace.y; }""")
+    assert len(values) >= 28
+    before, after = sum(values[:10]) / 10, sum(values[-6:-1]) / 5
+    assert 1.6 < after / before < 2.4, (before, after)
+    screenshot("demo-history-model")
