@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from monitor.access import sso
 from monitor.api import api
 from monitor.dashboards import alert_views, audit_views, metrics, views
 
@@ -24,7 +25,12 @@ urlpatterns = [
     path("alerts/<int:alert_id>/<str:action>/", alert_views.alert_action, name="alert-action"),
     path("channels/", alert_views.channel_list, name="channel-list"),
     path("channels/<int:channel_id>/<str:action>/", alert_views.channel_action, name="channel-action"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, extra_context={"sso": sso.enabled,
+                                                                                      "local_login": sso.local_login}),
+         name="login"),
+    path("oidc/authenticate/", sso.start, name="oidc_authentication_init"),
+    path("oidc/callback/", sso.callback, name="oidc_authentication_callback"),
+    path("sso/denied/", sso.denied, name="sso-denied"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -56,6 +56,9 @@ PAGES = {
     ("POST", "channel-action"): {"session:admin"},
     ("GET", "metrics"): READ,  # the one page that also takes a bearer token (Prometheus scrapes it)
     ("GET", "login"): EVERYONE,
+    ("GET", "oidc_authentication_init"): EVERYONE,  # 404 until OIDC_* is set (tests/test_sso.py signs in for real)
+    ("GET", "oidc_authentication_callback"): EVERYONE,
+    ("GET", "sso-denied"): EVERYONE,
     ("POST", "logout"): EVERYONE,
 }
 API = {

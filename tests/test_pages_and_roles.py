@@ -93,8 +93,10 @@ def test_every_url_is_covered_by_this_table():
     from monitor.urls import urlpatterns
 
     names = {p.name for p in urlpatterns if getattr(p, "name", None)}
-    # /metrics is for scrapers: anonymous gets 401, not the login page (tests/test_metrics.py).
-    assert names - {"login", "logout", "metrics"} == {name for name, _, _ in PAGES + ACTIONS}
+    # /metrics is for scrapers: anonymous gets 401, not the login page (tests/test_metrics.py); the sign-in steps
+    # of single sign-on are public by nature (tests/test_sso.py).
+    public = {"login", "logout", "metrics", "oidc_authentication_init", "oidc_authentication_callback", "sso-denied"}
+    assert names - public == {name for name, _, _ in PAGES + ACTIONS}
 
 
 def test_login_page_logs_in_and_out(client, model):

@@ -62,7 +62,15 @@ def roles_context(request: HttpRequest) -> dict[str, Any]:
 
 
 class RolePermissionBackend(ModelBackend):
-    """The admin role may configure everything in the Django admin; other roles get only explicit permissions."""
+    """The admin role may configure everything in the Django admin; other roles get only explicit permissions.
+    With LOCAL_LOGIN off it checks no password at all (single sign-on only)."""
+
+    def authenticate(self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+        from django.conf import settings
+
+        if not settings.LOCAL_LOGIN:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
     def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
         if user_obj.is_active and has_role(user_obj, (ADMIN,)):
