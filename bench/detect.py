@@ -120,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_django(URL)
     from monitor.detection.scanning import calibrate_model, scan_model
-    from monitor.models import Alert, QueryLog
+    from monitor.models import Alert, AlertAccount, QueryLog
 
     model, estimator = register()
     now = time.time()
@@ -152,8 +152,13 @@ def main() -> None:
     read_seconds = read_only_seconds(model)
     n_total = QueryLog.objects.filter(model=model).count()
 
-    flagged = set(Alert.objects.filter(model=model, source="detector").values_list("client_id", flat=True))
+    # An incident covers its client and every account linked into it.
+    accounts = list(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
+                    .values_list("alert_id", "client_id"))
+    flagged = {client for _, client in accounts}
     attackers = set(main_traffic.attackers)
+    attacker_alerts = {alert for alert, client in accounts if client in attackers}
+    benign_only = {alert for alert, client in accounts} - attacker_alerts
     benign = set(main_traffic.benign_clients) | set(more.benign_clients)
     caught = len(attackers & flagged) / len(attackers)
     false_alarms = len(benign & flagged) / len(benign)
@@ -167,6 +172,9 @@ def main() -> None:
     print(f"  attackers flagged   : {len(attackers & flagged)}/{len(attackers)} = {caught:.0%}  (goal ≥ 95 %) "
           f"missed: {sorted(attackers - flagged) or 'none'}")
     print(f"  benign flagged      : {len(benign & flagged)}/{len(benign)} = {false_alarms:.2%}  (goal ≤ 0.5 %)")
+    print(f"  alerts              : {len(attacker_alerts)} for {len(attackers)} attacker accounts "
+          f"({len(attacker_alerts) / len(attackers):.2f} per account; linked accounts fold into one incident), "
+          f"{len(benign_only)} on benign clients only; {Alert.objects.filter(model=model, source='detector').count()} in all")
     print(f"  findings by detector: first {first.by_detector}, second {second.by_detector}")
     from django.db import connection
 

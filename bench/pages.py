@@ -1,5 +1,5 @@
 """Dashboard latency at scale: 10,000,000 logged queries from 5,000 clients over 30 days and 100 audit
-runs in PostgreSQL; 50 loads each of the overview and the model page through gunicorn (2 workers).
+runs in PostgreSQL; 50 loads each of the overview, the model page and /metrics (goal ≤ 100 ms) through gunicorn (2 workers).
 Prints p50/p95 per page (goal p95 ≤ 250 ms) and, as anchor, one raw-log aggregate of the same period
 (what the pages would cost without rollups).
 
@@ -139,7 +139,7 @@ def main() -> None:
         cursor.fetchall()
         raw_ms = (time.perf_counter() - started) * 1000
     with gunicorn(URL) as port:
-        results = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/")}
+        results = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/", "/metrics")}
     print(f"pages: {args.queries:,} queries from {args.clients:,} clients over 30 days, {args.audits} audit runs "
           f"(data written in {fill_seconds:.0f} s); {args.loads} loads per page, gunicorn 2 workers")
     for path, timings in results.items():

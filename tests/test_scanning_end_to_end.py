@@ -7,7 +7,7 @@ import pytest
 
 from monitor.demo.simulation import ApiClient, Plan, build_traffic, send
 from monitor.detection.scanning import calibrate_model, rewind_scanner, scan_model
-from monitor.models import Alert, DetectorFinding, QueryLog
+from monitor.models import Alert, AlertAccount, DetectorFinding, QueryLog
 from tests.factories import ingest_token, make_audited_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,8 +32,16 @@ def scanned(live_server):
 
 def test_every_attacker_is_flagged_and_benign_false_alarms_stay_at_their_rate(scanned):
     model, live, summary = scanned
-    flagged = set(Alert.objects.filter(model=model, source="detector").values_list("client_id", flat=True))
+    # An incident names its client and every account linked to it (AlertAccount).
+    accounts = list(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
+                    .values_list("alert_id", "client_id"))
+    flagged = {client for _, client in accounts}
     assert set(live.attackers) <= flagged, f"missed: {set(live.attackers) - flagged}; by detector {summary.by_detector}"
+    # One incident per actor: every detector's finding on an attacker is in one alert, never in several.
+    for attacker in live.attackers:
+        assert sum(client == attacker for _, client in accounts) == 1, attacker
+    incidents = {alert for alert, client in accounts if client in set(live.attackers)}
+    assert len(incidents) <= len(live.attackers)
     # Each detector allows a false alarm per 1,000 benign client-days, and the fingerprint key is
     # fresh per run: over 60 runs of this fixture, 9 benign alerts in 8 runs (0.15 per run, two at
     # most). Three or more would be a 1-in-2,000 event at that rate: a calibration failure.

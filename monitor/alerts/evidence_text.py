@@ -163,5 +163,16 @@ def evidence_lines(evidence: Any, limit: int = 12, *, kind: str | None = None) -
     if not isinstance(evidence, dict):
         return []
     sentence = describe(kind, evidence)
-    lines = [f"{key}: {truncate(readable(key, value), MAX_LINE)}" for key, value in list(evidence.items())[:limit]]
-    return [sentence, *lines] if sentence else lines
+    # An incident folds several detectors and accounts: one sentence per other signal, then the accounts.
+    signals = evidence.get("signals") if isinstance(evidence.get("signals"), dict) else {}
+    folded = [f"{detector}: " + (describe(detector, signal.get("evidence")) or f"score {signal.get('score')}")
+              + (f" (account {signal.get('client_id')})" if signal.get("client_id") else "")
+              for detector, signal in sorted(signals.items()) if detector != kind and isinstance(signal, dict)]
+    accounts = evidence.get("accounts") or []
+    if len(accounts) > 1:
+        folded.append(truncate(f"accounts ({evidence.get('n_accounts', len(accounts))}): {', '.join(map(str, accounts))}",
+                               MAX_LINE))
+    skip = {"signals", "accounts"}
+    lines = [f"{key}: {truncate(readable(key, value), MAX_LINE)}" for key, value in
+             [(k, v) for k, v in evidence.items() if k not in skip][:limit]]
+    return [*([sentence] if sentence else []), *folded, *lines]

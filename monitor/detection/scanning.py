@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from monitor.alerts.lifecycle import Signal, raise_signal
+from monitor.detection import incidents
 from monitor.detection.detectors import (
     Detector,
     Finding,
@@ -43,14 +43,6 @@ from monitor.trail.chain import canonical_json
 
 log = logging.getLogger(__name__)
 
-TITLES = {
-    "volume": "Query volume far above baseline",
-    "near_duplicate_sweep": "Near-duplicate sweep around records (label-only attack pattern)",
-    "boundary_probing": "Queries piling up at the decision boundary",
-    "training_proximity": "Queries matching training records",
-    "distribution_shift": "Queries unlike production traffic",
-    "account_linking": "Same probing pattern across several accounts",
-}
 DETECTOR_QUIET_PERIOD = timedelta(hours=24)
 
 
@@ -353,20 +345,23 @@ def _advance_model_watermark(model: RegisteredModel, count: int) -> None:
 
 def record_findings(model: RegisteredModel, findings: list[Finding], *, range_start: int, range_end: int,
             summary: ScanSummary) -> None:
-    """Store each finding once per range and open or update its alert."""
+    """Store each finding once per range, then open or update one incident per actor (monitor.detection.incidents):
+    every detector's finding on a client and on the accounts linked to it fold into one alert."""
+    fresh: list[tuple[Finding, DetectorFinding]] = []
     for finding in findings:
         record, created = DetectorFinding.objects.get_or_create(
             model=model, detector=finding.detector, client_id=finding.client_id[:200], range_end=range_end,
             defaults={"score": finding.score, "severity": finding.severity, "evidence": finding.evidence,
                       "range_start": range_start})
-        if not created:
-            continue
-        alert, opened = raise_signal(Signal(
-            source="detector", kind=finding.detector, model=model, severity=finding.severity,
-            client_id=finding.client_id[:128], title=TITLES.get(finding.detector, finding.detector),
-            evidence={"score": finding.score, **finding.evidence}, quiet_period=DETECTOR_QUIET_PERIOD))
-        DetectorFinding.objects.filter(pk=record.pk).update(alert=alert)
+        if created:
+            fresh.append((finding, record))
+    records = {(f.detector, f.client_id[:200]): r.pk for f, r in fresh}
+    for actor in incidents.group_by_actor(model, [f for f, _ in fresh]):
+        alert, opened = incidents.raise_incident(model, actor, quiet_period=DETECTOR_QUIET_PERIOD)
+        DetectorFinding.objects.filter(pk__in=[records[(f.detector, f.client_id[:200])] for f in actor.findings]
+                                       ).update(alert=alert)
         auto_restrict(model, alert)  # the model's automatic gateway restriction, if it has one
-        summary.findings += 1
         summary.new_alerts += opened
-        summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1
+        for finding in actor.findings:
+            summary.findings += 1
+            summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1

@@ -3,6 +3,7 @@ from monitor.models.alerts import (
     SEVERITIES,
     SEVERITY_RANK,
     Alert,
+    AlertAccount,
     AlertEvent,
     AlertStatus,
     Delivery,
@@ -30,7 +31,7 @@ from monitor.models.tokens import ApiToken, TokenUsage, hash_token
 from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
-    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertAccount", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
     "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from monitor.alerts.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
@@ -49,8 +49,9 @@ class AlertQuerySet(models.QuerySet):
             alerts = alerts.filter(model__slug=model)
         if severity:
             alerts = alerts.filter(severity=severity)
-        if client:
-            alerts = alerts.filter(client_id=client)
+        if client:  # the alert's own client, or any account linked into the incident
+            alerts = alerts.filter(Q(client_id=client) | Q(pk__in=AlertAccount.objects.filter(client_id=client)
+                                                            .values("alert_id")))
         if client_contains:
             alerts = alerts.filter(client_id__icontains=client_contains)
         return alerts
@@ -149,6 +150,17 @@ class Alert(models.Model):
         if self.incident or not self.client_id or self.severity == "critical":
             return False
         return Alert.objects.unresolved().filter(model_id=self.model_id, incident=True).exclude(status="muted").exists()
+
+
+class AlertAccount(models.Model):
+    """A client (API account) an alert is about: the incident's own client and the accounts linked to it."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="accounts")
+    client_id = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["alert", "client_id"], name="alertaccount_once")]
+        indexes = [models.Index(fields=["client_id"], name="alertaccount_client")]
 
 
 class AlertEvent(models.Model):

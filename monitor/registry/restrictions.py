@@ -103,19 +103,25 @@ def lift(model: RegisteredModel, client_id: str, *, user: Any = None, ip: str | 
 
 
 def auto_restrict(model: RegisteredModel, alert: Alert, *, now: datetime | None = None) -> ClientRestriction | None:
-    """The model's automatic restriction for the client of a detector alert at or above its severity, unless the
-    client is already restricted (off unless the model sets `auto_restrict_action`)."""
+    """The model's automatic restriction for the client of a detector alert at or above its severity, and for every
+    account linked into the incident, unless already restricted (off unless the model sets `auto_restrict_action`).
+    Returns the first restriction made (None if none)."""
     if not model.auto_restrict_action or not alert.client_id:
         return None
     if Severity(alert.severity).rank < Severity(model.auto_restrict_severity).rank:
         return None
     now = now or timezone.now()
-    if active(model, alert.client_id, now=now) is not None:
-        return None
-    return restrict(model, alert.client_id, action=model.auto_restrict_action,
-                    until=now + timedelta(hours=model.auto_restrict_hours), now=now,
-                    reason=f"automatic: {alert.severity} {alert.kind} alert #{alert.pk} ({alert.title})",
-                    user=None)
+    accounts = [alert.client_id, *sorted(set(alert.accounts.values_list("client_id", flat=True)) - {alert.client_id})]
+    made = None
+    for client_id in accounts:
+        if active(model, client_id, now=now) is not None:
+            continue
+        restriction = restrict(model, client_id, action=model.auto_restrict_action,
+                               until=now + timedelta(hours=model.auto_restrict_hours), now=now,
+                               reason=f"automatic: {alert.severity} {alert.kind} alert #{alert.pk} ({alert.title})",
+                               user=None)
+        made = made or restriction
+    return made
 
 
 def expire_due(*, now: datetime | None = None) -> int:

@@ -1,0 +1,103 @@
+"""One incident per attacking actor: the findings of every detector on one client, and on the accounts that account
+linking ties to it, fold into one alert. Its severity is the strongest signal's; its evidence keeps each detector's
+finding (`signals`) and each account (`accounts`, also rows of AlertAccount so `?client=` finds the incident from any
+of them). The first detector names the alert (`kind`), so its sentence leads; the others follow as lines."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.alerts.lifecycle import Signal, raise_signal
+from monitor.alerts.severity import Severity
+from monitor.detection.detectors import Finding
+from monitor.models import Alert, AlertAccount, RegisteredModel
+
+TITLES = {
+    "volume": "Query volume far above baseline",
+    "near_duplicate_sweep": "Near-duplicate sweep around records (label-only attack pattern)",
+    "boundary_probing": "Queries piling up at the decision boundary",
+    "training_proximity": "Queries matching training records",
+    "distribution_shift": "Queries unlike production traffic",
+    "account_linking": "Same probing pattern across several accounts",
+}
+MAX_ACCOUNTS = 50
+
+
+@dataclass
+class Actor:
+    """Clients that are one attacker as far as the scanner can tell, with their new findings."""
+
+    clients: set[str]
+    findings: list[Finding] = field(default_factory=list)
+    alert: Alert | None = None
+
+
+def _links(findings: list[Finding]) -> dict[str, str]:
+    """Union-find over the clients of these findings: account linking's `linked_clients` join one actor."""
+    parent: dict[str, str] = {}
+
+    def find(client: str) -> str:
+        parent.setdefault(client, client)
+        while parent[client] != client:
+            parent[client] = parent[parent[client]]
+            client = parent[client]
+        return client
+
+    for finding in findings:
+        find(finding.client_id)
+        for other in finding.evidence.get("linked_clients") or []:
+            parent[find(str(other))] = find(finding.client_id)
+    return {client: find(client) for client in list(parent)}
+
+
+def group_by_actor(model: RegisteredModel, findings: list[Finding]) -> list[Actor]:
+    """Findings grouped by actor, each actor attached to the open incident of any of its accounts (the oldest)."""
+    root = _links(findings)
+    actors: dict[str, Actor] = {}
+    for client, top in root.items():
+        actors.setdefault(top, Actor(clients=set())).clients.add(client)
+    for finding in findings:
+        actors[root[finding.client_id]].findings.append(finding)
+    everyone = set(root)
+    open_alerts = {account.client_id: account.alert for account in AlertAccount.objects.select_related("alert")
+                   .filter(alert__model=model, alert__source="detector", client_id__in=everyone)
+                   .exclude(alert__status="resolved").order_by("alert__first_seen", "alert_id")}
+    for actor in actors.values():
+        known = [open_alerts[c] for c in sorted(actor.clients) if c in open_alerts]
+        if known:
+            actor.alert = min(known, key=lambda a: (a.first_seen, a.pk))
+    return [actor for actor in actors.values() if actor.findings]
+
+
+def _signal_entry(finding: Finding) -> dict[str, Any]:
+    return {"client_id": finding.client_id, "score": finding.score, "severity": finding.severity,
+            "evidence": finding.evidence}
+
+
+def raise_incident(model: RegisteredModel, actor: Actor, *, quiet_period: Any) -> tuple[Alert, bool]:
+    """Open or update the actor's incident with its new findings."""
+    existing = actor.alert
+    signals: dict[str, Any] = dict((existing.evidence or {}).get("signals") or {}) if existing else {}
+    accounts = set((existing.evidence or {}).get("accounts") or []) if existing else set()
+    accounts |= actor.clients
+    for finding in sorted(actor.findings, key=lambda f: f.score):
+        current = signals.get(finding.detector)
+        if current is None or finding.score >= current.get("score", 0):
+            signals[finding.detector] = _signal_entry(finding)
+    strongest = max(actor.findings, key=lambda f: (Severity(f.severity).rank, f.score))
+    kind = existing.kind if existing else strongest.detector
+    primary = existing.client_id if existing else strongest.client_id
+    lead = signals.get(kind) or _signal_entry(strongest)
+    severity = max((s["severity"] for s in signals.values()), key=lambda s: Severity(s).rank)
+    others = sorted(set(signals) - {kind})
+    title = TITLES.get(kind, kind) + (f" + {', '.join(others)}" if others else "")
+    if len(accounts) > 1:
+        title += f" ({len(accounts)} linked accounts)"
+    evidence = {"score": max(s["score"] for s in signals.values()), **lead["evidence"],
+                "signals": signals, "accounts": sorted(accounts)[:MAX_ACCOUNTS], "n_accounts": len(accounts)}
+    alert, opened = raise_signal(Signal(source="detector", kind=kind, model=model, severity=severity,
+                                        client_id=primary[:128], title=title[:200], evidence=evidence,
+                                        quiet_period=quiet_period))
+    for client in sorted(accounts)[:MAX_ACCOUNTS]:
+        AlertAccount.objects.get_or_create(alert=alert, client_id=client[:128])
+    return alert, opened
