@@ -43,7 +43,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name", "team")
     readonly_fields = ("source", "feature_names", "class_labels", "label_column", "version", "created_by", "created_at")
     fields = ("slug", "name", "team", "endpoint_url", "output_policy", "retention_days", "auto_restrict_action",
-              "auto_restrict_severity", "auto_restrict_hours") + readonly_fields
+              "auto_restrict_severity", "auto_restrict_hours", "false_alarm_budget") + readonly_fields
     inlines = [ArtifactInline, DatasetInline]
 
     def add_view(self, request, form_url: str = "", extra_context=None):

@@ -12,11 +12,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from monitor.demo.simulation import Plan, build_traffic
-from monitor.detection.detectors import build_detectors, scan
+from monitor.detection.detectors import scan
 from monitor.detection.scanning import (
     calibrate_model,
     load_queries,
     model_context,
+    model_detectors,
     rewind_scanner,
     safe_high_water,
     scan_model,
@@ -107,7 +108,7 @@ def test_findings_are_those_of_the_whole_state_carried_in_memory(model):
     stored = flagged(model)
     state = state_for(model)
     context = model_context(model, state)
-    detectors = build_detectors()
+    detectors = model_detectors(model)  # what the scanner runs: each with its share of the budget
     carried: dict = {}
     found: set[tuple[str, str]] = set()
     last, high = 0, safe_high_water(model)

@@ -188,6 +188,7 @@ class ModelOut(Schema):
     retention_days: int = Field(..., description="days of raw queries kept; rollups, findings, alerts and audits stay")
     auto_restrict: dict[str, Any] | None = Field(
         None, description='{"action", "severity", "hours"} when detector alerts restrict their client automatically')
+    false_alarm_budget: float = Field(..., description="false incidents per benign client-day, all detectors together")
     artifact_sha256: str | None
     datasets: dict[str, DatasetOut] = Field(..., description="keyed by kind: members, nonmembers, population")
     queries_logged: int
@@ -207,6 +208,8 @@ class ModelPatchIn(Schema):
                           '`auto_restrict_severity`: "label_only", "round:K", "throttle", "block", or "" (off)')
     auto_restrict_severity: Literal["warning", "critical"] | None = None
     auto_restrict_hours: int | None = Field(None, ge=1, le=720)
+    false_alarm_budget: float | None = Field(None, gt=0, le=0.1, description="false incidents per benign client-day, "
+                                             "all detectors together (default 0.001); a change recalibrates")
 
 
 class AuditPolicyOut(Schema):

@@ -41,6 +41,7 @@ def model_summary(model: RegisteredModel) -> dict:
         "retention_days": model.retention_days,
         "auto_restrict": {"action": model.auto_restrict_action, "severity": model.auto_restrict_severity,
                           "hours": model.auto_restrict_hours} if model.auto_restrict_action else None,
+        "false_alarm_budget": model.false_alarm_budget,
         "artifact_sha256": artifact["sha256"] if artifact else None,
         "datasets": {d["kind"]: {"rows": d["n_rows"], "sha256": d["sha256"]}
                      for d in model.datasets.values("kind", "n_rows", "sha256")},

@@ -31,6 +31,7 @@ from monitor.detection.detectors import (
     QueryBatch,
     build_detectors,
     calibrate,
+    detector_names,
     scan,
 )
 from monitor.detection.state_rows import client_last_seen, expire_state, load_state, save_state
@@ -151,7 +152,7 @@ def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | No
     stats = {"feature_means": features.mean(axis=0).tolist(), "feature_stds": features.std(axis=0).tolist()}
     state.calibration = {"_context": stats}
     context = model_context(model, state)
-    calibration = calibrate(reference, context)
+    calibration = calibrate(reference, context, detectors=model_detectors(model))
     state.calibration = {"_context": stats, **calibration}
     state.calibration_window = {"from_id": from_id, "to_id": int(last_id), "queries": len(reference),
                                 "clients": len(np.unique(reference.client_ids)), "excluded_clients": list(exclude_clients)}
@@ -189,6 +190,20 @@ class ScanSummary:
 
 
 # ---- parts of a scan -------------------------------------------------------------------------------------
+
+
+def model_detectors(model: RegisteredModel) -> list[Detector]:
+    """Every detector, each allowed an equal share of the model's false-alarm budget (Bonferroni): with one incident
+    per actor, a benign client opens one when any detector fires, so the shares add up to the budget."""
+    names = detector_names()
+    share = float(model.false_alarm_budget) / len(names)
+    return build_detectors({name: {"false_alarm_rate": share} for name in names})
+
+
+def calibration_is_current(model: RegisteredModel, state: DetectorState) -> bool:
+    """True when every detector was calibrated with the settings it scans with now (the budget included)."""
+    return all((state.calibration.get(detector.name) or {}).get("settings") == detector.settings()
+               for detector in model_detectors(model))
 
 
 def part_detectors(shard: ScanShard, detectors: list[Detector]) -> list[Detector]:
@@ -270,10 +285,19 @@ def scan_model(model: RegisteredModel, *, chunk_rows: int | None = None, max_chu
 
 def prepare_scan(model: RegisteredModel, *, count: int | None = None) -> tuple[list[ScanShard], int] | str:
     """Calibrate when never calibrated; the parts to scan and the high-water mark they all scan to (or why not)."""
+    model.refresh_from_db(fields=["false_alarm_budget"])  # a long-lived caller's copy may predate a change
     state = state_for(model)
     if not state.calibration.get("_context"):
         try:
             calibrate_model(model)
+        except ScanError as exc:
+            return str(exc)
+    elif not calibration_is_current(model, state):
+        # The budget (or a detector's settings) changed: calibrate again on the window chosen last time.
+        window = state.calibration_window or {}
+        try:
+            calibrate_model(model, from_id=int(window.get("from_id") or 0), to_id=window.get("to_id"),
+                            exclude_clients=tuple(window.get("excluded_clients") or ()))
         except ScanError as exc:
             return str(exc)
     return scan_parts(model, count), safe_high_water(model)
@@ -306,7 +330,7 @@ def _scan_part(model: RegisteredModel, shard: ScanShard, summary: ScanSummary, *
         summary.skipped = f"detectors for {model.slug} are not calibrated yet"
         return summary
     context = model_context(model, state)
-    detectors = part_detectors(shard, build_detectors())
+    detectors = part_detectors(shard, model_detectors(model))
     exposed = _most_exposed(model)
     high = safe_high_water(model) if upto is None else upto
     latest = None

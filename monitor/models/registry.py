@@ -66,6 +66,10 @@ class RegisteredModel(models.Model):
         help_text="a detector alert at or above this severity restricts its client")
     auto_restrict_hours = models.PositiveIntegerField(
         default=24, validators=[MinValueValidator(1), MaxValueValidator(720)], help_text="for this many hours")
+    false_alarm_budget = models.FloatField(
+        default=1e-3, validators=[MinValueValidator(1e-9), MaxValueValidator(0.1)],
+        help_text="false incidents allowed per benign client-day, for all detectors together (split evenly "
+                  "between them); a change recalibrates the detectors on the same window")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
