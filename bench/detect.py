@@ -96,6 +96,11 @@ def make_traffic(model, *, benign_clients: int, queries: int, start: float, hour
             gen.shadow_harvest(pool, n=1500, method="uniform", client_id="attacker-09-shadow", seed=9, start=attack_start),
             gen.split_accounts(gen.noise_sweep(targets[:10], feature_stds=stds, client_id="attacker-10-split", seed=10,
                                                start=attack_start, copies=60), n_accounts=4),
+            # Harder ones (issue 14): reported per kind, not in the ≥ 95 % goal's denominator until they are caught.
+            gen.adaptive_sweep(targets[30:35], pool, feature_stds=stds, client_id="attacker-11-adaptive", seed=11,
+                               start=start, rate_per_second=800 / (hours * 3600)),
+            gen.low_and_slow(members, nonmembers, n_candidates=int(per_day * hours / 24), client_id="attacker-12-slow",
+                             seed=12, start=start, days=hours / 24),
         ]
         parts += kinds
     return gen.combine(*parts)
@@ -156,9 +161,10 @@ def main() -> None:
     accounts = list(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
                     .values_list("alert_id", "client_id"))
     flagged = {client for _, client in accounts}
-    attackers = set(main_traffic.attackers)
+    hard = ("adaptive_sweep", "low_and_slow")  # reported per kind below, outside the ≥ 95 % goal
+    attackers = {client for client, kind in main_traffic.attackers.items() if kind not in hard}
     attacker_alerts = {alert for alert, client in accounts if client in attackers}
-    benign_only = {alert for alert, client in accounts} - attacker_alerts
+    benign_only = {alert for alert, client in accounts} - {a for a, c in accounts if c in main_traffic.attackers}
     benign = set(main_traffic.benign_clients) | set(more.benign_clients)
     caught = len(attackers & flagged) / len(attackers)
     false_alarms = len(benign & flagged) / len(benign)
@@ -171,7 +177,13 @@ def main() -> None:
           f"{first_seconds / (read_seconds * first.scanned / n_total):.1f}×")
     print(f"  attackers flagged   : {len(attackers & flagged)}/{len(attackers)} = {caught:.0%}  (goal ≥ 95 %) "
           f"missed: {sorted(attackers - flagged) or 'none'}")
-    print(f"  benign flagged      : {len(benign & flagged)}/{len(benign)} = {false_alarms:.2%}  (goal ≤ 0.5 %)")
+    print(f"  benign flagged      : {len(benign & flagged)}/{len(benign)} = {false_alarms:.2%}  (goal ≤ 0.5 %); "
+          f"budget {model.false_alarm_budget:g} per client-day")
+    kinds: dict[str, list[str]] = {}
+    for client, kind in main_traffic.attackers.items():
+        kinds.setdefault(kind, []).append(client)
+    print("  recall per kind     : " + ", ".join(f"{kind} {sum(c in flagged for c in clients)}/{len(clients)}"
+                                                for kind, clients in sorted(kinds.items())))
     print(f"  alerts              : {len(attacker_alerts)} for {len(attackers)} attacker accounts "
           f"({len(attacker_alerts) / len(attackers):.2f} per account; linked accounts fold into one incident), "
           f"{len(benign_only)} on benign clients only; {Alert.objects.filter(model=model, source='detector').count()} in all")

@@ -14,7 +14,8 @@ from monitor.demo import traffic as gen
 from monitor.models import RegisteredModel
 from monitor.registry.gateway import predictor_for
 
-ATTACKS = ("noise_sweep", "augmentation_sweep", "boundary_search", "candidate_testing", "shadow_harvest")
+ATTACKS = ("noise_sweep", "augmentation_sweep", "boundary_search", "candidate_testing", "shadow_harvest",
+           "adaptive_sweep", "low_and_slow")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ def build_traffic(model: RegisteredModel, plan: Plan, *, end: float | None = Non
             part = gen.candidate_testing(members.X, pool, n_candidates=400, client_id=client, seed=seed, start=attack_start)
         elif kind == "shadow_harvest":
             part = gen.shadow_harvest(pool, n=600, client_id=client, seed=seed, start=attack_start)
+        elif kind == "adaptive_sweep":
+            part = gen.adaptive_sweep(targets[:5], pool, feature_stds=stds, client_id=client, seed=seed, start=start,
+                                      rate_per_second=min(0.05, 5 * 40 * 4 / (plan.hours * 3600)))
+        elif kind == "low_and_slow":  # over the whole window, at about a benign client's daily volume
+            part = gen.low_and_slow(members.X, pool, n_candidates=max(20, int(plan.queries_per_day * plan.hours / 24)),
+                                    client_id=client, seed=seed, start=start, days=plan.hours / 24)
         else:
             raise ValueError(f"unknown attack {kind!r}; choose from {', '.join(ATTACKS)}")
         if plan.accounts > 1:

@@ -351,6 +351,59 @@ def candidate_testing(
     )
 
 
+def adaptive_sweep(
+    targets: np.ndarray,
+    pool: np.ndarray,
+    *,
+    feature_stds: np.ndarray,
+    client_id: str,
+    seed: int,
+    copies: int = 40,
+    noise_scale: float = 0.3,
+    cover_per_query: int = 3,
+    start: float = 0.0,
+    rate_per_second: float = 0.05,
+    target_ids: np.ndarray | None = None,
+) -> Traffic:
+    """An attacker who knows the detectors: a label-only sweep whose noise is scaled to each feature's spread at
+    `noise_scale` σ (wider than the near-duplicate cells), each sweep query hidden among `cover_per_query`
+    benign-looking queries (records drawn from `pool`, as an honest client's book), at an honest client's rate."""
+    rng = np.random.default_rng(seed)
+    targets = np.asarray(targets, dtype=np.float64)
+    ids = _ids(target_ids, len(targets))
+    noise = rng.normal(0.0, noise_scale, (len(targets), copies, targets.shape[1])) * feature_stds
+    sweep = (targets[:, None, :] + noise).reshape(-1, targets.shape[1])
+    origins = np.repeat(ids, copies)
+    book = np.asarray(pool, dtype=np.float64)[rng.choice(len(pool), min(len(pool), 200), replace=False)]
+    cover = book[rng.integers(0, len(book), len(sweep) * cover_per_query)]
+    features = np.concatenate([sweep, cover])
+    origin_ids = np.concatenate([origins, np.full(len(cover), -1, np.int64)])
+    order = rng.permutation(len(features))
+    return _attack(features[order], origin_ids[order], client_id=client_id, kind="adaptive_sweep", start=start,
+                   rate_per_second=rate_per_second, rng=rng)
+
+
+def low_and_slow(
+    members: np.ndarray,
+    non_members: np.ndarray,
+    *,
+    n_candidates: int,
+    client_id: str,
+    seed: int,
+    start: float,
+    days: float,
+    member_share: float = 0.5,
+    member_ids: np.ndarray | None = None,
+) -> Traffic:
+    """Candidate testing spread over `days` at a benign client's pace, with a diurnal rhythm: no burst to see."""
+    rng = np.random.default_rng(seed)
+    part = candidate_testing(members, non_members, n_candidates=n_candidates, client_id=client_id, seed=seed,
+                             member_share=member_share, member_ids=member_ids)
+    times = _diurnal_times(len(part), start=start, duration=days * SECONDS_PER_DAY, amplitude=0.6, rng=rng)
+    return Traffic(features=part.features, client_ids=part.client_ids, timestamps=times, origin_ids=part.origin_ids,
+                   attackers={client_id: "low_and_slow"})
+
+
 def shadow_harvest(
     reference: np.ndarray,
     *,

@@ -72,3 +72,26 @@ def test_split_accounts_deal_every_target_to_every_account(adult):
     assert set(split.accounts.values()) == {"x"} and set(split.attackers.values()) == {"noise_sweep"}
     for account in split.clients:
         assert set(split.origin_ids[split.of_client(account)].tolist()) == set(range(5))
+
+
+def test_adaptive_sweep_hides_each_query_among_benign_looking_ones(adult):
+    sweep = traffic.adaptive_sweep(adult.members[:4], adult.test_pool, feature_stds=adult.stds, client_id="x", seed=3,
+                                   copies=10, cover_per_query=3, rate_per_second=0.05)
+    assert len(sweep) == 4 * 10 * 4 and sweep.attackers == {"x": "adaptive_sweep"}
+    assert np.sum(sweep.origin_ids >= 0) == 40 and np.sum(sweep.origin_ids == -1) == 120  # 1 : 3
+    # The noise follows each feature's spread: per-feature deviations from the targets scale with the stds.
+    swept = sweep.features[sweep.origin_ids >= 0].astype(np.float64)
+    deviation = np.abs(swept - adult.members[sweep.origin_ids[sweep.origin_ids >= 0]]).mean(axis=0)
+    varying = adult.stds > 0
+    ratio = deviation[varying] / adult.stds[varying]
+    assert 0.15 < np.median(ratio) < 0.35
+    span = sweep.timestamps.max() - sweep.timestamps.min()
+    assert span > 0.5 * len(sweep) / 0.05  # an honest client's pace, not a burst
+
+
+def test_low_and_slow_spreads_candidate_testing_over_days(adult):
+    slow = traffic.low_and_slow(adult.members, adult.test_pool, n_candidates=150, client_id="s", seed=5, start=0.0,
+                                days=5)
+    assert len(slow) == 150 and slow.attackers == {"s": "low_and_slow"}
+    per_day = np.bincount((slow.timestamps // 86_400).astype(int), minlength=5)
+    assert len(per_day) == 5 and per_day.max() < 60  # about 30 a day, never a burst
