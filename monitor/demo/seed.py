@@ -127,9 +127,9 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
             ))
     fold_rollups(model)  # the dashboards' rollups, before beat's first fold
     stdout.write(f"registered {DEMO_SLUG}: {len(X):,} queries logged ({len(attacker[0]):,} from {ATTACKER})")
-    # Detectors calibrate on the benign day (the demo knows its attacker; in production pick a clean
-    # window with `scan_queries --calibrate`), then the first audit and the first scan run now so the
-    # dashboards have something to show before the worker's first tick.
+    # Detectors calibrate on the whole day, attacker included, as a team would on its first day (the calibration
+    # trims the clients it flags in its own window); the first audit and the first scan run now so the dashboards
+    # have something to show before the worker's first tick.
     from audits import runner
     from audits.scheduling import request_audit
     from monitor.detection.scanning import calibrate_model, scan_model
@@ -138,7 +138,7 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
     run = runner.execute(request_audit(model, enqueue=False).pk)
     rate = run.tpr_at()
     stdout.write(f"first audit: {run.status}; TPR@1%FPR {rate.get('value', 0):.1%} by {rate.get('attack')}")
-    calibrate_model(model, exclude_clients=(ATTACKER,))
+    calibrate_model(model)  # no --exclude: the calibration leaves out the clients it flags in its own window
     summary = scan_model(model)
     stdout.write(f"first scan: {summary.scanned:,} queries, {summary.findings} finding(s) ({', '.join(sorted(summary.by_detector))})")
     others = seed_companions(data, members=members, nonmembers=nonmembers, population=population,

@@ -1,0 +1,46 @@
+"""Cold start: the first calibration runs on whatever traffic is logged, attackers included. Trimming the clients
+the window's own calibration flags (monitor.detection.scanning.trimmed_calibration) leaves the attackers out of
+it, so they are flagged by the scan that follows; benign clients are not."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from monitor.demo.simulation import Plan, build_traffic
+from monitor.detection.scanning import calibrate_model, scan_model, state_for
+from monitor.models import AlertAccount
+from tests.factories import make_audited_model
+from tests.test_scanner_state_rows import store
+
+pytestmark = pytest.mark.django_db
+
+
+def flagged(model) -> set[str]:
+    return set(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
+               .values_list("client_id", flat=True))
+
+
+def test_two_percent_of_clients_attacking_in_the_first_window_are_flagged():
+    model = make_audited_model(n=600)
+    traffic = build_traffic(model, Plan(benign_clients=98, hours=24, seed=21,
+                                        attacks=("noise_sweep", "candidate_testing")), end=time.time() - 60)
+    store(model, traffic)
+    calibrate_model(model)  # no exclusions: nobody knows who attacks
+    assert set(state_for(model).calibration_window["trimmed_clients"]) >= set(traffic.attackers)
+    scan_model(model)
+    assert set(traffic.attackers) <= flagged(model)
+    assert len(flagged(model) & set(traffic.benign_clients)) <= 1
+
+
+def test_a_heavy_attacker_in_a_small_first_window_is_flagged():
+    """The issue's hardest case: one sweep of about 360 queries among about 600 benign ones from 60 clients."""
+    model = make_audited_model(n=600)
+    traffic = build_traffic(model, Plan(benign_clients=60, hours=3, seed=22, attacks=("noise_sweep",), targets=9,
+                                        queries_per_day=80), end=time.time() - 60)
+    attacker = next(iter(traffic.attackers))
+    assert 250 <= int((traffic.client_ids == attacker).sum()) <= 450
+    store(model, traffic)
+    calibrate_model(model)
+    scan_model(model)
+    assert attacker in flagged(model)
