@@ -1,9 +1,10 @@
 """Django admin for configuration. Secrets and member data are never shown: tokens appear by prefix,
 datasets by size and hash, artifacts by hash."""
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.shortcuts import redirect
 
+from monitor.alerts import integrations
 from monitor.alerts.channels import ChannelError, check_target
 from monitor.models import (
     Alert,
@@ -18,6 +19,7 @@ from monitor.models import (
     TrailEntry,
     WorkerHeartbeat,
 )
+from monitor.platform.crypto import data_fernet
 from monitor.trail.hooks import client_ip
 
 
@@ -131,6 +133,16 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "min_severity", "all_models", "enabled", "last_error_at", "disabled_reason")
     list_filter = ("kind", "enabled")
     readonly_fields = ("last_error", "last_error_at", "disabled_reason")
+
+    def save_model(self, request, obj, form, change) -> None:
+        """A webhook channel saved here without a signing secret gets one, shown this once."""
+        new_secret = None
+        if obj.kind == NotificationChannel.WEBHOOK and not obj.secret:
+            new_secret = integrations.new_webhook_secret()
+            obj.secret = data_fernet().encrypt(new_secret.encode())
+        super().save_model(request, obj, form, change)
+        if new_secret:
+            messages.warning(request, f"The webhook's signing secret, shown this once: {new_secret}")
 
 
 @admin.register(Delivery)

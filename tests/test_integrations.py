@@ -144,3 +144,19 @@ def test_channels_page_and_admin_create_the_new_kinds(client, slack_server, mode
     for kind in ("pagerduty", "teams", "webhook"):
         assert f'value="{kind}"' in shown
     call_command("check")
+
+
+def test_a_webhook_channel_added_in_the_django_admin_gets_a_secret_shown_once(client, slack_server):
+    admin_user = make_user(role="admin", username="root-admin")
+    admin_user.is_staff = True
+    admin_user.save()
+    client.force_login(admin_user)
+    response = client.post("/admin/monitor/notificationchannel/add/", {
+        "name": "soar", "kind": "webhook", "target": slack_server.url, "min_severity": "warning", "all_models": "on",
+        "enabled": "on", "rate_limit_per_hour": 30}, follow=True)
+    assert response.status_code == 200
+    channel = NotificationChannel.objects.get(name="soar")
+    secret = channel.signing_secret()
+    assert secret.startswith("whsec_") and secret in response.content.decode()
+    assert send_test(channel).status == "sent"
+    assert Webhook(secret).verify(slack_server.requests[0]["raw"], _headers(slack_server.requests[0]))
