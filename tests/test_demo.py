@@ -63,3 +63,11 @@ def check_history(forest: RegisteredModel) -> None:
     slow = Alert.objects.get(model=forest, client_id=SLOW_ATTACKER)
     assert slow.status == "resolved" and 17 <= (timezone.now() - slow.first_seen).days <= 22
     assert ClientDayRollup.objects.filter(model=forest, client_id=SLOW_ATTACKER).count() == 5
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    viewer = Client()
+    viewer.force_login(make_user(role="viewer", username="history-viewer"))
+    assert 'id="demo-history"' in viewer.get(f"/audits/{forest_runs[0].pk}/").content.decode()
+    assert 'id="demo-history"' not in viewer.get(f"/audits/{forest_runs[-1].pk}/").content.decode()
