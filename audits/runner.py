@@ -170,8 +170,13 @@ def _run(run: AuditRun, report: Any) -> tuple[AuditResult, dict | None]:
         population_y=population.y if population is not None else None,
         member_ids=[str(i) for i in arrays["members"].record_ids],
     )
+    attacks = list(config["attacks"])
+    if stand_in is not None and "quantile" not in attacks:
+        # The reference attacks run on stand-in clones; the quantile attack needs only the real model's answers,
+        # so it runs beside them on every ONNX or remote model.
+        attacks.append("quantile")
     audit_config = AuditConfig(
-        attacks=config["attacks"], n_reference=config["n_reference"], seed=config["seed"],
+        attacks=attacks, n_reference=config["n_reference"], seed=config["seed"],
         output_policy=model.output_policy, what_if_policies=_what_if(config),
         max_per_side=config["max_eval_records"],
     )

@@ -8,7 +8,10 @@ non-members and a population for reference models and RMIA's z; as many members 
 non-members are sampled (by content key). 10,000 non-members make the 0.1 % FPR figure "reliable"
 (≥ 10 expected false positives).
 
-Usage: python bench/audit.py [--quick] [--attacks threshold,rmia,lira_offline] [--reference N]
+The quantile-regression attack (Bertran et al. 2023) runs beside them: the screening attack that needs no reference
+models, compared on the same records.
+
+Usage: python bench/audit.py [--quick] [--attacks threshold,rmia,lira_offline,quantile] [--reference N]
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ def rate(text: str, r: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 evaluation records per side, what-if full/label")
-    parser.add_argument("--attacks", default=",".join(TIER_1))
+    parser.add_argument("--attacks", default=",".join((*TIER_1, "quantile")),
+                        help="tier 1 and the quantile screening attack (no reference models) by default")
     parser.add_argument("--reference", type=int, default=4, help="reference models (tier 1: 4)")
     args = parser.parse_args()
     n_eval = 2000 if args.quick else 10_000

@@ -109,3 +109,30 @@ def test_the_policy_and_the_api_ask_for_remediation(client):
     client.post(f"/models/{model.slug}/audit/", {"remediation": "1"})
     assert AuditRun.objects.filter(model=model).latest("created_at").remediation is True
 
+
+
+def test_an_onnx_model_runs_the_quantile_attack_beside_the_stand_ins_and_explains_no_remediation(client):
+    """No estimator to clone: the reference attacks run on stand-ins, the quantile attack on the model's own answers,
+    and hardened candidates are declined with the reason."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+
+    from audits import runner
+    from monitor.registry.registration import Upload, register_model
+    from tests.factories import csv_bytes, make_data
+
+    X, y = make_data(n=1600, seed=4)
+    labels = np.where(y == "yes", "1", "0")
+    estimator = RandomForestClassifier(30, random_state=0).fit(X[:400], labels[:400])
+    onnx_bytes = to_onnx(estimator, X[:1].astype(np.float32), options={"zipmap": False}).SerializeToString()
+    model = register_model(slug="onnx-forest", name="ONNX forest", label_column="label",
+                           artifact=Upload(onnx_bytes, "m.onnx"), members=Upload(csv_bytes(X[:400], labels[:400])),
+                           nonmembers=Upload(csv_bytes(X[400:800], labels[400:800])),
+                           population=Upload(csv_bytes(X[800:], labels[800:])))
+    run = runner.execute(request_audit(model, enqueue=False, remediation=True).pk)
+    assert run.status == "done", run.error
+    names = [a["name"] for a in run.attack_results]
+    assert "quantile" in names and "rmia" in names
+    assert run.config["stand_in_used"] == "random_forest"
+    table = run.result["remediation"]
+    assert table["candidates"] == [] and "scikit-learn estimator" in table["notes"][0]

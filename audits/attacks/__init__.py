@@ -26,6 +26,7 @@ from audits.attacks.metrics import (
     evaluate,
     headline,
 )
+from audits.attacks.quantile import QuantileRegressionAttack
 from audits.attacks.recommendations import Recommendation
 from audits.attacks.reference import ReferenceModels, train_reference_models
 from audits.attacks.results import AttackResult, AuditResult
@@ -42,6 +43,7 @@ __all__ = [
     "AttackInputs", "AttackMetrics", "AttackResult", "AttackScores", "AuditConfig", "AuditData", "AuditResult",
     "ClassSlice", "ConfidenceAttack", "Headline", "HeadlineRate", "LabelOnlyAttack", "LabelOnlyConfig",
     "LiraOfflineAttack", "LiraOnlineAttack", "LiraSettings", "LossAttack", "ModifiedEntropyAttack",
+    "QuantileRegressionAttack",
     "RateEstimate", "Recommendation", "ReferenceModels", "RmiaAttack", "RmiaSettings", "WhatIfRow",
     "attack_label", "attack_names", "default_clip", "evaluate", "expand_attacks", "headline", "register",
     "run_attacks", "train_reference_models",

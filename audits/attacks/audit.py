@@ -24,6 +24,7 @@ from audits.attacks.exposure import member_exposure
 from audits.attacks.label_only import LabelOnlyConfig, neighbourhood_queries
 from audits.attacks.lira import LiraSettings
 from audits.attacks.metrics import FPR_TARGETS, class_slices, evaluate, headline, top_exposed
+from audits.attacks.quantile import MIN_POOL_RECORDS as MIN_REGRESSION_POOL
 from audits.attacks.recommendations import recommend
 from audits.attacks.records import keyed_order, record_keys
 from audits.attacks.reference import ReferenceModels, fingerprint, reference_proba, train_reference_models
@@ -231,6 +232,16 @@ def run_attacks(
         dropped = [name for name in names if kind in attack_class(name).reference_sets]
         skipped.update({name: why for name in dropped})
         names = tuple(name for name in names if name not in dropped)
+    # Regression attacks (quantile) need the target's own answers on the population pool, and nothing else.
+    wanted_pool = [name for name in names if attack_class(name).needs_target_pool]
+    if wanted_pool and len(records.pool_X) < MIN_REGRESSION_POOL:
+        skipped.update({name: f"needs at least {MIN_REGRESSION_POOL} population records, the pool has "
+                              f"{len(records.pool_X)}" for name in wanted_pool})
+        names = tuple(name for name in names if name not in wanted_pool)
+    elif wanted_pool:
+        t = time.perf_counter()
+        collected.target_pool = np.asarray(target_predict_proba(records.pool_X), np.float64)
+        timings["target_pool_queries"] = time.perf_counter() - t
     for name, why in skipped.items():
         notes.append(f"skipped {name}: {why}")
 

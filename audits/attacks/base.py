@@ -15,7 +15,7 @@ from audits.attacks.reference import ReferenceModels
 from audits.attacks.whatif import apply_policy
 from monitor.registry.output_policy import OutputPolicy
 
-Family = Literal["threshold", "reference", "label_only"]
+Family = Literal["threshold", "reference", "label_only", "regression"]
 ReferenceKind = Literal["offline", "online"]  # offline: never trained on an evaluation record; online: half did
 REFERENCE_KINDS: tuple[ReferenceKind, ...] = ("offline", "online")
 
@@ -57,6 +57,7 @@ class CollectedOutputs:
     offline: np.ndarray | None = None  # (K, n_eval, C)
     offline_z: np.ndarray | None = None  # (K, n_z, C)
     offline_pool: np.ndarray | None = None  # (K, n_pool, C)
+    target_pool: np.ndarray | None = None  # (n_pool, C) the target on the population pool (regression attacks)
     online: np.ndarray | None = None  # (K, n_eval, C)
     neighbourhood: np.ndarray | None = None  # the target on the label-only queries (records, then noisy copies)
     neighbourhood_keys: np.ndarray | None = None
@@ -90,6 +91,13 @@ class AttackInputs:
     def target_z(self) -> np.ndarray:
         """(n_z, C) the target's answers on the population records z."""
         return apply_policy(self.policy, self.collected.target_z, keys=self.records.z_keys, seed=self.seed)
+
+    @cached_property
+    def target_pool(self) -> np.ndarray:
+        """(n_pool, C) the target's answers on the population pool (records it never trained on)."""
+        if self.collected.target_pool is None:
+            raise ValueError("the audit did not query the target on the pool (the attack must set needs_target_pool)")
+        return apply_policy(self.policy, self.collected.target_pool, keys=self.records.pool_keys, seed=self.seed)
 
     @cached_property
     def offline(self) -> np.ndarray:
@@ -158,6 +166,7 @@ class Attack(ABC):
     rank: ClassVar[int]  # place in the catalogue (tables, forms): lower first
     reference_sets: ClassVar[tuple[ReferenceKind, ...]] = ()
     needs_neighbourhood: ClassVar[bool] = False
+    needs_target_pool: ClassVar[bool] = False  # the target's answers on the population pool (no reference models)
 
     @abstractmethod
     def score(self, inputs: AttackInputs) -> AttackScores:

@@ -24,7 +24,7 @@ from audits.attacks.catalogue import attack_class, unregister
 from audits.attacks.scores import true_class_proba
 from tests.attacks.factories import audit, make_split, overfit_forest
 
-SHIPPED = ("loss", "confidence", "modified_entropy", "lira_offline", "lira_online", "rmia", "label_only")
+SHIPPED = ("loss", "confidence", "modified_entropy", "lira_offline", "lira_online", "rmia", "label_only", "quantile")
 
 
 def test_the_shipped_attacks_are_listed_in_catalogue_order():
@@ -36,13 +36,14 @@ def test_every_attack_has_a_label_a_family_and_a_one_line_note():
     for name in attack_names():
         cls = attack_class(name)
         assert cls.label and attack_label(name) == ATTACK_LABELS[name] == cls.label, name
-        assert cls.family in ("threshold", "reference", "label_only"), name
+        assert cls.family in ("threshold", "reference", "label_only", "regression"), name
         assert cls.note and "\n" not in cls.note, name
         # The audit collects what the metadata asks for: reference models for the reference family only,
         # noisy neighbours for the label-only family only.
         assert bool(cls.reference_sets) == (cls.family == "reference"), name
         assert set(cls.reference_sets) <= {"offline", "online"}, name
         assert cls.needs_neighbourhood == (cls.family == "label_only"), name
+        assert cls.needs_target_pool == (cls.family == "regression"), name
 
 
 def test_labels_cite_the_papers_the_product_names():
@@ -51,6 +52,7 @@ def test_labels_cite_the_papers_the_product_names():
         "modified_entropy": "Modified entropy (Song & Mittal 2021)",
         "lira_offline": "LiRA offline (Carlini et al. 2022)", "lira_online": "LiRA online (Carlini et al. 2022)",
         "rmia": "RMIA (Zarifzadeh et al. 2024)", "label_only": "Label-only (Choquette-Choo et al. 2021)",
+        "quantile": "Quantile regression (Bertran et al. 2023)",
     }
 
 
