@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from audits.attacks.exposure import MemberExposure, lookup
+from audits.attacks.exposure import MemberExposure, entry, lookup
 from audits.attacks.results import AuditResult
 from audits.evidence.format import csv_bytes
 from audits.models import AuditRun, ExposureRanking, RunStatus
@@ -99,18 +99,18 @@ def exposure_csv(model: Any, *, user: Any = None, ip: str | None = None) -> tupl
         if stored is not None:
             ranking = load_ranking(stored)
             top_k = _top_k(run)
-            n = ranking.n_members
-            one, tenth = ranking.thresholds.get("0.01", np.inf), ranking.thresholds.get("0.001", np.inf)
             for i in np.argsort(ranking.ranks, kind="stable"):
-                rank = int(ranking.ranks[i])
-                rows.append({"record_id": ranking.ids[i], "rank": rank, "n_members": n,
-                             "percentile": round(100.0 * (n - rank + 1) / n, 2), "most_exposed": rank <= top_k,
-                             "flagged_at_1pct_fpr": bool(ranking.scores[i] > one),
-                             "flagged_at_0.1pct_fpr": bool(ranking.scores[i] > tenth),
-                             "attack": ranking.attack, "audit_id": run.pk})
+                found = entry(ranking, int(i), top_k=top_k)
+                flagged = found.pop("flagged_at_fpr")
+                rows.append({**found, "record_id": ranking.ids[i], "flagged_at_1pct_fpr": flagged.get("0.01", False),
+                             "flagged_at_0.1pct_fpr": flagged.get("0.001", False), "audit_id": run.pk})
     TrailEntry.record(action="exposure.export", actor=user, ip=ip, obj=model,
                       after={"model": model.slug, "audit_run": run.pk if run else None, "rows": len(rows)})
     return run, csv_bytes(list(CSV_COLUMNS), rows)
+
+
+def csv_filename(model: Any, run: AuditRun | None) -> str:
+    return f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
 
 
 def _top_k(run: AuditRun) -> int:

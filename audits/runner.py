@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audits import remediation
 from audits.attacks import AuditConfig, AuditData, AuditResult, run_attacks
+from audits.attacks.metrics import clopper_pearson
 from audits.attacks.reference import ReferenceModels
 from audits.exposure import store_rankings
 from audits.models import AuditPolicy, AuditRun, ReferenceCache, RunStatus, headline_rate
@@ -217,10 +218,7 @@ def _fpr_upper_bound(fpr: float, n_nonmembers: int) -> float:
     """Clopper–Pearson upper bound of the false-positive rate measured at a threshold set to `fpr`."""
     if n_nonmembers <= 0:
         return 1.0
-    from scipy.stats import beta
-
-    k = int(round(fpr * n_nonmembers))
-    return 1.0 if k >= n_nonmembers else float(beta.ppf(0.975, k + 1, n_nonmembers - k))
+    return float(clopper_pearson(int(round(fpr * n_nonmembers)), n_nonmembers)[1])
 
 
 # Reference models trained on less than this share of the target's training-set size make a weak audit.

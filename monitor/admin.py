@@ -19,7 +19,6 @@ from monitor.models import (
     TrailEntry,
     WorkerHeartbeat,
 )
-from monitor.platform.crypto import data_fernet
 from monitor.trail.hooks import client_ip
 
 
@@ -139,7 +138,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         new_secret = None
         if obj.kind == NotificationChannel.WEBHOOK and not obj.secret:
             new_secret = integrations.new_webhook_secret()
-            obj.secret = data_fernet().encrypt(new_secret.encode())
+            obj.set_signing_secret(new_secret)
         super().save_model(request, obj, form, change)
         if new_secret:
             messages.warning(request, f"The webhook's signing secret, shown this once: {new_secret}")

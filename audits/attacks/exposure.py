@@ -61,6 +61,11 @@ def lookup(exposure: MemberExposure, record_id: str, *, top_k: int) -> dict | No
         i = exposure.ids.index(str(record_id))
     except ValueError:
         return None
+    return entry(exposure, i, top_k=top_k)
+
+
+def entry(exposure: MemberExposure, i: int, *, top_k: int) -> dict:
+    """The evaluated member at position `i`: its rank, percentile, most-exposed flag and FPR flags."""
     n = exposure.n_members
     rank = int(exposure.ranks[i])
     return {

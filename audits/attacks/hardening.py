@@ -15,6 +15,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from audits.attacks.reference import with_random_state
+from audits.attacks.scores import final_step
+
 DP_EPSILONS = (1.0, 8.0)
 
 
@@ -28,15 +31,6 @@ class Candidate:
     @property
     def label(self) -> str:
         return ", ".join(f"{name}={value}" for name, value in self.setting.items())
-
-
-def final_step(estimator: Any) -> tuple[str, Any]:
-    """The estimator that predicts, and the parameter prefix that reaches it through a pipeline."""
-    if isinstance(estimator, Pipeline):
-        name, last = estimator.steps[-1]
-        inner_prefix, inner = final_step(last)
-        return f"{name}__{inner_prefix}", inner
-    return "", estimator
 
 
 def _grid(final: Any) -> list[dict[str, Any]]:
@@ -69,16 +63,10 @@ def regularised_candidates(estimator: Any, *, seed: int) -> list[Candidate]:
         params = {prefix + name: value for name, value in setting.items()}
 
         def build(params: dict[str, Any] = params) -> Any:
-            return _seeded(clone(estimator).set_params(**params), seed)
+            return with_random_state(clone(estimator).set_params(**params), seed)
 
         candidates.append(Candidate(setting=setting, kind="regularised", build=build))
     return candidates
-
-
-def _seeded(model: Any, seed: int) -> Any:
-    params = {name: seed for name in model.get_params(deep=True)
-              if name == "random_state" or name.endswith("__random_state")}
-    return model.set_params(**params) if params else model
 
 
 # --- differential privacy (diffprivlib) --------------------------------------------------------------------

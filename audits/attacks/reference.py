@@ -63,12 +63,15 @@ def balanced_membership(keys: np.ndarray, *, n_models: int, seed: int, purpose: 
     return ranks < n_in
 
 
-def _seeded_clone(estimator: Any, seed: int, index: int) -> Any:
-    model = clone(estimator)
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+def with_random_state(model: Any, state: int) -> Any:
+    """`model` with every random_state it has (a pipeline's steps' too) set to `state`."""
     params = {name: state for name in model.get_params(deep=True)
               if name == "random_state" or name.endswith("__random_state")}
     return model.set_params(**params) if params else model
+
+
+def _seeded_clone(estimator: Any, seed: int, index: int) -> Any:
+    return with_random_state(clone(estimator), int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
 
 
 def train_reference_models(

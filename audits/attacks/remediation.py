@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
 
 from audits.attacks.audit import AuditConfig, AuditData, run_attacks
 from audits.attacks.catalogue import attack_class, expand_attacks
 from audits.attacks.hardening import Candidate, candidates_for, exportable
+from audits.attacks.metrics import clopper_pearson
 from audits.attacks.reference import ReferenceModels
 from audits.attacks.results import AuditResult
 
@@ -79,18 +79,11 @@ def candidate_attacks(names: Sequence[str]) -> tuple[str, ...]:
     return kept or FALLBACK_ATTACKS
 
 
-def _accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
-    k = int(round(accuracy * n))
-    low = 0.0 if k == 0 else float(beta.ppf(0.025, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
-    return low, high
-
-
 def _outcome(result: AuditResult, *, setting: dict[str, Any], kind: str, seconds: float) -> CandidateOutcome:
     headline = result.headline
     rates = {fpr: rate.to_dict() for fpr, rate in headline.tpr_at_fpr.items()} if headline else {}
     n = int(result.config.get("n_nonmembers") or 0)
-    low, high = _accuracy_interval(result.accuracy["test"], n) if n else (0.0, 1.0)
+    low, high = (float(b) for b in clopper_pearson(round(result.accuracy["test"] * n), n)) if n else (0.0, 1.0)
     return CandidateOutcome(setting=setting, kind=kind, accuracy=result.accuracy["test"], accuracy_low=low,
                             accuracy_high=high, train_accuracy=result.accuracy["train"],
                             tpr_at_1pct_fpr=rates.get(0.01, {}), tpr_at_01pct_fpr=rates.get(0.001, {}),

@@ -9,11 +9,15 @@ import numpy as np
 DEFAULT_CLIP = 1e-6
 
 
-def _final_estimator(estimator: Any) -> Any:
-    steps = getattr(estimator, "steps", None)  # a Pipeline: the last step decides the output's granularity
+def final_step(estimator: Any) -> tuple[str, Any]:
+    """The estimator that predicts (a pipeline's last step decides the output's granularity), and the parameter
+    prefix that reaches it through the pipeline ("" for a bare estimator)."""
+    steps = getattr(estimator, "steps", None)
     if isinstance(steps, list) and steps:
-        return _final_estimator(steps[-1][1])
-    return estimator
+        name, last = steps[-1]
+        inner_prefix, inner = final_step(last)
+        return f"{name}__{inner_prefix}", inner
+    return "", estimator
 
 
 def default_clip(estimator: Any | None) -> float:
@@ -24,7 +28,7 @@ def default_clip(estimator: Any | None) -> float:
     half a vote keeps the scale of the real steps (LiRA on Adult-RF: ~4 % → ~10 % TPR@1%FPR, DESIGN.md).
     Boosting also has `n_estimators` but its output is a smooth sigmoid, not a vote, so it keeps 1e-6.
     """
-    final = _final_estimator(estimator)
+    _, final = final_step(estimator)
     n_estimators = getattr(final, "n_estimators", None)
     if hasattr(final, "learning_rate"):
         return DEFAULT_CLIP

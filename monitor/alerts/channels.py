@@ -9,7 +9,6 @@ from django.db import transaction
 from monitor.alerts import integrations
 from monitor.alerts.transports import email_addresses
 from monitor.models import SEVERITIES, NotificationChannel, RegisteredModel
-from monitor.platform.crypto import data_fernet
 from monitor.platform.outbound import OutboundBlocked, check_url
 from monitor.trail.models import TrailEntry
 
@@ -77,10 +76,11 @@ def create_channel(*, name: str, kind: str, target: str, min_severity: str = "wa
             raise ChannelError("models", f"unknown model(s): {', '.join(missing)}")
         selected = list(found.values())
     with transaction.atomic():
-        channel = NotificationChannel.objects.create(
+        channel = NotificationChannel(
             name=name.strip(), kind=kind, target=target, min_severity=min_severity, all_models=not selected,
-            rate_limit_per_hour=rate_limit_per_hour, digest=digest, created_by=user if getattr(user, "pk", None) else None,
-            secret=data_fernet().encrypt(secret.encode()) if secret else b"")
+            rate_limit_per_hour=rate_limit_per_hour, digest=digest, created_by=user if getattr(user, "pk", None) else None)
+        channel.set_signing_secret(secret or "")
+        channel.save()
         channel.selected_models.set(selected)
         TrailEntry.record(action="channel.created", actor=user, ip=ip, obj=channel,
                              after={"name": channel.name, "kind": kind, "min_severity": min_severity,

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from py_ocsf_models.events.findings.activity_id import ActivityID
 from py_ocsf_models.events.findings.detection_finding import DetectionFinding
 from py_ocsf_models.events.findings.detection_finding_type_id import DetectionFindingTypeID
@@ -20,6 +19,7 @@ from py_ocsf_models.objects.product import Product
 from py_ocsf_models.objects.resource_details import ResourceDetails
 
 from monitor.alerts.evidence_text import describe, evidence_lines
+from monitor.alerts.transports import alert_url
 from monitor.models import AlertEvent
 
 OCSF_VERSION = "1.3.0"
@@ -48,12 +48,16 @@ def severity_at(event: AlertEvent) -> str:
     return str(data.get("to") or (data.get("severity") if event.kind == "opened" else None) or event.alert.severity)
 
 
+def _millis(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
 def ocsf_finding(event: AlertEvent) -> dict[str, Any]:
     alert = event.alert
-    url = f"{settings.SITE_URL}/alerts/{alert.pk}/"
+    url = alert_url(alert)
     activity, type_uid = ACTIVITY.get(event.kind, (ActivityID.Update, DetectionFindingTypeID.Update))
     severity = severity_at(event)
-    millis = int(event.at.timestamp() * 1000)
+    millis = _millis(event.at)
     resources = [ResourceDetails(type="ML Model", name=alert.model.slug, uid=str(alert.model.pk),
                                  version=str(alert.model.version))]
     if alert.client_id:
@@ -69,8 +73,8 @@ def ocsf_finding(event: AlertEvent) -> dict[str, Any]:
         finding_info=FindingInformation(
             uid=str(alert.pk), title=alert.title or alert.kind, desc="\n".join(evidence_lines(alert.evidence, kind=alert.kind)),
             types=[f"{alert.source}/{alert.kind}", "OWASP ML04:2023 membership inference"], src_url=url,
-            created_time=int(alert.first_seen.timestamp() * 1000), first_seen_time=int(alert.first_seen.timestamp() * 1000),
-            last_seen_time=int(alert.last_seen.timestamp() * 1000)),
+            created_time=_millis(alert.first_seen), first_seen_time=_millis(alert.first_seen),
+            last_seen_time=_millis(alert.last_seen)),
         resources=resources,
         evidences=[EvidenceArtifacts(data={"evidence": alert.evidence, "occurrences": alert.occurrences})],
         unmapped={"event": event.kind, "actor": event.actor_name, "note": event.note, "incident": alert.incident},
@@ -85,4 +89,4 @@ def csv_row(event: AlertEvent) -> dict[str, Any]:
             "kind": alert.kind, "title": alert.title, "severity": severity_at(event), "status": alert.status,
             "actor": event.actor_name, "note": event.note,
             "summary": " | ".join(evidence_lines(alert.evidence, kind=alert.kind)),
-            "url": f"{settings.SITE_URL}/alerts/{alert.pk}/"}
+            "url": alert_url(alert)}

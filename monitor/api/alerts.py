@@ -16,6 +16,7 @@ from monitor.api.auth import needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import AckIn, AlertOut, MuteIn, Text
 from monitor.models import SEVERITIES, Alert, RegisteredModel
+from monitor.platform.downloads import attachment
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -84,10 +85,8 @@ def export_alerts(request: HttpRequest, since: datetime, format: str = "ocsf", u
                                                          "until": until.isoformat() if until else None,
                                                          "model": model or None, "events": len(rows)})
     if format == "csv":
-        response = HttpResponse(csv_bytes(siem.CSV_COLUMNS, [siem.csv_row(e) for e in rows]),
-                                content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="alert-events.csv"'
-        return response
+        return attachment(csv_bytes(siem.CSV_COLUMNS, [siem.csv_row(e) for e in rows]), filename="alert-events.csv",
+                          content_type="text/csv; charset=utf-8")
     body = "".join(json.dumps(siem.ocsf_finding(e), separators=(",", ":"), ensure_ascii=False) + "\n" for e in rows)
     return HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
 

@@ -14,7 +14,7 @@ from ninja import Router, Status
 from audits import remediation as hardening
 from audits.evidence.build import build_period_bundle, build_run_bundle
 from audits.evidence.format import EvidenceError
-from audits.exposure import UnknownRecord, exposure_csv, record_exposure
+from audits.exposure import UnknownRecord, csv_filename, exposure_csv, record_exposure
 from audits.models import AuditPolicy, AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
@@ -28,6 +28,7 @@ from monitor.api.schemas import (
     AuditStartedOut,
     RecordExposureOut,
 )
+from monitor.platform.downloads import attachment
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -110,9 +111,7 @@ def update_audit_policy(request: HttpRequest, slug: str, body: AuditPolicyPatchI
 # --- evidence ------------------------------------------------------------------------------------
 
 def _zip_response(data: bytes, filename: str) -> HttpResponse:
-    response = HttpResponse(data, content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return attachment(data, filename=filename, content_type="application/zip")
 
 
 @router.get("/audits/{run_id}/evidence.zip", auth=needs(roles.EXPORT), summary="The signed evidence bundle of one audit run",
@@ -167,10 +166,7 @@ def get_record_exposure(request: HttpRequest, slug: str, record_id: str) -> dict
 def export_exposure(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_model(slug)
     run, body = exposure_csv(model, user=request_user(request), ip=client_ip(request))
-    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
-    name = f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return attachment(body, filename=csv_filename(model, run), content_type="text/csv; charset=utf-8")
 
 
 @router.get("/audits/{run_id}/remediation/artifact", auth=needs(roles.OPERATE),
@@ -187,8 +183,6 @@ def remediation_artifact(request: HttpRequest, run_id: int) -> HttpResponse:
         raise ApiError(404, f"audit {run_id} has no hardened candidate to download"
                             + (f": {reason}" if reason else " (start an audit with ?remediation=true)"))
     stored, blob = found
-    response = HttpResponse(blob, content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{hardening.filename(run)}"'
-    response["X-Artifact-SHA256"] = stored.sha256
-    response["X-Provenance"] = json.dumps(stored.provenance, separators=(",", ":"), default=str)
-    return response
+    return attachment(blob, filename=hardening.filename(run), content_type="application/octet-stream", headers={
+        "X-Artifact-SHA256": stored.sha256,
+        "X-Provenance": json.dumps(stored.provenance, separators=(",", ":"), default=str)})

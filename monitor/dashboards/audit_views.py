@@ -16,6 +16,7 @@ from audits.scheduling import request_audit
 from monitor.access import roles
 from monitor.dashboards import audit_charts as charts
 from monitor.models import RegisteredModel
+from monitor.platform.downloads import attachment
 from monitor.trail.hooks import client_ip
 
 
@@ -75,9 +76,7 @@ def evidence_download(request: HttpRequest, run_id: int) -> HttpResponse:
     except EvidenceError as exc:
         messages.error(request, f"No evidence bundle: {exc}")
         return redirect("audit-run", run_id=run.pk)
-    response = HttpResponse(data, content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="evidence-{run.model.slug}-audit-{run.pk}.zip"'
-    return response
+    return attachment(data, filename=f"evidence-{run.model.slug}-audit-{run.pk}.zip", content_type="application/zip")
 
 
 @roles.role_required(*roles.READ)
@@ -110,10 +109,7 @@ def record_exposure(request: HttpRequest, slug: str) -> HttpResponse:
 def exposure_download(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, slug=slug)
     run, body = exposure.exposure_csv(model, user=request.user, ip=client_ip(request))
-    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
-    name = f"{model.slug}-exposure-audit-{run.pk}.csv" if run else f"{model.slug}-exposure-no-audit.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return attachment(body, filename=exposure.csv_filename(model, run), content_type="text/csv; charset=utf-8")
 
 
 @roles.role_required(*roles.OPERATE)
@@ -124,7 +120,5 @@ def hardened_download(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.error(request, "This audit has no hardened candidate to download.")
         return redirect("audit-run", run_id=run.pk)
     stored, blob = found
-    response = HttpResponse(blob, content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{remediation.filename(run)}"'
-    response["X-Artifact-SHA256"] = stored.sha256
-    return response
+    return attachment(blob, filename=remediation.filename(run), content_type="application/octet-stream",
+                      headers={"X-Artifact-SHA256": stored.sha256})

@@ -99,10 +99,9 @@ def _allowed(request: HttpRequest) -> tuple[int, str]:
     """(0, "") when the request may scrape, else the status and the reason."""
     header = request.headers.get("Authorization", "")
     if header:
-        scheme, _, clear = header.strip().partition(" ")
-        token = ApiToken.authenticate(clear.strip()) if scheme.lower() == "bearer" and clear.strip() else None
+        token, problem = ApiToken.from_authorization(header)
         if token is None:
-            return 401, ApiToken.refusal(clear.strip()) if clear.strip() else "the Authorization header must be 'Bearer <token>'"
+            return 401, problem
         if token.kind == ApiToken.METRICS or (token.kind == ApiToken.USER and roles.has_role(token.user, roles.READ)):
             return 0, ""
         return 403, "this token may not read metrics: use a metrics token (issue_token --metrics) or a user token"

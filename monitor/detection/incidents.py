@@ -58,12 +58,11 @@ def group_by_actor(model: RegisteredModel, findings: list[Finding]) -> list[Acto
         actors.setdefault(top, Actor(clients=set())).clients.add(client)
     for finding in findings:
         actors[root[finding.client_id]].findings.append(finding)
-    everyone = set(root)
-    open_alerts = {account.client_id: account.alert for account in AlertAccount.objects.select_related("alert")
-                   .filter(alert__model=model, alert__source="detector", client_id__in=everyone)
-                   .exclude(alert__status="resolved").order_by("alert__first_seen", "alert_id")}
+    open_accounts = list(AlertAccount.objects.select_related("alert")
+                         .filter(alert__model=model, alert__source="detector", client_id__in=set(root))
+                         .exclude(alert__status="resolved"))
     for actor in actors.values():
-        known = [open_alerts[c] for c in sorted(actor.clients) if c in open_alerts]
+        known = [account.alert for account in open_accounts if account.client_id in actor.clients]
         if known:
             actor.alert = min(known, key=lambda a: (a.first_seen, a.pk))
     return [actor for actor in actors.values() if actor.findings]

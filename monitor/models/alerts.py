@@ -251,6 +251,10 @@ class NotificationChannel(models.Model):
     def signing_secret(self) -> str:
         return data_fernet().decrypt(bytes(self.secret)).decode() if self.secret else ""
 
+    def set_signing_secret(self, secret: str) -> None:
+        """Keep the webhook's whsec_ secret, encrypted (saved with the channel)."""
+        self.secret = data_fernet().encrypt(secret.encode()) if secret else b""
+
     def disable(self, reason: str) -> None:
         now = timezone.now()
         with transaction.atomic():

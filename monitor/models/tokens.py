@@ -80,6 +80,16 @@ class ApiToken(models.Model):
         return token
 
     @classmethod
+    def from_authorization(cls, header: str) -> tuple[ApiToken | None, str]:
+        """The token an `Authorization: Bearer <token>` header names, or None and a sentence saying why not (the
+        header itself is never repeated: it holds the secret)."""
+        scheme, _, clear = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not clear.strip():
+            return None, "the Authorization header must be 'Bearer <token>'"
+        token = cls.authenticate(clear.strip())
+        return token, "" if token is not None else cls.refusal(clear.strip())
+
+    @classmethod
     def refusal(cls, clear: str) -> str:
         """Why `clear` does not authenticate, in a sentence for the client (it names no other token)."""
         token = cls.objects.select_related("user").filter(token_hash=hash_token(clear)).first()
