@@ -5,6 +5,7 @@ every family module, so the catalogue is complete once `audits.attacks` is impor
 """
 from audits.attacks.audit import AuditConfig, AuditData, run_attacks
 from audits.attacks.base import Attack, AttackInputs, AttackScores
+from audits.attacks.bayes_optimal import BaseAttack, BaseSettings
 from audits.attacks.catalogue import (
     ATTACK_LABELS,
     ATTACKS,
@@ -16,7 +17,7 @@ from audits.attacks.catalogue import (
     register,
 )
 from audits.attacks.label_only import LabelOnlyAttack, LabelOnlyConfig
-from audits.attacks.lira import LiraOfflineAttack, LiraOnlineAttack, LiraSettings
+from audits.attacks.lira import LiraBayesAttack, LiraOfflineAttack, LiraOnlineAttack, LiraSettings
 from audits.attacks.metrics import (
     AttackMetrics,
     ClassSlice,
@@ -41,8 +42,8 @@ ALL_ATTACKS: tuple[str, ...] = attack_names()
 __all__ = [
     "ALL_ATTACKS", "ATTACKS", "ATTACK_LABELS", "STANDARD_POLICIES", "TIER_1", "TIER_1_NAMES", "Attack",
     "AttackInputs", "AttackMetrics", "AttackResult", "AttackScores", "AuditConfig", "AuditData", "AuditResult",
-    "ClassSlice", "ConfidenceAttack", "Headline", "HeadlineRate", "LabelOnlyAttack", "LabelOnlyConfig",
-    "LiraOfflineAttack", "LiraOnlineAttack", "LiraSettings", "LossAttack", "ModifiedEntropyAttack",
+    "BaseAttack", "BaseSettings", "ClassSlice", "ConfidenceAttack", "Headline", "HeadlineRate", "LabelOnlyAttack",
+    "LabelOnlyConfig", "LiraBayesAttack", "LiraOfflineAttack", "LiraOnlineAttack", "LiraSettings", "LossAttack", "ModifiedEntropyAttack",
     "QuantileRegressionAttack",
     "RateEstimate", "Recommendation", "ReferenceModels", "RmiaAttack", "RmiaSettings", "WhatIfRow",
     "attack_label", "attack_names", "default_clip", "evaluate", "expand_attacks", "headline", "register",

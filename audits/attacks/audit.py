@@ -19,6 +19,7 @@ from audits.attacks.base import (
     EvaluationRecords,
     ReferenceKind,
 )
+from audits.attacks.bayes_optimal import BaseSettings
 from audits.attacks.catalogue import TIER_1, attack_class, attack_names, build_attack, expand_attacks
 from audits.attacks.exposure import member_exposure
 from audits.attacks.label_only import LabelOnlyConfig, neighbourhood_queries
@@ -74,6 +75,7 @@ class AuditConfig:
     clip: float | None = None  # probability floor before logs; None: half a vote for forests (default_clip)
     lira: LiraSettings = LiraSettings()
     rmia: RmiaSettings = RmiaSettings()
+    base: BaseSettings = BaseSettings()
     label_only: LabelOnlyConfig | None = None  # None: the default neighbourhood, seeded with `seed`
     reference_fraction: float = 0.5  # of the pool each reference model trains on
     max_per_side: int | None = None  # evaluation records per side, at most
@@ -85,7 +87,7 @@ class AuditConfig:
 
     def attack_settings(self) -> dict[str, Any]:
         """Settings by the name of the attack field that takes them (catalogue.build_attack)."""
-        return {"lira": self.lira, "rmia": self.rmia, "label_only": self.label_only_config}
+        return {"lira": self.lira, "rmia": self.rmia, "base": self.base, "label_only": self.label_only_config}
 
 
 def select_records(data: AuditData, *, max_per_side: int | None, seed: int) -> EvaluationRecords:

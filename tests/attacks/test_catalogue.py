@@ -24,7 +24,8 @@ from audits.attacks.catalogue import attack_class, unregister
 from audits.attacks.scores import true_class_proba
 from tests.attacks.factories import audit, make_split, overfit_forest
 
-SHIPPED = ("loss", "confidence", "modified_entropy", "lira_offline", "lira_online", "rmia", "label_only", "quantile")
+SHIPPED = ("loss", "confidence", "modified_entropy", "lira_offline", "lira_bayes", "lira_online", "rmia", "base",
+           "label_only", "quantile")
 
 
 def test_the_shipped_attacks_are_listed_in_catalogue_order():
@@ -51,7 +52,8 @@ def test_labels_cite_the_papers_the_product_names():
         "loss": "Loss threshold (Yeom et al. 2018)", "confidence": "Confidence threshold",
         "modified_entropy": "Modified entropy (Song & Mittal 2021)",
         "lira_offline": "LiRA offline (Carlini et al. 2022)", "lira_online": "LiRA online (Carlini et al. 2022)",
-        "rmia": "RMIA (Zarifzadeh et al. 2024)", "label_only": "Label-only (Choquette-Choo et al. 2021)",
+        "lira_bayes": "LiRA offline, Bayesian variance (Brännvall 2026)",
+        "rmia": "RMIA (Zarifzadeh et al. 2024)", "base": "BASE (Lassila et al. 2025)", "label_only": "Label-only (Choquette-Choo et al. 2021)",
         "quantile": "Quantile regression (Bertran et al. 2023)",
     }
 
