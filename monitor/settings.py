@@ -311,7 +311,7 @@ SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=900)
 RESTRICTED_QUERIES_PER_MINUTE = env.int("RESTRICTED_QUERIES_PER_MINUTE", default=10)
 # Parts of one model's scan that workers run at once: client-hash shards (+ one part comparing clients).
 SCAN_SHARDS = env.int("SCAN_SHARDS", default=1)
-DETECTOR_CALIBRATION_ROWS = env.int("DETECTOR_CALIBRATION_ROWS", default=200_000)
+DETECTOR_CALIBRATION_ROWS = env.int("DETECTOR_CALIBRATION_ROWS", default=1_000_000)
 DETECTOR_MIN_CALIBRATION_ROWS = env.int("DETECTOR_MIN_CALIBRATION_ROWS", default=500)
 # A running audit writes a heartbeat with every progress step; silence this long means its worker is gone.
 AUDIT_STALE_SECONDS = env.int("AUDIT_STALE_SECONDS", default=600)

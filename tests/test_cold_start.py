@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from monitor.demo.simulation import Plan, build_traffic
 from monitor.detection.scanning import calibrate_model, scan_model, state_for
 from monitor.models import AlertAccount
-from tests.factories import make_audited_model
+from tests.factories import make_audited_model, make_user
 from tests.test_scanner_state_rows import store
 
 pytestmark = pytest.mark.django_db
@@ -44,3 +45,24 @@ def test_a_heavy_attacker_in_a_small_first_window_is_flagged():
     calibrate_model(model)
     scan_model(model)
     assert attacker in flagged(model)
+
+
+def test_a_recalibration_leaves_out_clients_in_unresolved_incidents_and_a_small_window_is_said(client):
+    """A known attacker (in an open incident) is never learnt as normal traffic, whatever window is chosen; and a
+    window too small to hold the false-alarm budget says so on the model page."""
+    model = make_audited_model(n=600)
+    traffic = build_traffic(model, Plan(benign_clients=60, hours=3, seed=23, attacks=("noise_sweep",), targets=9,
+                                        queries_per_day=80), end=time.time() - 60)
+    attacker = next(iter(traffic.attackers))
+    store(model, traffic)
+    scan_model(model)  # the cold start calibrates on this window, trimming the attacker, and flags it
+    assert attacker in flagged(model)
+    state = calibrate_model(model)  # again, on the same window, by hand
+    window = state.calibration_window
+    assert window["incident_clients"] == [attacker] and attacker not in window["trimmed_clients"]
+    left_out = np.isin(traffic.client_ids, [attacker, *window["trimmed_clients"]])
+    assert window["queries"] == int((~left_out).sum())
+    assert window["client_days"] < 1000 and "client-days" in state.calibration_advice
+    client.force_login(make_user(role="viewer"))
+    page = client.get(f"/models/{model.slug}/").content.decode()
+    assert 'id="calibration-advice"' in page and "scan_queries --calibrate" in page

@@ -78,3 +78,20 @@ def test_automatic_restriction_covers_every_linked_account(model):
                  finding("near_duplicate_sweep", "key-a", score=9.5, severity="critical", **SWEEP)], at=10)
     restricted = set(ClientRestriction.objects.filter(model=model).values_list("client_id", flat=True))
     assert restricted == {"key-a", "key-b"}
+
+
+def test_an_info_finding_alone_opens_no_incident_but_joins_one(model):
+    """Info (a heavy but steady client's volume) is not evidence of an attack on its own: it is stored as a finding,
+    opens nothing, and joins the actor's incident once another signal opens one."""
+    summary = scan(model, [finding("volume", "steady-heavy", severity="info"),
+                           finding("volume", "bursty", severity="warning")], at=10)
+    assert summary.findings == 2 and summary.new_alerts == 1
+    assert list(Alert.objects.filter(model=model).values_list("client_id", flat=True)) == ["bursty"]
+    assert DetectorFinding.objects.get(client_id="steady-heavy").alert is None
+    scan(model, [finding("volume", "bursty", severity="info", score=4.5)], at=20)
+    [alert] = Alert.objects.filter(model=model)
+    assert alert.occurrences == 2 and DetectorFinding.objects.filter(client_id="bursty", alert=alert).count() == 2
+    scan(model, [finding("volume", "steady-heavy", severity="info", score=5.0),
+                 finding("training_proximity", "steady-heavy", n_members_hit=12, n_regions=12)], at=30)
+    incident = Alert.objects.get(model=model, client_id="steady-heavy")
+    assert set(incident.evidence["signals"]) == {"volume", "training_proximity"}

@@ -15,7 +15,7 @@ from monitor.models import RegisteredModel
 from monitor.registry.gateway import predictor_for
 
 ATTACKS = ("noise_sweep", "augmentation_sweep", "boundary_search", "candidate_testing", "shadow_harvest",
-           "adaptive_sweep", "low_and_slow")
+           "adaptive_sweep", "low_and_slow", "slow_sweep")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,10 @@ def build_traffic(model: RegisteredModel, plan: Plan, *, end: float | None = Non
         elif kind == "low_and_slow":  # over the whole window, at about a benign client's daily volume
             part = gen.low_and_slow(members.X, pool, n_candidates=max(20, int(plan.queries_per_day * plan.hours / 24)),
                                     client_id=client, seed=seed, start=start, days=plan.hours / 24)
+        elif kind == "slow_sweep":  # the targets' noised copies shuffled over the whole window at a benign pace
+            part = gen.slow_sweep(targets, feature_stds=stds, client_id=client, seed=seed, start=start,
+                                  days=plan.hours / 24, copies=max(2, int(plan.queries_per_day * plan.hours / 24
+                                                                          / max(1, len(targets))) - 1))
         else:
             raise ValueError(f"unknown attack {kind!r}; choose from {', '.join(ATTACKS)}")
         if plan.accounts > 1:

@@ -404,6 +404,29 @@ def low_and_slow(
                    attackers={client_id: "low_and_slow"})
 
 
+def slow_sweep(
+    targets: np.ndarray,
+    *,
+    feature_stds: np.ndarray,
+    client_id: str,
+    seed: int,
+    start: float,
+    days: float,
+    copies: int = 40,
+    noise_scale: float = 0.1,
+    target_ids: np.ndarray | None = None,
+) -> Traffic:
+    """A label-only sweep spread over `days` at a benign client's pace: every target's noised copies shuffled among
+    the other targets' and sent with a diurnal rhythm, so no hour holds more than a few copies of one record."""
+    rng = np.random.default_rng(seed)
+    part = noise_sweep(targets, feature_stds=feature_stds, client_id=client_id, seed=seed, copies=copies,
+                       noise_scale=noise_scale, target_ids=target_ids)
+    order = rng.permutation(len(part.features))
+    times = _diurnal_times(len(order), start=start, duration=days * SECONDS_PER_DAY, amplitude=0.6, rng=rng)
+    return Traffic(features=part.features[order], client_ids=part.client_ids[order], timestamps=times,
+                   origin_ids=part.origin_ids[order], attackers={client_id: "slow_sweep"})
+
+
 def shadow_harvest(
     reference: np.ndarray,
     *,

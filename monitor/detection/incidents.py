@@ -68,6 +68,13 @@ def group_by_actor(model: RegisteredModel, findings: list[Finding]) -> list[Acto
     return [actor for actor in actors.values() if actor.findings]
 
 
+def opens_incident(actor: Actor) -> bool:
+    """An actor with an open incident always updates it; a new one opens an incident only with a finding above
+    `info`. Info is a signal that is not evidence of an attack on its own (a heavy but steady client's volume):
+    counting it would spend the false-alarm budget on clients nobody should page about."""
+    return actor.alert is not None or any(Severity(f.severity).rank > Severity.INFO.rank for f in actor.findings)
+
+
 def _signal_entry(finding: Finding) -> dict[str, Any]:
     return {"client_id": finding.client_id, "score": finding.score, "severity": finding.severity,
             "evidence": finding.evidence}

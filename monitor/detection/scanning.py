@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import socket
 import zlib
@@ -37,7 +38,15 @@ from monitor.detection.detectors import (
 from monitor.detection.state_rows import client_last_seen, expire_state, load_state, save_state
 from monitor.ingestion.store import safe_high_water
 from monitor.ingestion.vectors import decode_vectors
-from monitor.models import DetectorFinding, DetectorState, QueryLog, RegisteredModel, ScannerState, ScanShard
+from monitor.models import (
+    AlertAccount,
+    DetectorFinding,
+    DetectorState,
+    QueryLog,
+    RegisteredModel,
+    ScannerState,
+    ScanShard,
+)
 from monitor.platform.crypto import data_fernet
 from monitor.registry.restrictions import auto_restrict
 from monitor.trail.chain import canonical_json
@@ -91,7 +100,8 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
     if shard is not None and connection.vendor != "postgresql":
         rows = [row for row in rows if client_shard(row[1], shard[1]) == shard[0]]
     if exclude_clients:
-        rows = [row for row in rows if row[1] not in exclude_clients]
+        excluded = set(exclude_clients)
+        rows = [row for row in rows if row[1] not in excluded]
     d, k = model.n_features, len(model.class_labels)
     batch = QueryBatch(
         query_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -138,13 +148,18 @@ def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | No
                     exclude_clients: tuple[str, ...] = (), max_rows: int | None = None) -> DetectorState:
     """Calibrate every detector on a window of the model's own (benign) traffic.
 
-    Pick a window without known attackers (`exclude_clients`); the thresholds it yields are stated
-    as expected false-alarm rates per client-day in each detector's calibration.
+    Pick a window without known attackers (`exclude_clients`; clients in unresolved detector incidents are left out
+    too, and trimmed_calibration leaves out those the window's own calibration flags); the thresholds it yields are
+    stated as expected false-alarm rates per client-day in each detector's calibration.
     """
     state = state_for(model)
     upto = safe_high_water(model) if to_id is None else to_id
-    reference, last_id = load_queries(model, after_id=from_id, upto_id=upto,
-                                      limit=max_rows or settings.DETECTOR_CALIBRATION_ROWS, exclude_clients=exclude_clients)
+    # A client in an unresolved incident is a known attacker: a recalibration must not learn its traffic as normal.
+    suspects = sorted(set(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
+                          .exclude(alert__status="resolved").values_list("client_id", flat=True)) - set(exclude_clients))
+    reference, last_id, shard = _calibration_rows(model, from_id=from_id, upto=upto,
+                                                  exclude_clients=(*exclude_clients, *suspects),
+                                                  cap=max_rows or settings.DETECTOR_CALIBRATION_ROWS)
     if len(reference) < settings.DETECTOR_MIN_CALIBRATION_ROWS:
         raise ScanError(f"{len(reference)} reference queries for {model.slug}; calibration needs at least "
                         f"{settings.DETECTOR_MIN_CALIBRATION_ROWS}")
@@ -154,12 +169,34 @@ def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | No
     context = model_context(model, state)
     calibration, trimmed, reference = trimmed_calibration(reference, context, model_detectors(model))
     state.calibration = {"_context": stats, **calibration}
+    span = float(reference.timestamps.max() - reference.timestamps.min()) if len(reference) else 0.0
+    clients = len(np.unique(reference.client_ids))
     state.calibration_window = {"from_id": from_id, "to_id": int(last_id), "queries": len(reference),
-                                "clients": len(np.unique(reference.client_ids)), "excluded_clients": list(exclude_clients),
-                                "trimmed_clients": trimmed}
+                                "clients": clients, "excluded_clients": list(exclude_clients),
+                                "incident_clients": suspects,
+                                "trimmed_clients": trimmed, "client_sample": list(shard) if shard else None,
+                                # What the window can vouch for: a rate far below 1 / client-days is extrapolated.
+                                "client_days": round(clients * max(span / 86_400, 1 / 24), 1)}
     state.calibrated_at = timezone.now()
     state.save(update_fields=["calibration", "calibration_window", "calibrated_at"])
     return state
+
+
+def _calibration_rows(model: RegisteredModel, *, from_id: int, upto: int, exclude_clients: tuple[str, ...],
+                      cap: int) -> tuple[QueryBatch, int, tuple[int, int] | None]:
+    """The window's queries, or when it holds more than `cap`, every query of a hash sample of its clients: whole
+    clients over the whole window, not the window's first hours (which left per-client statistics fitted on the
+    few clients busy enough early on, and benign clients flagged at ten times the budget)."""
+    rows = QueryLog.objects.filter(model=model, id__gt=from_id, id__lte=upto).count()
+    if rows <= cap:
+        batch, last_id = load_queries(model, after_id=from_id, upto_id=upto, limit=cap, exclude_clients=exclude_clients)
+        return batch, last_id, None
+    shard = (0, math.ceil(rows / cap))
+    # PostgreSQL filters the clients in SQL; SQLite reads the window and filters in Python.
+    limit = int(cap * 1.25) if connection.vendor == "postgresql" else rows
+    batch, last_id = load_queries(model, after_id=from_id, upto_id=upto, limit=limit, exclude_clients=exclude_clients,
+                                  shard=shard)
+    return batch, last_id, shard
 
 
 TRIM_ROUNDS = 3
@@ -415,11 +452,13 @@ def record_findings(model: RegisteredModel, findings: list[Finding], *, range_st
             fresh.append((finding, record))
     records = {(f.detector, f.client_id[:200]): r.pk for f, r in fresh}
     for actor in incidents.group_by_actor(model, [f for f, _ in fresh]):
+        for finding in actor.findings:
+            summary.findings += 1
+            summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1
+        if not incidents.opens_incident(actor):
+            continue  # stored as findings (the model page counts them); joins the actor's incident if one opens
         alert, opened = incidents.raise_incident(model, actor, quiet_period=DETECTOR_QUIET_PERIOD)
         DetectorFinding.objects.filter(pk__in=[records[(f.detector, f.client_id[:200])] for f in actor.findings]
                                        ).update(alert=alert)
         auto_restrict(model, alert)  # the model's automatic gateway restriction, if it has one
         summary.new_alerts += opened
-        for finding in actor.findings:
-            summary.findings += 1
-            summary.by_detector[finding.detector] = summary.by_detector.get(finding.detector, 0) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from monitor.demo import traffic
 from monitor.detection.detectors import DistributionShiftDetector, scan
 
@@ -37,3 +39,21 @@ def test_waits_for_its_minimum_sample_before_judging(adult, context):
     assert found_early == []
     assert [f.client_id for f in found_late] == ["harvester"]
     assert found_late[0].evidence["n_queries"] == minimum
+
+
+def test_a_client_re_scoring_a_few_customers_with_edits_is_judged_on_its_customers(adult, context):
+    """Thirty unusual customers re-scored 600 times, most with one value edited: the edited copies carry their
+    customer's ranks, so the client's mean counts each customer's neighbourhood once (about 45 units: too few to
+    judge), not each edited copy (about 150 "distinct" records, a full block whose mean is far from benign)."""
+    pool = adult.test_pool
+    z = (pool - pool.mean(axis=0)) / pool.std(axis=0)
+    unusual = pool[np.argsort((z**2).sum(axis=1))[-300:]]
+    editor = traffic.benign_traffic(unusual, n_clients=1, seed=5, queries_per_day=600, rate_spread=0.01,
+                                    book_size=(30, 31), jitter=0.05, jitter_share=0.9, client_prefix="editor-")
+    batch = adult.answer(editor)
+    detector = DistributionShiftDetector()
+    found, state = scan(batch, context, detectors=[detector])
+    [client] = state["distribution_shift"]["pending"]
+    units = state["distribution_shift"]["pending"][client]["n"]
+    assert found == []
+    assert units <= 60 < len(np.unique(context.prepared(batch).repeat_keys))

@@ -95,3 +95,15 @@ def test_low_and_slow_spreads_candidate_testing_over_days(adult):
     assert len(slow) == 150 and slow.attackers == {"s": "low_and_slow"}
     per_day = np.bincount((slow.timestamps // 86_400).astype(int), minlength=5)
     assert len(per_day) == 5 and per_day.max() < 60  # about 30 a day, never a burst
+
+
+def test_slow_sweep_shuffles_every_target_s_copies_over_days(adult):
+    targets = adult.members[:10]
+    slow = traffic.slow_sweep(targets, feature_stds=adult.members.std(axis=0), client_id="s", seed=6, start=0.0,
+                              days=3, copies=29)
+    assert len(slow) == 300 and slow.attackers == {"s": "slow_sweep"}
+    assert (np.unique(slow.origin_ids, return_counts=True)[1] == 30).all()  # each target and its 29 copies
+    per_day = np.bincount((slow.timestamps // 86_400).astype(int), minlength=3)
+    assert len(per_day) == 3 and per_day.min() > 50  # spread over the three days
+    first_hour = slow.origin_ids[slow.timestamps < slow.timestamps.min() + 3600]
+    assert len(np.unique(first_hour)) >= min(len(first_hour), 4)  # targets interleaved, not one after another

@@ -68,14 +68,28 @@ def _bounded(values: list[Any], limit: int = MAX_EVIDENCE_IDS) -> list[Any]:
     return sorted(values)[:limit]
 
 
-def fresh_rows(prepared: PreparedBatch, pending: Mapping[str, Any]) -> np.ndarray:
-    """Sorted rows that count: the first of each record per client, not already in the client's open block."""
-    fresh = prepared.first_seen.copy()
+def first_of_keys(prepared: PreparedBatch, keys: np.ndarray | None) -> np.ndarray:
+    """True for the first sorted row of each (client, key); of each (client, record) when `keys` is None."""
+    if keys is None:
+        return prepared.first_seen.copy()
+    first = np.zeros(len(prepared), bool)
+    if len(prepared):
+        order = np.lexsort((np.arange(len(prepared)), keys, prepared.codes))
+        new = np.r_[True, (keys[order][1:] != keys[order][:-1]) | (prepared.codes[order][1:] != prepared.codes[order][:-1])]
+        first[order[new]] = True
+    return first
+
+
+def fresh_rows(prepared: PreparedBatch, pending: Mapping[str, Any], keys: np.ndarray | None = None) -> np.ndarray:
+    """Sorted rows that count: the first of each record (or of each `keys` unit) per client, not already in the
+    client's open block."""
+    fresh = first_of_keys(prepared, keys)
+    keys = prepared.repeat_keys if keys is None else keys
     for client, code in prepared.client_positions(pending).items():
         seen = pending[client].get("seen") or []
         if seen:
             lo, hi = prepared.starts[code], prepared.starts[code + 1]
-            fresh[lo:hi] &= ~np.isin(prepared.repeat_keys[lo:hi], np.asarray(seen, dtype=np.int64))
+            fresh[lo:hi] &= ~np.isin(keys[lo:hi], np.asarray(seen, dtype=np.int64))
     return fresh
 
 
@@ -251,16 +265,17 @@ def scan_share(
 
 
 def calibrate_mean(
-    prepared: PreparedBatch, scores: np.ndarray, *, min_queries: int, rows: np.ndarray | None = None
+    prepared: PreparedBatch, scores: np.ndarray, *, min_queries: int, rows: np.ndarray | None = None,
+    unit_keys: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Benign per-client means of per-query scores (columns of `scores`, each a rank in [0, 1]).
 
     Per column: the benign centre and per-query variance, and tau2, the extra between-client
     variance of client means (honest clients serve different customers). `rows` (a mask over
-    sorted rows) restricts the fit to held-out queries.
+    sorted rows) restricts the fit to held-out queries; `unit_keys` counts each (client, key) once.
     """
     scores = scores if scores.ndim == 2 else scores[:, None]
-    fresh = prepared.first_seen.copy()
+    fresh = first_of_keys(prepared, unit_keys)
     if rows is not None:
         fresh &= rows
     n = np.bincount(prepared.codes[fresh], minlength=len(prepared.clients))
@@ -293,17 +308,19 @@ def scan_mean(
     min_queries: int,
     pending: Mapping[str, Any] | None,
     outlying: np.ndarray,
+    unit_keys: np.ndarray | None = None,
 ) -> tuple[list[BlockResult], dict[str, dict[str, Any]]]:
     """Random-effects z-test of each full block's mean score per column against the benign centre.
 
     `sides[j]` is +1 when high means suspicious, -1 when low does, 0 for either; the block's
     p-value is the smallest column's, Bonferroni-corrected over columns. `outlying` marks the
-    queries worth listing as evidence.
+    queries worth listing as evidence. `unit_keys` counts each (client, key) once per block (default: each record).
     """
     scores = scores if scores.ndim == 2 else scores[:, None]
     m = scores.shape[1]
     carried: dict[str, dict[str, Any]] = {client: dict(entry) for client, entry in (pending or {}).items()}
-    fresh = fresh_rows(prepared, carried)
+    fresh = fresh_rows(prepared, carried, unit_keys)
+    seen_keys = prepared.repeat_keys if unit_keys is None else unit_keys
     n_new = np.bincount(prepared.codes[fresh], minlength=len(prepared.clients))
     sum_new = np.stack(
         [
@@ -350,7 +367,7 @@ def scan_mean(
                 "n": n_total,
                 "sums": [float(v) for v in totals],
                 "ids": ids,
-                "seen": sorted(set(entry["seen"]) | set(prepared.repeat_keys[lo:hi][fresh[lo:hi]].tolist())),
+                "seen": sorted(set(entry["seen"]) | set(seen_keys[lo:hi][fresh[lo:hi]].tolist())),
                 "last": float(max(entry["last"], last_new[code])),
             }
     now = float(prepared.times.max()) if len(prepared) else 0.0

@@ -34,7 +34,9 @@ class Command(BaseCommand):
                     raise CommandError(str(exc)) from exc
                 window = state.calibration_window
                 self.stdout.write(f"{model.slug}: calibrated on {window['queries']:,} queries from {window['clients']} clients "
-                                  f"(ids {window['from_id']}-{window['to_id']})")
+                                  f"(ids {window['from_id']}-{window['to_id']}, {window['client_days']:,} client-days)")
+                if advice := state.calibration_advice:
+                    self.stdout.write(self.style.WARNING(f"  {advice}"))
             started = time.perf_counter()
             summary = scan_model(model)
             took = time.perf_counter() - started
