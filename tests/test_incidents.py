@@ -95,3 +95,48 @@ def test_an_info_finding_alone_opens_no_incident_but_joins_one(model):
                  finding("training_proximity", "steady-heavy", n_members_hit=12, n_regions=12)], at=30)
     incident = Alert.objects.get(model=model, client_id="steady-heavy")
     assert set(incident.evidence["signals"]) == {"volume", "training_proximity"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_scan_parts_finding_one_new_actor_at_once_open_one_incident():
+    """Parts of a sharded scan commit their findings concurrently; the second to reach the incidents waits for the
+    first's commit and joins its incident instead of opening its own (PostgreSQL: a per-model advisory lock)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from tests.factories import make_audited_model
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the lock is PostgreSQL's; SQLite serialises writers itself")
+    model = make_audited_model(slug="raced")
+    first_in, release, errors = threading.Event(), threading.Event(), []
+
+    def part(detector: str, at: int, hold: bool) -> None:
+        try:
+            if not hold:
+                first_in.wait(10)
+            with transaction.atomic():
+                scan(model, [finding(detector, "racer", **(SWEEP if detector == "near_duplicate_sweep" else {}))],
+                     at=at)
+                if hold:
+                    first_in.set()
+                    release.wait(10)
+        except Exception as exc:  # noqa: BLE001  # reported below, on the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=part, args=("near_duplicate_sweep", 10, True)),
+               threading.Thread(target=part, args=("training_proximity", 20, False))]
+    for thread in threads:
+        thread.start()
+    first_in.wait(10)
+    threads[1].join(1.0)
+    assert threads[1].is_alive()  # waiting for the first part's commit
+    release.set()
+    for thread in threads:
+        thread.join(20)
+    assert not errors, errors
+    [alert] = Alert.objects.filter(model=model, source="detector")
+    assert set(alert.evidence["signals"]) == {"near_duplicate_sweep", "training_proximity"}

@@ -54,6 +54,7 @@ from monitor.trail.chain import canonical_json
 log = logging.getLogger(__name__)
 
 DETECTOR_QUIET_PERIOD = timedelta(hours=24)
+INCIDENT_LOCK_CLASS = 7333  # advisory-lock namespace (7331 ingestion, 7332 partitions)
 
 
 class ScanError(RuntimeError):
@@ -441,7 +442,13 @@ def _advance_model_watermark(model: RegisteredModel, count: int) -> None:
 def record_findings(model: RegisteredModel, findings: list[Finding], *, range_start: int, range_end: int,
             summary: ScanSummary) -> None:
     """Store each finding once per range, then open or update one incident per actor (monitor.detection.incidents):
-    every detector's finding on a client and on the accounts linked to it fold into one alert."""
+    every detector's finding on a client and on the accounts linked to it fold into one alert.
+
+    Call inside a transaction. On PostgreSQL the parts of a sharded scan take turns here (a per-model advisory lock
+    held to their commit), so two parts finding the same new actor at once open one incident, not two."""
+    if findings and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INCIDENT_LOCK_CLASS, model.pk])
     fresh: list[tuple[Finding, DetectorFinding]] = []
     for finding in findings:
         record, created = DetectorFinding.objects.get_or_create(
