@@ -37,6 +37,21 @@ def store_rankings(run: AuditRun, result: AuditResult) -> None:
                             thresholds=np.array(list(exposure.thresholds.values()), dtype=np.float64))
         ExposureRanking.objects.update_or_create(run=run, attack=attack.name, defaults={
             "n_members": exposure.n_members, "ciphertext": fernet.encrypt(buffer.getvalue())})
+    prune_rankings(run.model)
+
+
+def prune_rankings(model: Any) -> int:
+    """Keep the rankings of the runs a lookup reads (the model's newest RUNS_LOOKED_UP finished runs that have them):
+    a daily audit stores 1-2 MB of them, which would otherwise grow for as long as the model is audited. Rankings of
+    older finished runs are deleted; the runs and their results stay. Returns the rows deleted."""
+    kept = list(_runs(model).values_list("pk", "finished_at"))
+    if len(kept) < RUNS_LOOKED_UP:
+        return 0
+    oldest_kept = min(finished for _, finished in kept)
+    deleted, _ = (ExposureRanking.objects.filter(run__model=model, run__status=RunStatus.DONE,
+                                                 run__finished_at__lte=oldest_kept)
+                  .exclude(run_id__in=[pk for pk, _ in kept]).delete())
+    return deleted
 
 
 def load_ranking(row: ExposureRanking) -> MemberExposure:

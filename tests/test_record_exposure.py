@@ -92,3 +92,27 @@ def test_the_csv_lists_every_evaluated_member_by_rank_and_no_values(client, audi
                             "flagged_at_0.1pct_fpr", "attack", "audit_id"}
     assert _get(client, f"/api/v1/models/{model.slug}/exposure.csv", "viewer").status_code == 403
     assert TrailEntry.objects.filter(action="exposure.export", after__rows=200).exists()
+
+
+def test_rankings_are_kept_for_the_runs_a_lookup_reads_and_no_older():
+    """A daily audit stores every member's rank; past the newest RUNS_LOOKED_UP finished runs the rankings go (the
+    runs and their results stay), so a model audited for a year does not keep a year of rankings."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audits.exposure import RUNS_LOOKED_UP, prune_rankings
+    from audits.models import AuditRun, ExposureRanking, RunStatus
+
+    model = make_audited_model(slug="yearly")
+    start = timezone.now() - timedelta(days=RUNS_LOOKED_UP + 5)
+    runs = [AuditRun.objects.create(model=model, status=RunStatus.DONE, finished_at=start + timedelta(days=i))
+            for i in range(RUNS_LOOKED_UP + 3)]
+    running = AuditRun.objects.create(model=model, status=RunStatus.RUNNING)
+    for run in [*runs, running]:
+        ExposureRanking.objects.create(run=run, attack="rmia", n_members=1, ciphertext=b"x")
+    assert prune_rankings(model) == 3
+    left = set(ExposureRanking.objects.filter(run__model=model).values_list("run_id", flat=True))
+    assert left == {run.pk for run in runs[3:]} | {running.pk}
+    assert AuditRun.objects.filter(model=model).count() == RUNS_LOOKED_UP + 4
+    assert prune_rankings(model) == 0
