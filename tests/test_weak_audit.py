@@ -36,7 +36,7 @@ def test_an_audit_that_could_not_run_its_reference_attacks_is_inconclusive_and_s
     verdict = run.policy_result
     assert verdict["verdict"] == "inconclusive" and verdict["passed"] is False and not verdict["breaches"]
     assert verdict["weak_audit"] and "upload population data" in verdict["weak_audit"][0]
-    assert set(run.result["config"]["coverage"]["skipped"]) == {"rmia", "lira_offline"}
+    assert set(run.result["config"]["coverage"]["skipped"]) == {"rmia", "lira_offline", "rmia_online"}
     alert = Alert.objects.get(model=model, kind="weak_audit")
     assert alert.severity == "warning" and alert.evidence["reasons"] == verdict["weak_audit"]
     client.force_login(make_user(role="viewer"))

@@ -59,6 +59,7 @@ class CollectedOutputs:
     offline_pool: np.ndarray | None = None  # (K, n_pool, C)
     target_pool: np.ndarray | None = None  # (n_pool, C) the target on the population pool (regression attacks)
     online: np.ndarray | None = None  # (K, n_eval, C)
+    online_z: np.ndarray | None = None  # (K, n_z, C) the online reference models on RMIA's z
     neighbourhood: np.ndarray | None = None  # the target on the label-only queries (records, then noisy copies)
     neighbourhood_keys: np.ndarray | None = None
 
@@ -116,6 +117,10 @@ class AttackInputs:
     @cached_property
     def online(self) -> np.ndarray:
         return self._seen(self.collected.online, self.records.keys, "online")
+
+    @cached_property
+    def online_z(self) -> np.ndarray:
+        return self._seen(self.collected.online_z, self.records.z_keys, "online")
 
     @cached_property
     def neighbourhood_labels(self) -> np.ndarray:

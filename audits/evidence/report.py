@@ -9,7 +9,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from audits.attacks.catalogue import ATTACK_LABELS
+from audits.attacks.catalogue import ATTACK_LABELS, attack_class
 from audits.evidence.figures import roc_svg, trend_svg
 from audits.evidence.format import FPRS
 from audits.models import verdict_of
@@ -26,6 +26,16 @@ ATTACK_NOTES = {
     "rmia": "Likelihood ratio of the record against population samples z, with reference models.",
     "label_only": "Robustness of the predicted label to noise around the record; for label-only outputs.",
 }
+
+def attack_note(name: str) -> str:
+    """The report's sentence on an attack: its own above, else the catalogue's (every attack has one)."""
+    if name in ATTACK_NOTES:
+        return ATTACK_NOTES[name]
+    try:
+        return attack_class(name).note
+    except KeyError:  # an attack a newer release removed, in an old run
+        return ""
+
 
 CONTROLS = [
     {"id": "OWASP ML04:2023", "name": "Membership Inference Attack",
@@ -155,7 +165,7 @@ def _run_view(run: dict, model: dict) -> dict:
         "attacks": [{"name": a["name"], "label": ATTACK_LABELS.get(a["name"], a["name"]), "auc": _num(a.get("auc")),
                      "advantage": _num(a.get("advantage")), "balanced_accuracy": _num(a.get("balanced_accuracy")),
                      "epsilon": _num(a.get("epsilon_lower"), 2), "rates": _rate_cells(a.get("tpr_at_fpr")),
-                     "n": f"{a.get('n_members')} / {a.get('n_nonmembers')}", "note": ATTACK_NOTES.get(a["name"], ""),
+                     "n": f"{a.get('n_members')} / {a.get('n_nonmembers')}", "note": attack_note(a["name"]),
                      "parameters": _attack_parameters(a, attack_config)} for a in attacks],
         "counts": sorted({(a.get("n_members"), a.get("n_nonmembers")) for a in attacks}, key=str),
         "roc_svg": roc_svg(attacks) if attacks else None,
@@ -180,7 +190,7 @@ def _attack_parameters(attack: dict, attack_config: dict) -> str:
     if name.startswith("lira"):
         return (f"{details.get('n_out_models', attack_config.get('n_reference'))} reference models, "
                 f"variance {details.get('variance', attack_config.get('lira_variance'))}, clip {details.get('clip', attack_config.get('clip'))}")
-    if name == "rmia":
+    if name.startswith("rmia"):
         return (f"γ = {details.get('gamma')}, a = {details.get('a')}, {details.get('n_population_z')} population samples z, "
                 f"{attack_config.get('n_reference')} reference models")
     if name == "label_only":

@@ -24,8 +24,8 @@ from audits.attacks.catalogue import attack_class, unregister
 from audits.attacks.scores import true_class_proba
 from tests.attacks.factories import audit, make_split, overfit_forest
 
-SHIPPED = ("loss", "confidence", "modified_entropy", "lira_offline", "lira_bayes", "lira_online", "rmia", "base",
-           "label_only", "quantile")
+SHIPPED = ("loss", "confidence", "modified_entropy", "lira_offline", "lira_bayes", "lira_online", "rmia", "rmia_online",
+           "base", "label_only", "quantile")
 
 
 def test_the_shipped_attacks_are_listed_in_catalogue_order():
@@ -53,14 +53,15 @@ def test_labels_cite_the_papers_the_product_names():
         "modified_entropy": "Modified entropy (Song & Mittal 2021)",
         "lira_offline": "LiRA offline (Carlini et al. 2022)", "lira_online": "LiRA online (Carlini et al. 2022)",
         "lira_bayes": "LiRA offline, Bayesian variance (Brännvall 2026)",
-        "rmia": "RMIA (Zarifzadeh et al. 2024)", "base": "BASE (Lassila et al. 2025)", "label_only": "Label-only (Choquette-Choo et al. 2021)",
+        "rmia": "RMIA (Zarifzadeh et al. 2024)", "rmia_online": "RMIA online (Zarifzadeh et al. 2024)",
+        "base": "BASE (Lassila et al. 2025)", "label_only": "Label-only (Choquette-Choo et al. 2021)",
         "quantile": "Quantile regression (Bertran et al. 2023)",
     }
 
 
 def test_tier_one_expands_to_the_default_attack_list():
     assert expand_attacks(TIER_1) == TIER_1_NAMES == ("loss", "confidence", "modified_entropy", "rmia",
-                                                      "lira_offline")
+                                                      "lira_offline", "rmia_online")
     assert expand_attacks(["rmia", "threshold", "rmia"]) == ("rmia", "loss", "confidence", "modified_entropy")
 
 

@@ -8,7 +8,7 @@ from tests.attacks.factories import audit, make_split, overfit_forest
 def memorised():
     split = make_split(n_members=1000, n_nonmembers=1000, n_population=2000, random_labels=True)
     target = overfit_forest(n_estimators=100).fit(split.members_X, split.members_y)
-    return audit(split=split, target=target, attacks=["threshold", "rmia", "lira_offline"])
+    return audit(split=split, target=target, attacks=["threshold", "rmia", "rmia_online", "lira_offline"])
 
 
 def test_strongest_attack_finds_half_the_members_at_one_percent_fpr(memorised):

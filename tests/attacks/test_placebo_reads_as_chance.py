@@ -9,7 +9,8 @@ def placebo():
     split = make_split(n_members=1000, n_nonmembers=1000, n_population=2000, seed=1)
     X, y = make_records(n=1000, seed=101)  # the target's real, undeclared training data
     target = overfit_forest(n_estimators=50).fit(X, y)
-    return audit(split=split, target=target, attacks=["threshold", "rmia", "lira_offline", "lira_online", "label_only"])
+    return audit(split=split, target=target, attacks=["threshold", "rmia", "rmia_online", "lira_offline", "lira_online",
+                                                      "label_only"])
 
 
 def test_auc_stays_in_a_narrow_band_around_one_half(placebo):
