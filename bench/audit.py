@@ -44,7 +44,7 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from audits.attacks import STANDARD_POLICIES, TIER_1, AuditConfig, AuditData, run_attacks  # noqa: E402
+from audits.attacks import STANDARD_POLICIES, TIER_1, TIER_1_NAMES, AuditConfig, AuditData, run_attacks  # noqa: E402
 from audits.attacks.audit import DEFAULT_EVAL_RECORDS  # noqa: E402
 from monitor.demo.datasets import load_adult  # noqa: E402
 
@@ -137,10 +137,14 @@ def bench(kind: str, args: argparse.Namespace, data: Any) -> list[str]:
     print(f"wall time without:          {without_wall:.1f} s: {timing_split(without)}")
 
     missed = []
-    head, head_without = with_population["headline"]["tpr_at_fpr"]["0.01"], without["headline"]["tpr_at_fpr"]["0.01"]
+    best, best_without = with_population["headline"]["tpr_at_fpr"]["0.01"], without["headline"]["tpr_at_fpr"]["0.01"]
+    print(f"best of every attack run: {best['value']:.2%} ({best['attack']}), without a population "
+          f"{best_without['value']:.2%} ({best_without['attack']})")
+    # The goals are the product's: the headline a new policy reports, the best of the default tier.
+    head, head_without = tier_headline(with_population), tier_headline(without)
     ratio = head_without["value"] / max(head["value"], 1e-12)
-    print(f"headline TPR@1%FPR {head['value']:.2%} ({head['attack']}), without a population {head_without['value']:.2%} "
-          f"({head_without['attack']}): ratio {ratio:.2f} (goal ≥ {NO_POPULATION_GOAL})")
+    print(f"default-tier headline TPR@1%FPR {head['value']:.2%} ({head['attack']}), without a population "
+          f"{head_without['value']:.2%} ({head_without['attack']}): ratio {ratio:.2f} (goal ≥ {NO_POPULATION_GOAL})")
     missed += [f"{kind}: no-population ratio {ratio:.2f}"] if ratio < NO_POPULATION_GOAL else []
     goal_seconds = RF_WALL_GOAL_SECONDS if kind == "rf" else MLP_WALL_GOAL_SECONDS
     print(f"audit wall time {wall:.1f} s (goal ≤ {goal_seconds:.0f} s; the machine is shared, so wall times may be "
@@ -157,6 +161,13 @@ def bench(kind: str, args: argparse.Namespace, data: Any) -> list[str]:
         print(f"best ÷ loss TPR@1%FPR: {best_ratio:.1f} ({goal})")
     print()
     return missed
+
+
+def tier_headline(result: dict) -> dict:
+    """TPR@1%FPR of the default tier's best attack (what a new policy's audit reports as its headline)."""
+    tier = [a for a in result["attacks"] if a["name"] in TIER_1_NAMES]
+    top = max(tier, key=lambda a: a["tpr_at_fpr"]["0.01"]["value"])
+    return {"value": top["tpr_at_fpr"]["0.01"]["value"], "attack": top["name"]}
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,8 +91,8 @@ def make_channel(*, kind: str, target: str, min_severity: str = "info", models: 
 
 
 def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600, seed: int = 0,
-                       output_policy: str = "full") -> RegisteredModel:
-    """A RandomForest on noisy labels with members, non-members and a population.
+                       output_policy: str = "full", estimator: Any = None) -> RegisteredModel:
+    """A RandomForest (or the unfitted `estimator`) on noisy labels with members, non-members and a population.
 
     leaky=True trains it on the declared members (it memorises them); leaky=False trains it on other
     records from the same distribution (a placebo: the declared members were never seen).
@@ -105,7 +106,7 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
     y = np.asarray(CLASSES)[(signal_ > 0).astype(int)]
     members, nonmembers, population, unseen = (slice(0, n), slice(n, 2 * n), slice(2 * n, 4 * n), slice(4 * n, 5 * n))
     train = members if leaky else unseen
-    estimator = RandomForestClassifier(n_estimators=50, random_state=seed).fit(X[train], y[train])
+    estimator = (estimator or RandomForestClassifier(n_estimators=50, random_state=seed)).fit(X[train], y[train])
     return register_model(
         slug=slug, name=f"Audited {slug}", label_column="label", output_policy=output_policy,
         artifact=Upload(sio.dumps(estimator), "rf.skops"),

@@ -58,6 +58,25 @@ def test_reference_models_are_cached_and_reused_for_the_same_version():
     assert second.result["headline"] == first.result["headline"]
 
 
+def test_an_mlp_s_reference_models_are_reused_too():
+    """The expensive case the cache is for: a second audit of the same MLP pipeline (artifact and data unchanged)
+    trains no reference model and reads the same headline."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mlp = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0))
+    model = make_audited_model(slug="mlp", n=300, estimator=mlp)
+    first = audit(model)
+    assert first.status == "done", first.error
+    assert ReferenceCache.objects.filter(model=model).count() == 2
+    assert {"reference_offline", "reference_online"} <= set(first.result["timings"])  # trained the first time
+    second = audit(model)
+    assert any("reused" in note for note in second.result["notes"]), second.result["notes"]
+    assert second.result["headline"] == first.result["headline"]
+    assert not {"reference_offline", "reference_online"} & set(second.result.get("timings") or {})  # nothing trained
+
+
 def test_a_rise_against_the_previous_run_is_a_regression():
     model = make_audited_model()
     run = audit(model)
