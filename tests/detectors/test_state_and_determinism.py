@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from monitor.detection.detectors import ModelContext, QueryBatch, scan
+from monitor.detection.detectors.registry import build_detectors
 
 
 def fresh_copy(context: ModelContext) -> ModelContext:
@@ -83,3 +84,37 @@ def test_an_empty_batch_changes_nothing(attack_scan, context):
         findings, state = scan(empty, fresh_copy(context), attack_scan.state)
         assert findings == []
         assert json.loads(json.dumps(state)) == json.loads(json.dumps(attack_scan.state))
+
+
+def test_a_clients_findings_do_not_depend_on_the_other_clients_in_its_batch(attack_scan, context):
+    """How a scan is split into parts must not change what it finds: a sharded scan puts each client in
+    a batch with other clients than a one-part scan does. Here another client sends near-copies (0.03 sigma
+    apart, inside one repeat cell) of every attacking query, and sorts before the attackers."""
+    batch = attack_scan.batch
+    attacking = np.isin(batch.client_ids, list(attack_scan.traffic.attackers))
+    rng = np.random.default_rng(5)
+    jitter = (0.03 * context.feature_stds * rng.standard_normal((int(attacking.sum()), context.n_features)))
+    copies = QueryBatch(
+        query_ids=batch.query_ids[attacking] + 10**9,
+        client_ids=np.full(int(attacking.sum()), "0-copier"),
+        timestamps=batch.timestamps[attacking],
+        features=batch.features[attacking] + jitter.astype(np.float32),
+        outputs=batch.outputs[attacking],
+    )
+    shared = QueryBatch(*(np.concatenate([getattr(batch, f), getattr(copies, f)]) for f in (
+        "query_ids", "client_ids", "timestamps", "features", "outputs")))
+
+    def derived(one: QueryBatch) -> dict[int, tuple]:
+        prepared = fresh_copy(context).prepared(one)
+        cells = prepared.fingerprints(cell_size=0.5, n_grids=3)
+        matched, position = prepared.member_matches(0.5)
+        return {int(q): (tuple(c), bool(m), int(p)) for q, c, m, p in zip(
+            prepared.query_ids, cells.tolist(), matched, position, strict=True)}
+
+    alone, together = derived(batch), derived(shared)
+    assert all(together[q] == alone[q] for q in alone)
+    per_client = [detector for detector in build_detectors() if not detector.compares_clients]
+    findings, _ = scan(shared, fresh_copy(context), detectors=per_client)
+    mine = [f for f in as_dicts(findings) if f["client_id"] != "0-copier"]
+    expected, _ = scan(batch, fresh_copy(context), detectors=per_client)
+    assert mine == as_dicts(expected)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from monitor.alerts.severity import Severity
-from monitor.detection.detectors.fingerprints import quantised_fingerprints
+from monitor.detection.detectors.fingerprints import mix64, quantised_fingerprints
 
 # Evidence lists are capped: an attacker's 100,000 query ids would make an unreadable alert.
 MAX_EVIDENCE_IDS = 50
@@ -305,8 +305,8 @@ class ModelContext:
 class PreparedBatch:
     """A batch sorted by client, then time, then query id, with per-client offsets and lazy derived arrays.
 
-    Honest traffic sends the same record again and again; everything that depends only on the
-    record (fingerprints, member matches) is computed once per distinct record and broadcast.
+
+
     """
 
     def __init__(self, batch: QueryBatch, context: ModelContext) -> None:
@@ -369,6 +369,28 @@ class PreparedBatch:
         return self._records[1]
 
     @cached_property
+    def _exact(self) -> tuple[np.ndarray, np.ndarray]:
+        """First sorted row of each distinct feature vector, and each row's: what depends only on the
+        features (fingerprints, member matches) is computed once per vector. Exact, not by repeat cell:
+        a cell's first row depends on which clients and which rows share the batch, and a value derived
+        from it would change with how a scan is split into parts and chunks."""
+        if len(self) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        z = np.ascontiguousarray(self.z)
+        hashes = np.zeros(len(z), np.uint64)
+        for column in z.view(np.uint32).T:
+            hashes = mix64(hashes ^ column.astype(np.uint64))
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if (z != z[first[inverse]]).any():  # a 64-bit collision: compare the bytes themselves
+            _, first, inverse = np.unique(
+                z.view(np.dtype((np.void, z.itemsize * z.shape[1]))).reshape(-1),
+                return_index=True, return_inverse=True,
+            )
+            inverse = inverse.reshape(-1)
+        return first, inverse
+
+    @cached_property
     def first_seen(self) -> np.ndarray:
         """True for the first row of each (client, record) in this batch (sorted order)."""
         first = np.zeros(len(self), bool)
@@ -383,14 +405,15 @@ class PreparedBatch:
         """(n, n_grids) keyed fingerprints in sorted order; grid g is the same whatever n_grids is asked."""
         cached = self._fingerprints.get(cell_size, np.zeros((len(self), 0), dtype=np.int64))
         if cached.shape[1] < n_grids:
+            first, inverse = self._exact
             missing = quantised_fingerprints(
-                self.z[self.record_rows],
+                self.z[first],
                 key=self.context.fingerprint_key,
                 cell_size=cell_size,
                 n_grids=n_grids - cached.shape[1],
                 first_grid=cached.shape[1],
             )
-            cached = np.hstack([cached, missing[self.row_record]])
+            cached = np.hstack([cached, missing[inverse]])
             self._fingerprints[cell_size] = cached
         return cached[:, :n_grids]
 
@@ -400,8 +423,9 @@ class PreparedBatch:
         if index is None:
             return None
         if radius_fraction not in self._matches:
-            matched, position = index.match(self.z[self.record_rows])
-            self._matches[radius_fraction] = (matched[self.row_record], position[self.row_record])
+            first, inverse = self._exact
+            matched, position = index.match(self.z[first])
+            self._matches[radius_fraction] = (matched[inverse], position[inverse])
         return self._matches[radius_fraction]
 
     def client_positions(self, client_ids: Iterable[str]) -> dict[str, int]:

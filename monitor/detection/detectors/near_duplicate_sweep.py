@@ -123,6 +123,16 @@ class _Cells:
     def client_of_group(self) -> np.ndarray:
         return (self.group_keys >> 32) // 2
 
+    def stable_keys(self) -> np.ndarray:
+        """A key per cell from its bucket, phase, grid and coarse fingerprint: unlike `cell_keys`, which hash
+        the client's code in this batch, the same whichever other clients share the batch."""
+        grid = np.zeros(len(self.cell_keys), np.int64)
+        coarse = np.zeros(len(self.cell_keys), np.int64)
+        grid[self.entry_cell], coarse[self.entry_cell] = self.entry_grid, self.entry_coarse
+        groups = self.group_keys[self.cell_group]
+        bucket = ((groups & 0xFFFFFFFF) + self.bucket_base) * 2 + (groups >> 32) % 2
+        return mix64(mix64(bucket.view(np.uint64)) ^ ((grid.view(np.uint64) << np.uint64(52)) ^ coarse.view(np.uint64)))
+
 
 def _cell_keys(groups: np.ndarray, grids: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     return mix64(
@@ -334,6 +344,7 @@ class NearDuplicateSweepDetector(Detector):
         threshold = -math.log10(far)
 
         findings = []
+        stable_keys = None  # orders a client's swept cells whatever else is in the batch; made when first needed
         for code, client in enumerate(prepared.clients.tolist()):
             block = density.get(client)
             p_density = block.p_per_day if block is not None else 1.0
@@ -346,7 +357,8 @@ class NearDuplicateSweepDetector(Detector):
             row_cells = self._row_cells(prepared, cells, lo, hi)
             swept = (row_cells >= 0) & (cells.cell_counts[row_cells] >= sweep_threshold)
             strong = np.unique(row_cells[swept])
-            strong = strong[np.lexsort((cells.cell_keys[strong], -cells.cell_counts[strong]))]
+            stable_keys = cells.stable_keys() if stable_keys is None else stable_keys
+            strong = strong[np.lexsort((stable_keys[strong], -cells.cell_counts[strong]))]
             sweep_rows = np.flatnonzero(swept.any(axis=1))
             findings.append(
                 Finding(
