@@ -30,13 +30,12 @@ from scipy.special import logsumexp
 
 from audits.attacks.base import Attack, AttackInputs, AttackScores, Family, ReferenceKind
 from audits.attacks.catalogue import register
-from audits.attacks.metrics import roc_curve, tpr_at_fpr
+from audits.attacks.reference import Scorer, choose_on_references, tpr_at_calibration_fpr
 from audits.attacks.rmia import RmiaSettings, calibrate_a
 from audits.attacks.scores import true_class_proba
 
 # Candidate temperatures, a factor of two apart around RMIA's T = 1.
 TEMPERATURE_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-CALIBRATION_FPR = 0.01  # the audit's headline operating point
 
 
 def base_scores(*, target_p: np.ndarray, reference_p: np.ndarray, a: float, in_mask: np.ndarray | None = None,
@@ -68,29 +67,14 @@ def calibrate_temperature(*, pool_p: np.ndarray, pool_in: np.ndarray, a: float, 
     the best mean TPR at 1 % FPR (ties: the T closest to 1, RMIA's). Returns (T, {T: TPR}); the target is never
     involved."""
     pool_p, pool_in = np.asarray(pool_p, dtype=np.float64), np.asarray(pool_in, bool)
-    n_models = len(pool_p)
-    if n_models < 2:
-        return 1.0, {}
-    tprs: dict[float, float] = {}
-    for temperature in grid:
-        per_model = []
-        for j in range(n_models):
-            others = np.arange(n_models) != j
-            usable = (~pool_in[others]).any(axis=0)  # offline: at least one other model left the record OUT
-            labels = pool_in[j, usable]
-            if labels.all() or not labels.any():
-                continue
-            scores = base_scores(target_p=pool_p[j, usable], reference_p=pool_p[others][:, usable],
-                                 in_mask=pool_in[others][:, usable], a=a, temperature=temperature, clip=clip)
-            roc = roc_curve(scores[labels], scores[~labels])
-            per_model.append(tpr_at_fpr(roc, CALIBRATION_FPR, n_members=int(labels.sum()),
-                                        n_nonmembers=int((~labels).sum())).value)
-        if per_model:
-            tprs[temperature] = float(np.mean(per_model))
-    if not tprs:
-        return 1.0, {}
-    best = max(tprs.values())
-    return min((t for t, tpr in tprs.items() if tpr == best), key=lambda t: abs(np.log(t))), tprs
+
+    def scorer_for(temperature: float) -> Scorer:
+        return lambda j, others, usable: base_scores(
+            target_p=pool_p[j, usable], reference_p=pool_p[others][:, usable], in_mask=pool_in[others][:, usable],
+            a=a, temperature=temperature, clip=clip)
+
+    return choose_on_references(grid, pool_in, scorer_for, tpr_at_calibration_fpr, default=1.0,
+                                prefer=lambda t: abs(np.log(t)))
 
 
 @dataclass(frozen=True)

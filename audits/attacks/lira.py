@@ -12,7 +12,7 @@ from scipy.stats import t as student_t
 
 from audits.attacks.base import Attack, AttackInputs, AttackScores, Family, ReferenceKind
 from audits.attacks.catalogue import register
-from audits.attacks.metrics import roc_curve, tpr_at_fpr
+from audits.attacks.reference import Scorer, choose_on_references, tpr_at_calibration_fpr
 from audits.attacks.scores import logit_confidence
 
 Variance = Literal["global", "per_record"]
@@ -22,7 +22,6 @@ PER_RECORD_SIGMA_FLOOR = 0.1
 # Candidate clips for phi. Coarser clips merge the near-unanimous votes of a forest, whose differences are
 # mostly noise; which clip is best is measured on the reference models (calibrate_clip), never the target.
 CLIP_GRID: tuple[float, ...] = (1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1)
-CALIBRATION_FPR = 0.01
 
 
 def _masked_stats(phi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -171,31 +170,14 @@ def calibrate_clip(*, reference_proba: np.ndarray, y: np.ndarray, in_mask: np.nd
     """
     proba = np.asarray(reference_proba, dtype=np.float64)
     in_mask = np.asarray(in_mask, dtype=bool)
-    n_models = len(proba)
     candidates = sorted({base_clip, *(c for c in grid if base_clip < c < 0.5)})
-    if n_models < 2:
-        return base_clip, {}
-    tprs: dict[float, float] = {}
-    for clip in candidates:
+
+    def scorer_for(clip: float) -> Scorer:
         phi = np.stack([logit_confidence(p, y, clip=clip) for p in proba])
-        per_model = []
-        for j in range(n_models):
-            others = np.arange(n_models) != j
-            usable = (~in_mask[others]).any(axis=0)
-            labels = in_mask[j, usable]
-            if labels.all() or not labels.any():
-                continue
-            scores = lira_offline(target_phi=phi[j, usable], reference_phi=phi[others][:, usable],
-                                  in_mask=in_mask[others][:, usable], variance=variance)
-            roc = roc_curve(scores[labels], scores[~labels])
-            per_model.append(tpr_at_fpr(roc, CALIBRATION_FPR, n_members=int(labels.sum()),
-                                        n_nonmembers=int((~labels).sum())).value)
-        if per_model:
-            tprs[clip] = float(np.mean(per_model))
-    if not tprs:
-        return base_clip, {}
-    best = max(tprs.values())
-    return min(c for c, tpr in tprs.items() if tpr == best), tprs
+        return lambda j, others, usable: lira_offline(target_phi=phi[j, usable], reference_phi=phi[others][:, usable],
+                                                      in_mask=in_mask[others][:, usable], variance=variance)
+
+    return choose_on_references(candidates, in_mask, scorer_for, tpr_at_calibration_fpr, default=base_clip)
 
 
 @dataclass(frozen=True)
@@ -204,6 +186,22 @@ class LiraSettings:
 
     variance: Variance = "global"
     clip: float | None = None  # phi's clip; None: calibrated on the reference models (calibrate_clip)
+
+    def resolve_clip(self, inputs: AttackInputs, details: dict[str, Any], *, online: bool = False,
+                     variance: Variance | None = None) -> float:
+        """The clip to use: the set one (never finer than the audit's), or the one that attacks the offline
+        models' pool (online: the online models' evaluation records) best; the calibration goes in `details`."""
+        if self.clip is not None:
+            return max(self.clip, inputs.clip)
+        if online:
+            # The online models' IN/OUT over the evaluation records is theirs, not the target's: no leak.
+            proba, y, in_mask = inputs.online, inputs.y, inputs.reference_models("online").target_in
+        else:
+            proba, y, in_mask = inputs.offline_pool, inputs.records.pool_y, inputs.reference_models("offline").pool_in
+        clip, tprs = calibrate_clip(reference_proba=proba, y=y, in_mask=in_mask, base_clip=inputs.clip,
+                                    variance=self.variance if variance is None else variance)
+        details["clip_calibration_tpr"] = {f"{k:g}": v for k, v in tprs.items()}
+        return clip
 
 
 @register
@@ -221,13 +219,7 @@ class LiraOfflineAttack(Attack):
     def score(self, inputs: AttackInputs) -> AttackScores:
         details: dict[str, Any] = {}
         y = inputs.y
-        if self.lira.clip is None:
-            clip, tprs = calibrate_clip(reference_proba=inputs.offline_pool, y=inputs.records.pool_y,
-                                        in_mask=inputs.reference_models("offline").pool_in, base_clip=inputs.clip,
-                                        variance=self.lira.variance)
-            details["clip_calibration_tpr"] = {f"{k:g}": v for k, v in tprs.items()}
-        else:
-            clip = max(self.lira.clip, inputs.clip)
+        clip = self.lira.resolve_clip(inputs, details)
         reference_phi = np.stack([logit_confidence(p, y, clip=clip) for p in inputs.offline])
         scores = lira_offline(target_phi=logit_confidence(inputs.target, y, clip=clip),
                               reference_phi=reference_phi, variance=self.lira.variance)
@@ -250,13 +242,7 @@ class LiraOnlineAttack(Attack):
     def score(self, inputs: AttackInputs) -> AttackScores:
         details: dict[str, Any] = {}
         y, target_in = inputs.y, inputs.reference_models("online").target_in
-        if self.lira.clip is None:
-            # The online models' IN/OUT over the evaluation records is theirs, not the target's: no leak.
-            clip, tprs = calibrate_clip(reference_proba=inputs.online, y=y, in_mask=target_in,
-                                        base_clip=inputs.clip, variance=self.lira.variance)
-            details["clip_calibration_tpr"] = {f"{k:g}": v for k, v in tprs.items()}
-        else:
-            clip = max(self.lira.clip, inputs.clip)
+        clip = self.lira.resolve_clip(inputs, details, online=True)
         reference_phi = np.stack([logit_confidence(p, y, clip=clip) for p in inputs.online])
         scores = lira_online(target_phi=logit_confidence(inputs.target, y, clip=clip), reference_phi=reference_phi,
                              in_mask=target_in, variance=self.lira.variance)
@@ -280,12 +266,8 @@ class LiraBayesAttack(Attack):
     def score(self, inputs: AttackInputs) -> AttackScores:
         details: dict[str, Any] = {}
         y = inputs.y
-        if self.lira.clip is None:
-            clip, tprs = calibrate_clip(reference_proba=inputs.offline_pool, y=inputs.records.pool_y,
-                                        in_mask=inputs.reference_models("offline").pool_in, base_clip=inputs.clip)
-            details["clip_calibration_tpr"] = {f"{k:g}": v for k, v in tprs.items()}
-        else:
-            clip = max(self.lira.clip, inputs.clip)
+        # Its variance model is not one of LiRA's: the clip is chosen with the pooled variance.
+        clip = self.lira.resolve_clip(inputs, details, variance="global")
         reference_phi = np.stack([logit_confidence(p, y, clip=clip) for p in inputs.offline])
         scores, (d0, s0) = lira_offline_bayes(target_phi=logit_confidence(inputs.target, y, clip=clip),
                                               reference_phi=reference_phi)

@@ -11,9 +11,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from audits.attacks.metrics import auc_from_roc, roc_curve, tpr_at_fpr
 from audits.attacks.records import keyed_uniform, mixed_keys, record_keys
 
 Progress = Callable[[int, int], None]
+# Where settings chosen on the reference models are judged: the audit's headline operating point.
+CALIBRATION_FPR = 0.01
+# scorer(j, others, usable): model j's scores on its `usable` records, from the models in `others`.
+Scorer = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -144,3 +149,49 @@ def reference_proba(models: Sequence[Any], X: np.ndarray, n_classes: int) -> np.
     if not len(X):
         return np.zeros((len(models), 0, n_classes))
     return np.stack([aligned_proba(model, X, n_classes) for model in models])
+
+
+def tpr_at_calibration_fpr(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    roc = roc_curve(members, nonmembers)
+    return tpr_at_fpr(roc, CALIBRATION_FPR, n_members=len(members), n_nonmembers=len(nonmembers)).value
+
+
+def auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
+    return auc_from_roc(roc_curve(members, nonmembers))
+
+
+def attack_each_reference(in_mask: np.ndarray, scorer: Scorer,
+                          metric: Callable[[np.ndarray, np.ndarray], float]) -> float | None:
+    """Attack each reference model with the others, as an audit attacks the target: on the records whose
+    membership in it is known and that at least one other model left OUT (so OUT statistics exist). The mean
+    of `metric(member scores, non-member scores)` over the models; None when no model could be attacked."""
+    in_mask = np.asarray(in_mask, bool)
+    per_model = []
+    for j in range(len(in_mask)):
+        others = np.arange(len(in_mask)) != j
+        usable = (~in_mask[others]).any(axis=0)
+        labels = in_mask[j, usable]
+        if labels.all() or not labels.any():
+            continue
+        scores = scorer(j, others, usable)
+        per_model.append(metric(scores[labels], scores[~labels]))
+    return float(np.mean(per_model)) if per_model else None
+
+
+def choose_on_references(candidates: Sequence[float], in_mask: np.ndarray, scorer_for: Callable[[float], Scorer],
+                         metric: Callable[[np.ndarray, np.ndarray], float], *, default: float,
+                         prefer: Callable[[float], float] = float) -> tuple[float, dict[float, float]]:
+    """The candidate setting whose attack on the reference models (`attack_each_reference`) scores best, ties
+    going to the smallest `prefer(candidate)`; with its score per candidate. The target is never involved:
+    `default` and {} when fewer than two models or none could be attacked."""
+    if len(in_mask) < 2:
+        return default, {}
+    results = {}
+    for candidate in candidates:
+        value = attack_each_reference(in_mask, scorer_for(candidate), metric)
+        if value is not None:
+            results[candidate] = value
+    if not results:
+        return default, {}
+    best = max(results.values())
+    return min((c for c, value in results.items() if value == best), key=prefer), results

@@ -10,7 +10,7 @@ import numpy as np
 
 from audits.attacks.base import Attack, AttackInputs, AttackScores, Family, ReferenceKind
 from audits.attacks.catalogue import register
-from audits.attacks.metrics import auc_from_roc, roc_curve
+from audits.attacks.reference import Scorer, auc, choose_on_references
 from audits.attacks.scores import DEFAULT_CLIP, true_class_proba
 
 # With a single reference model `a` cannot be calibrated (no second model to attack); 0.3 is the offline
@@ -97,28 +97,13 @@ def calibrate_a(*, pool_p: np.ndarray, pool_in: np.ndarray, reference_pz: np.nda
     which of those records each trained on. Returns (a, {a: mean AUC}); the target is never involved.
     """
     pool_p, pool_in = np.asarray(pool_p, dtype=np.float64), np.asarray(pool_in, bool)
-    n_models = pool_p.shape[0]
-    if n_models < 2:
-        return DEFAULT_A, {}
-    aucs: dict[float, float] = {}
-    for a in grid:
-        per_model = []
-        for j in range(n_models):
-            others = np.arange(n_models) != j
-            usable = (~pool_in[others]).any(axis=0)  # offline: at least one other model left the record OUT
-            labels = pool_in[j, usable]
-            if labels.all() or not labels.any():
-                continue
-            scores = rmia_scores(target_px=pool_p[j, usable], reference_px=pool_p[others][:, usable],
-                                 in_mask=pool_in[others][:, usable], target_pz=reference_pz[j],
-                                 reference_pz=reference_pz[others], a=a, gamma=gamma, clip=clip).score
-            per_model.append(auc_from_roc(roc_curve(scores[labels], scores[~labels])))
-        if per_model:
-            aucs[a] = float(np.mean(per_model))
-    if not aucs:
-        return DEFAULT_A, {}
-    best = max(aucs.values())
-    return min(a for a, auc in aucs.items() if auc == best), aucs
+
+    def scorer_for(a: float) -> Scorer:
+        return lambda j, others, usable: rmia_scores(
+            target_px=pool_p[j, usable], reference_px=pool_p[others][:, usable], in_mask=pool_in[others][:, usable],
+            target_pz=reference_pz[j], reference_pz=reference_pz[others], a=a, gamma=gamma, clip=clip).score
+
+    return choose_on_references(grid, pool_in, scorer_for, auc, default=DEFAULT_A)
 
 
 @dataclass(frozen=True)

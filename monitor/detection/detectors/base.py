@@ -418,7 +418,7 @@ class PreparedBatch:
         return cached[:, :n_grids]
 
     def member_matches(self, radius_fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """(matched, member position) per sorted row, or None without members; one KD-tree query per record."""
+        """(matched, member position) per sorted row, or None without members; one KD-tree query per distinct feature vector."""
         index = self.context.member_index(radius_fraction=radius_fraction)
         if index is None:
             return None
