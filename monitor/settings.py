@@ -313,6 +313,9 @@ RESTRICTED_QUERIES_PER_MINUTE = env.int("RESTRICTED_QUERIES_PER_MINUTE", default
 SCAN_SHARDS = env.int("SCAN_SHARDS", default=1)
 DETECTOR_CALIBRATION_ROWS = env.int("DETECTOR_CALIBRATION_ROWS", default=1_000_000)
 DETECTOR_MIN_CALIBRATION_ROWS = env.int("DETECTOR_MIN_CALIBRATION_ROWS", default=500)
+# While a model's calibration window is under DetectorState.ADVISED_CLIENT_DAYS, the scan calibrates again once the
+# client-days logged since reach (this - 1) times the window's, i.e. the log is this many times the window (1: never).
+DETECTOR_RECALIBRATE_GROWTH = env.float("DETECTOR_RECALIBRATE_GROWTH", default=2.0)
 # A running audit writes a heartbeat with every progress step; silence this long means its worker is gone.
 AUDIT_STALE_SECONDS = env.int("AUDIT_STALE_SECONDS", default=600)
 AUDIT_TIME_LIMIT_SECONDS = env.int("AUDIT_TIME_LIMIT_SECONDS", default=3600)

@@ -4,13 +4,16 @@ it, so they are flagged by the scan that follows; benign clients are not."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from monitor.demo.simulation import Plan, build_traffic
 from monitor.detection.scanning import calibrate_model, scan_model, state_for
-from monitor.models import AlertAccount
+from monitor.ingestion.rollups import fold_rollups
+from monitor.models import AlertAccount, DetectorState
 from tests.factories import make_audited_model, make_user
 from tests.test_scanner_state_rows import store
 
@@ -66,3 +69,48 @@ def test_a_recalibration_leaves_out_clients_in_unresolved_incidents_and_a_small_
     client.force_login(make_user(role="viewer"))
     page = client.get(f"/models/{model.slug}/").content.decode()
     assert 'id="calibration-advice"' in page and "scan_queries --calibrate" in page
+
+
+def test_a_small_window_is_calibrated_again_as_traffic_grows_and_an_attacker_found_meanwhile_stays_out(client,
+                                                                                                     settings):
+    """A model whose first window is small is calibrated again by the scan once the model has logged as many
+    client-days again (counted in the daily rollups), on the whole log so far, leaving out the attacker its first
+    scan found; not before, and not when growth recalibration is switched off."""
+    model = make_audited_model(n=600)
+    now = time.time()
+    first = build_traffic(model, Plan(benign_clients=60, hours=3, seed=24, attacks=("noise_sweep",), targets=9,
+                                      queries_per_day=80), end=now - 3 * 86_400)
+    attacker = next(iter(first.attackers))
+    store(model, first)
+    scan_model(model)
+    state = state_for(model)
+    window = state.calibration_window
+    assert window["reason"] == "first scan" and attacker in flagged(model)
+    held = window["client_days"]
+    DetectorState.objects.filter(model=model).update(calibrated_at=timezone.now() - timedelta(days=2))
+
+    # Fewer client-days than the window held: nothing changes.
+    few = build_traffic(model, Plan(benign_clients=2, hours=2, seed=25, queries_per_day=80), end=now - 60)
+    few.client_ids[:] = np.char.add("few-", few.client_ids.astype(str))
+    store(model, few)
+    fold_rollups(model)
+    scan_model(model)
+    assert state_for(model).calibration_window == window
+
+    # A day of 60 clients: more than the window's client-days since it was calibrated.
+    day = build_traffic(model, Plan(benign_clients=60, hours=20, seed=26, queries_per_day=80), end=now - 30)
+    store(model, day)
+    fold_rollups(model)
+    settings.DETECTOR_RECALIBRATE_GROWTH = 1.0
+    scan_model(model)
+    assert state_for(model).calibration_window == window  # switched off
+    settings.DETECTOR_RECALIBRATE_GROWTH = 2.0
+    scan_model(model)
+    grown = state_for(model).calibration_window
+    assert grown["reason"] == "traffic grew" and grown["previous_client_days"] == held
+    # (A 7-client-day window may also have put a benign client in an incident: the advice's "more false alarms".)
+    assert grown["client_days"] > 2 * held and attacker in grown["incident_clients"]
+    assert grown["queries"] > window["queries"] + 0.9 * len(day)
+    client.force_login(make_user(role="viewer"))
+    page = client.get(f"/models/{model.slug}/").content.decode()
+    assert "again by itself as the traffic grew" in page

@@ -40,6 +40,7 @@ from monitor.ingestion.store import safe_high_water
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import (
     AlertAccount,
+    ClientDayRollup,
     DetectorFinding,
     DetectorState,
     QueryLog,
@@ -146,14 +147,17 @@ def model_context(model: RegisteredModel, state: DetectorState) -> ModelContext:
 
 
 def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | None = None,
-                    exclude_clients: tuple[str, ...] = (), max_rows: int | None = None) -> DetectorState:
+                    exclude_clients: tuple[str, ...] = (), max_rows: int | None = None,
+                    reason: str = "requested") -> DetectorState:
     """Calibrate every detector on a window of the model's own (benign) traffic.
 
     Pick a window without known attackers (`exclude_clients`; clients in unresolved detector incidents are left out
     too, and trimmed_calibration leaves out those the window's own calibration flags); the thresholds it yields are
-    stated as expected false-alarm rates per client-day in each detector's calibration.
+    stated as expected false-alarm rates per client-day in each detector's calibration. `reason` is recorded with
+    the window (first scan, settings changed, traffic grew, requested).
     """
     state = state_for(model)
+    previous = (state.calibration_window or {}).get("client_days")
     upto = safe_high_water(model) if to_id is None else to_id
     # A client in an unresolved incident is a known attacker: a recalibration must not learn its traffic as normal.
     suspects = sorted(set(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
@@ -177,7 +181,8 @@ def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | No
                                 "incident_clients": suspects,
                                 "trimmed_clients": trimmed, "client_sample": list(shard) if shard else None,
                                 # What the window can vouch for: a rate far below 1 / client-days is extrapolated.
-                                "client_days": round(clients * max(span / 86_400, 1 / 24), 1)}
+                                "client_days": round(clients * max(span / 86_400, 1 / 24), 1),
+                                "reason": reason, "previous_client_days": previous}
     state.calibrated_at = timezone.now()
     state.save(update_fields=["calibration", "calibration_window", "calibrated_at"])
     return state
@@ -359,20 +364,41 @@ def prepare_scan(model: RegisteredModel, *, count: int | None = None) -> tuple[l
     """Calibrate when never calibrated; the parts to scan and the high-water mark they all scan to (or why not)."""
     model.refresh_from_db(fields=["false_alarm_budget"])  # a long-lived caller's copy may predate a change
     state = state_for(model)
+    window = state.calibration_window or {}
     if not state.calibration.get("_context"):
         try:
-            calibrate_model(model)
+            calibrate_model(model, reason="first scan")
         except ScanError as exc:
             return str(exc)
     elif not calibration_is_current(model, state):
         # The budget (or a detector's settings) changed: calibrate again on the window chosen last time.
-        window = state.calibration_window or {}
         try:
             calibrate_model(model, from_id=int(window.get("from_id") or 0), to_id=window.get("to_id"),
-                            exclude_clients=tuple(window.get("excluded_clients") or ()))
+                            exclude_clients=tuple(window.get("excluded_clients") or ()), reason="settings changed")
         except ScanError as exc:
             return str(exc)
+    elif grown_past_window(model, state):
+        # Same start, up to now: the calibration keeps pace with the traffic until the window is large enough.
+        try:
+            calibrate_model(model, from_id=int(window.get("from_id") or 0),
+                            exclude_clients=tuple(window.get("excluded_clients") or ()), reason="traffic grew")
+        except ScanError as exc:  # the old calibration still holds: scan with it
+            log.warning("recalibrating %s as its traffic grew failed: %s", model.slug, exc)
     return scan_parts(model, count), safe_high_water(model)
+
+
+def grown_past_window(model: RegisteredModel, state: DetectorState) -> bool:
+    """While the calibration window holds fewer client-days than the budget needs (`calibration_advice`), true once
+    the model has logged DETECTOR_RECALIBRATE_GROWTH - 1 times as many client-days after the calibration as the window
+    held. Each window at least doubles (growth 2), so a model that starts small is calibrated again a few times
+    (log2 of 1,000 over its first window's client-days) and then no more. Counts the folded daily rollups."""
+    growth = settings.DETECTOR_RECALIBRATE_GROWTH
+    held = (state.calibration_window or {}).get("client_days")
+    if growth <= 1 or held is None or held >= DetectorState.ADVISED_CLIENT_DAYS or state.calibrated_at is None:
+        return False
+    since = timezone.localtime(state.calibrated_at, timezone.get_default_timezone()).date()
+    logged = ClientDayRollup.objects.filter(model=model, day__gt=since).count()
+    return logged >= (growth - 1) * max(float(held), 1.0)
 
 
 def scan_part(model: RegisteredModel, index: int, *, upto: int | None = None, chunk_rows: int | None = None,

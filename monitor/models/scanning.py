@@ -1,6 +1,7 @@
 """Per-model detector state between scans, and the findings each scan produced."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -38,9 +39,14 @@ class DetectorState(models.Model):
         client_days = (self.calibration_window or {}).get("client_days")
         if client_days is None or client_days >= self.ADVISED_CLIENT_DAYS:
             return ""
-        return (f"Calibrated on {client_days:,.0f} client-days, fewer than the {self.ADVISED_CLIENT_DAYS:,} that hold "
-                "the false-alarm budget: expect more false alarms than budgeted until the detectors are calibrated "
-                "again on a larger window (manage.py scan_queries --calibrate).")
+        advice = (f"Calibrated on {client_days:,.0f} client-days, fewer than the {self.ADVISED_CLIENT_DAYS:,} that hold "
+                  "the false-alarm budget: expect more false alarms than budgeted until the detectors are calibrated "
+                  "again on a larger window")
+        if settings.DETECTOR_RECALIBRATE_GROWTH > 1:
+            return (f"{advice}. That happens by itself once the model has logged "
+                    f"{settings.DETECTOR_RECALIBRATE_GROWTH - 1:g}× as many client-days again; "
+                    "manage.py scan_queries --calibrate does it now.")
+        return f"{advice} (manage.py scan_queries --calibrate)."
 
 
 class ScannerState(models.Model):
