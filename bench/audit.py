@@ -19,7 +19,7 @@ The challengers beside the default tier, at its cost (the same 4 offline referen
 2025) and LiRA with a Bayesian per-record variance (Brännvall 2026); the quantile-regression screening attack
 (Bertran et al. 2023) needs no reference models. The MLP also runs online LiRA (its own 4 reference models).
 
-Usage: python bench/audit.py [--quick] [--model rf|mlp|both] [--attacks threshold,rmia,...] [--reference N]
+Usage: python bench/audit.py [--quick] [--model rf|mlp|both] [--attacks threshold,rmia,...] [--reference N] [--seed N]
 """
 from __future__ import annotations
 
@@ -54,11 +54,12 @@ RATIO_GOAL = 10.0
 NO_POPULATION_GOAL = 0.9
 RF_TPR_GOAL = 0.17
 CHALLENGERS = ("base", "lira_bayes", "quantile")
-MODELS: dict[str, tuple[str, Callable[[], Any], tuple[str, ...]]] = {
-    "rf": ("RandomForest(100 trees)", lambda: RandomForestClassifier(random_state=0, n_jobs=2),
+MODELS: dict[str, tuple[str, Callable[[int], Any], tuple[str, ...]]] = {
+    "rf": ("RandomForest(100 trees)", lambda seed: RandomForestClassifier(random_state=seed, n_jobs=2),
            (*TIER_1, *CHALLENGERS)),
     "mlp": ("MLP(64) on standardised features",
-            lambda: make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0)),
+            lambda seed: make_pipeline(StandardScaler(),
+                                       MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=seed)),
             (*TIER_1, "lira_online", *CHALLENGERS)),
 }
 
@@ -77,7 +78,7 @@ def describe(details: dict) -> str:
 def audit(data: AuditData, target: Any, attacks: list[str], args: argparse.Namespace) -> tuple[dict, float]:
     started = time.perf_counter()
     result = run_attacks(data=data, target_predict_proba=target.predict_proba, estimator_for_reference=target,
-                         config=AuditConfig(attacks=attacks, n_reference=args.reference, seed=0,
+                         config=AuditConfig(attacks=attacks, n_reference=args.reference, seed=args.seed,
                                             what_if_policies=["full", "label"] if args.quick else list(STANDARD_POLICIES),
                                             max_per_side=DEFAULT_EVAL_RECORDS))
     return result.to_dict(), time.perf_counter() - started
@@ -98,11 +99,11 @@ def bench(kind: str, args: argparse.Namespace, data: Any) -> list[str]:
     name, make, default_attacks = MODELS[kind]
     attacks = args.attacks.split(",") if args.attacks else list(default_attacks)
     n_eval = 2000 if args.quick else 10_000
-    order = np.random.default_rng(0).permutation(len(data.y))
+    order = np.random.default_rng(args.seed).permutation(len(data.y))
     members, rest = order[: len(order) // 2], order[len(order) // 2:]
     nonmembers, population = rest[:n_eval], rest[n_eval:]
     started = time.perf_counter()
-    target = make().fit(data.X[members], data.y[members])
+    target = make(args.seed).fit(data.X[members], data.y[members])
     fit_seconds = time.perf_counter() - started
     with_population, wall = audit(AuditData(
         members_X=data.X[members], members_y=data.y[members], nonmembers_X=data.X[nonmembers],
@@ -177,6 +178,8 @@ def main() -> int:
     parser.add_argument("--attacks", default="", help="comma-separated catalogue names (default: tier 1, the "
                                                        "challengers, and online LiRA for the MLP)")
     parser.add_argument("--reference", type=int, default=4, help="reference models per kind (tier 1: 4)")
+    parser.add_argument("--seed", type=int, default=0, help="the members/non-members split, the target's and the "
+                                                            "audit's seed (the goals were set on seed 0)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)  # the MLP stops at max_iter, as the product's would
     data = load_adult()
