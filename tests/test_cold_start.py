@@ -87,6 +87,7 @@ def test_a_small_window_is_calibrated_again_as_traffic_grows_and_an_attacker_fou
     window = state.calibration_window
     assert window["reason"] == "first scan" and attacker in flagged(model)
     held = window["client_days"]
+    assert f"logged another {held:,.0f} client-days" in state.calibration_advice
     DetectorState.objects.filter(model=model).update(calibrated_at=timezone.now() - timedelta(days=2))
 
     # Fewer client-days than the window held: nothing changes.

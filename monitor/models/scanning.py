@@ -43,9 +43,9 @@ class DetectorState(models.Model):
                   "the false-alarm budget: expect more false alarms than budgeted until the detectors are calibrated "
                   "again on a larger window")
         if settings.DETECTOR_RECALIBRATE_GROWTH > 1:
-            return (f"{advice}. That happens by itself once the model has logged "
-                    f"{settings.DETECTOR_RECALIBRATE_GROWTH - 1:g}× as many client-days again; "
-                    "manage.py scan_queries --calibrate does it now.")
+            more = (settings.DETECTOR_RECALIBRATE_GROWTH - 1) * max(client_days, 1.0)
+            return (f"{advice}. That happens by itself once the model has logged another {more:,.0f} client-days "
+                    "(manage.py scan_queries --calibrate does it now).")
         return f"{advice} (manage.py scan_queries --calibrate)."
 
 
