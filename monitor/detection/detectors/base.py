@@ -305,8 +305,8 @@ class ModelContext:
 class PreparedBatch:
     """A batch sorted by client, then time, then query id, with per-client offsets and lazy derived arrays.
 
-
-
+    Honest traffic sends the same record again and again; everything that depends only on the features
+    (fingerprints, member matches) is computed once per distinct feature vector and broadcast.
     """
 
     def __init__(self, batch: QueryBatch, context: ModelContext) -> None:
@@ -418,7 +418,8 @@ class PreparedBatch:
         return cached[:, :n_grids]
 
     def member_matches(self, radius_fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """(matched, member position) per sorted row, or None without members; one KD-tree query per distinct feature vector."""
+        """(matched, member position) per sorted row, or None without members; one KD-tree query per distinct
+        feature vector."""
         index = self.context.member_index(radius_fraction=radius_fraction)
         if index is None:
             return None
