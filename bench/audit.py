@@ -12,9 +12,11 @@ Evaluation design: members = the half the target trained on; the other half is s
 non-members (2,000 with --quick) and a population for reference models and RMIA's z; as many members as evaluation
 non-members are sampled (by content key), up to the default evaluation size (audit.DEFAULT_EVAL_RECORDS a side).
 
-The default tier includes online RMIA (its own 4 reference models, trained on half the pool and half the evaluation
-records, ~12,700 rows against offline references' ~2,700): the one attack whose references approach the target's
-training-set size, and the one that meets the 17 % goal (18.7 % with 4 references, 20.5 % with 8 on the seed-0 split).
+The reference pool is the population pool plus the members the audit does not evaluate (6,280 here with a
+population, 8,139 without). The default tier includes online RMIA (its own 4 reference models, trained on half the
+pool and half the evaluation records, ~15,900 rows against offline references' ~5,900, the target's 16,280): the
+strongest attack here (24.6 % TPR@1%FPR with 4 references on the seed-0 split; 18.7 % when the pool held population
+records only, 14.8 % for offline RMIA then, 21.4 % now).
 The challengers beside the default tier, at its cost (the same 4 offline reference models): BASE (Lassila et al.
 2025) and LiRA with a Bayesian per-record variance (Brännvall 2026); the quantile-regression screening attack
 (Bertran et al. 2023) needs no reference models. The MLP also runs online LiRA (its own 4 reference models).

@@ -29,7 +29,7 @@ class EvaluationRecords:
     is_member: np.ndarray
     keys: np.ndarray  # content key of each evaluation record (records.record_keys)
     member_ids: tuple[int | str, ...]  # for each selected member, its id (or index in the members array)
-    pool_X: np.ndarray  # population records the reference models train on
+    pool_X: np.ndarray  # what the reference models train on: the population pool, then unevaluated members
     pool_y: np.ndarray
     z_X: np.ndarray  # population records no model trained on (RMIA's z)
     z_y: np.ndarray
@@ -37,10 +37,19 @@ class EvaluationRecords:
     dropped_duplicates: int  # population rows left out for equalling an evaluation record
     # Where the population came from: "uploaded", "nonmember_split" (half the non-members, none uploaded), "none".
     population_source: str = "uploaded"
+    # How many of the pool's last rows are members the audit does not evaluate (the target trained on them, so
+    # they train reference models but never stand in for non-members).
+    pool_members: int = 0
 
     @cached_property
     def pool_keys(self) -> np.ndarray:
         return record_keys(self.pool_X)
+
+    @property
+    def population_pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pool's population records only: records the target never trained on."""
+        end = len(self.pool_X) - self.pool_members
+        return self.pool_X[:end], self.pool_y[:end]
 
     @cached_property
     def z_keys(self) -> np.ndarray:
@@ -57,7 +66,7 @@ class CollectedOutputs:
     offline: np.ndarray | None = None  # (K, n_eval, C)
     offline_z: np.ndarray | None = None  # (K, n_z, C)
     offline_pool: np.ndarray | None = None  # (K, n_pool, C)
-    target_pool: np.ndarray | None = None  # (n_pool, C) the target on the population pool (regression attacks)
+    target_pool: np.ndarray | None = None  # (n_population_pool, C) the target on the population pool (regression)
     online: np.ndarray | None = None  # (K, n_eval, C)
     online_z: np.ndarray | None = None  # (K, n_z, C) the online reference models on RMIA's z
     neighbourhood: np.ndarray | None = None  # the target on the label-only queries (records, then noisy copies)
@@ -98,7 +107,8 @@ class AttackInputs:
         """(n_pool, C) the target's answers on the population pool (records it never trained on)."""
         if self.collected.target_pool is None:
             raise ValueError("the audit did not query the target on the pool (the attack must set needs_target_pool)")
-        return apply_policy(self.policy, self.collected.target_pool, keys=self.records.pool_keys, seed=self.seed)
+        population_keys = self.records.pool_keys[: len(self.records.pool_X) - self.records.pool_members]
+        return apply_policy(self.policy, self.collected.target_pool, keys=population_keys, seed=self.seed)
 
     @cached_property
     def offline(self) -> np.ndarray:

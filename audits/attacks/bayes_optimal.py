@@ -16,7 +16,8 @@ that ratio, so the two order records identically at every a (the equivalence the
 compares with a geometric mean, T → 0 with the most confident model. `a` is RMIA's (calibrate_a) and T is chosen
 on the reference models (calibrate_temperature), never on the target.
 
-Measured on Adult (random forest, 4 reference models, 10,000 records a side): T = 1 reads RMIA's 14.8 % TPR@1%FPR;
+Measured on Adult (random forest, 4 reference models on the population pool only, 10,000 records a side; with the
+unevaluated members in the pool too, bench/audit.py's table has the current figures): T = 1 reads RMIA's 14.8 % TPR@1%FPR;
 T = 2 trades it for the 0.1 % point (13.5 % at 1 %, 4.2 % → 5.2 % at 0.1 %); with OUT models only (no IN
 stand-in, the average of Sablayrolles et al. 2019) BASE read 8.1 % at every T.
 """

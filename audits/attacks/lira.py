@@ -36,7 +36,9 @@ def _masked_stats(phi: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     dof = int(np.sum(np.maximum(count - 1, 0)))
     # Pooled within-record σ (not the spread of all values, which also counts how records differ from
     # each other): it is the noise a single record's phi shows from model to model.
-    pooled = float(np.sqrt(np.sum(squares[count > 1]) / dof)) if dof > 0 else 1.0
+    # Summed in sorted order: the same σ to the last bit whatever order the records come in (a σ one bit
+    # apart can turn two near-equal scores into a tie, and the figures with it).
+    pooled = float(np.sqrt(np.sum(np.sort(squares[count > 1])) / dof)) if dof > 0 else 1.0
     return mean, var, count, max(pooled, 1e-12)
 
 

@@ -43,11 +43,13 @@ class QuantileRegressionAttack(Attack):
 
     def score(self, inputs: AttackInputs) -> AttackScores:
         records = inputs.records
-        if len(records.pool_X) < MIN_POOL_RECORDS:
+        # Population records only: the members that also train reference models are not non-members.
+        pool_X, pool_y = records.population_pool
+        if len(pool_X) < MIN_POOL_RECORDS:
             raise ValueError(f"the quantile attack needs at least {MIN_POOL_RECORDS} population records")
         n_classes = inputs.target.shape[1]
-        pool_scores = logit_confidence(inputs.target_pool, records.pool_y, clip=inputs.clip)
-        design = _design(records.pool_X, records.pool_y, n_classes)
+        pool_scores = logit_confidence(inputs.target_pool, pool_y, clip=inputs.clip)
+        design = _design(pool_X, pool_y, n_classes)
         # Two halves of the pool: the spread is fitted on residuals the mean model did not train on.
         half = np.arange(len(design)) % 2 == 0
         mean_model = HistGradientBoostingRegressor(max_iter=self.max_iter, random_state=inputs.seed + self.seed_offset)

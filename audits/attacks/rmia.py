@@ -153,10 +153,11 @@ class RmiaOnlineAttack(Attack):
     its membership, so the labels stay with the metrics.
 
     Why it is in the default tier: the online models train on about as many records as the target (pool half +
-    evaluation half), where offline ones get half the population only. On UCI Adult (random forest, 16,280
-    members, 4 reference models, bench/audit.py) offline RMIA's references train on 2,746 records and reach
-    14.8 % TPR@1%FPR; online ones train on 12,746 and reach 18.7 %, as the issue's independent study
-    (17.1 % with 4 references, 19.5 % with 8) found with references of the target's size.
+    evaluation half), where offline ones get half the pool only. On UCI Adult (random forest, 16,280 members,
+    4 reference models, bench/audit.py) offline RMIA's references trained on 2,746 population records and
+    reached 14.8 % TPR@1%FPR, online ones on 12,746 and 18.7 %, as the issue's independent study (17.1 % with 4
+    references, 19.5 % with 8) found with references of the target's size. Since the members the audit does not
+    evaluate joined the pool (audit.select_records): offline 5,886 records and 21.4 %, online 15,886 and 24.6 %.
     """
 
     name: ClassVar[str] = "rmia_online"
