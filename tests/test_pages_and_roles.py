@@ -193,6 +193,24 @@ def test_groups_exist_after_migrations(db):
     assert set(Group.objects.values_list("name", flat=True)) >= {"admin", "security", "compliance", "viewer"}
 
 
+def test_a_role_whose_group_was_deleted_can_still_be_granted(db):
+    """Migration 0002 makes the groups; one deleted in the admin (or a database flushed since) is made again when
+    a role is granted, instead of every grant failing."""
+    import io
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from monitor.access.roles import role_groups, roles_of
+
+    Group.objects.filter(name="security").delete()
+    call_command("issue_token", user="sam", role="security", stdout=io.StringIO())
+    assert roles_of(get_user_model().objects.get(username="sam")) == {"security"}
+    with pytest.raises(ValueError, match="unknown role"):
+        role_groups(["root"])
+
+
 @pytest.mark.parametrize(("role", "status"), [("admin", 200), ("security", 302), ("viewer", 302)])
 def test_django_admin_is_for_the_admin_role_only(client, db, role, status):
     user = make_user(role=role)

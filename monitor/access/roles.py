@@ -18,6 +18,17 @@ EXPORT = (ADMIN, SECURITY, COMPLIANCE)
 CONFIGURE = (ADMIN,)
 
 
+def role_groups(names: Iterable[str]) -> list[Any]:
+    """The groups of these roles, created if missing: migration 0002 makes them, but a group deleted in the admin
+    (or a database flushed since) must not turn every role grant into an error."""
+    from django.contrib.auth.models import Group
+
+    unknown = set(names) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+    return [Group.objects.get_or_create(name=name)[0] for name in names]
+
+
 def roles_of(user: Any) -> set[str]:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return set()

@@ -14,7 +14,7 @@ from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from monitor.access.roles import ROLES
+from monitor.access.roles import ROLES, role_groups
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -69,7 +69,7 @@ class RoleMappingOIDCBackend(OIDCAuthenticationBackend):
         user.save()
         wanted = roles_from_claims(claims)
         user.groups.remove(*Group.objects.filter(name__in=set(ROLES) - wanted))
-        user.groups.add(*Group.objects.filter(name__in=wanted))
+        user.groups.add(*role_groups(sorted(wanted)))
         user.__dict__.pop("_monitor_roles", None)
         return user
 

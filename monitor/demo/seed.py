@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from monitor.access.roles import ROLES
+from monitor.access.roles import ROLES, role_groups
 from monitor.demo.datasets import TabularDataset, load_adult
 from monitor.ingestion.rollups import fold_rollups
 from monitor.ingestion.store import store_queries
@@ -57,7 +56,7 @@ def ensure_users(stdout) -> list[tuple[str, str, str]]:
             user.set_password(known[username])
             user.is_staff = role == "admin"
             user.save()
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(*role_groups([role]))
         logins.append((role, username, known[username]))
     store.parent.mkdir(parents=True, exist_ok=True)
     store.write_text("\n".join(f"{u}:{p}" for u, p in known.items()) + "\n")

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from monitor.access.roles import ROLES
+from monitor.access.roles import ROLES, role_groups
 from monitor.models import ApiToken, RegisteredModel
 
 
@@ -39,6 +38,6 @@ class Command(BaseCommand):
             if created:
                 user.set_unusable_password()
                 user.save()
-            user.groups.add(Group.objects.get(name=options["role"]))
+            user.groups.add(*role_groups([options["role"]]))
             _, clear = ApiToken.issue(kind=ApiToken.USER, user=user)
         self.stdout.write(clear)
