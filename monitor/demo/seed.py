@@ -133,7 +133,8 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
     from audits.scheduling import request_audit
     from monitor.detection.scanning import calibrate_model, scan_model
 
-    stdout.write("running the first audit (threshold, RMIA, LiRA offline; 4 reference models) …")
+    stdout.write("running the first audit (threshold, RMIA offline and online, LiRA offline; 4 reference models "
+                 "of each kind) …")
     run = runner.execute(request_audit(model, enqueue=False).pk)
     rate = run.tpr_at()
     stdout.write(f"first audit: {run.status}; TPR@1%FPR {rate.get('value', 0):.1%} by {rate.get('attack')}")
