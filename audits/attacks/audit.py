@@ -223,7 +223,7 @@ def run_attacks(
     # Reference models -------------------------------------------------------------------------------
     skipped: dict[str, str] = {}
     if records.population_source == "nonmember_split":
-        held = len(records.population_pool[0]) + len(records.z_X)
+        held = records.n_population_pool + len(records.z_X)
         notes.append(f"no population data was uploaded: half the non-members ({held} records) were held out of the "
                      "evaluation as the reference attacks' population")
     if records.pool_members:
@@ -280,7 +280,7 @@ def run_attacks(
         "what_if_policies": [str(p) for p in policies], "clip": clip, "lira_variance": config.lira.variance,
         "rmia": {"gamma": config.rmia.gamma}, "label_only": label_config.to_dict(),
         "reference_fraction": config.reference_fraction, "n_members": int(records.is_member.sum()),
-        "n_nonmembers": int((~records.is_member).sum()), "n_reference_pool": len(records.pool_X) - records.pool_members,
+        "n_nonmembers": int((~records.is_member).sum()), "n_reference_pool": records.n_population_pool,
         "n_reference_pool_members": records.pool_members,
         "n_population_z": len(records.z_X), "fpr_targets": list(FPR_TARGETS), "top_k": config.top_k,
         "population_source": records.population_source, "target_train_size": len(data.members_X),

@@ -46,10 +46,14 @@ class EvaluationRecords:
         return record_keys(self.pool_X)
 
     @property
+    def n_population_pool(self) -> int:
+        """How many of the pool's rows (the first ones) are population records: records the target never trained on."""
+        return len(self.pool_X) - self.pool_members
+
+    @property
     def population_pool(self) -> tuple[np.ndarray, np.ndarray]:
-        """The pool's population records only: records the target never trained on."""
-        end = len(self.pool_X) - self.pool_members
-        return self.pool_X[:end], self.pool_y[:end]
+        """The pool's population records only."""
+        return self.pool_X[: self.n_population_pool], self.pool_y[: self.n_population_pool]
 
     @cached_property
     def z_keys(self) -> np.ndarray:
@@ -107,7 +111,7 @@ class AttackInputs:
         """(n_pool, C) the target's answers on the population pool (records it never trained on)."""
         if self.collected.target_pool is None:
             raise ValueError("the audit did not query the target on the pool (the attack must set needs_target_pool)")
-        population_keys = self.records.pool_keys[: len(self.records.pool_X) - self.records.pool_members]
+        population_keys = self.records.pool_keys[: self.records.n_population_pool]
         return apply_policy(self.policy, self.collected.target_pool, keys=population_keys, seed=self.seed)
 
     @cached_property
