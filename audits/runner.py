@@ -19,11 +19,11 @@ from audits.attacks.reference import ReferenceModels
 from audits.exposure import store_rankings
 from audits.models import AuditPolicy, AuditRun, ReferenceCache, RunStatus, headline_rate
 from monitor.alerts.lifecycle import Signal, raise_signal
+from monitor.gateway.predict import predictor_for
 from monitor.models import RegisteredModel
 from monitor.platform.crypto import data_fernet
 from monitor.platform.versions import python_environment
 from monitor.registry.artifacts import TRUSTED_SKOPS_TYPES, SklearnPredictor, validate_trees
-from monitor.registry.gateway import predictor_for
 from monitor.trail.models import TrailEntry
 
 log = logging.getLogger(__name__)

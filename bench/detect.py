@@ -100,7 +100,7 @@ def burst_attacks(model, *, start: float, seed: int):
     import numpy as np
 
     from monitor.demo import traffic as gen
-    from monitor.registry.gateway import predictor_for
+    from monitor.gateway.predict import predictor_for
 
     data = datasets_of(model)
     pool, members, nonmembers = data["population"].X, data["members"].X, data["nonmembers"].X

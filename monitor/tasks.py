@@ -12,9 +12,9 @@ from monitor.access.ratelimit import prune_usage
 from monitor.alerts.lifecycle import housekeeping
 from monitor.alerts.outbox import deliver_due, queue_digests
 from monitor.detection.scanning import prepare_scan, scan_model, scan_part
+from monitor.gateway import restrictions
 from monitor.ingestion import retention, rollups
 from monitor.models import RegisteredModel, WorkerHeartbeat
-from monitor.registry import restrictions
 
 
 @shared_task(time_limit=30, soft_time_limit=20)

@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from monitor.alerts.lifecycle import raise_signal
+from monitor.gateway import restrictions
 from monitor.models import AlertEvent, ClientRestriction, QueryLog
-from monitor.registry import restrictions
 from monitor.trail.models import TrailEntry
 from tests.factories import ingest_token, make_data, make_model, make_user, signal, user_token
 

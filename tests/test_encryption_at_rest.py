@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from monitor.models import ReferenceDataset
-from monitor.registry.reference_data import DatasetError, decrypt_arrays
+from monitor.models.reference_arrays import DatasetError, decrypt_arrays
 from monitor.registry.registration import Upload, register_model
 from tests.factories import csv_bytes, make_data, skops_bytes
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from monitor.gateway.predict import predictor_for
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import QueryLog
-from monitor.registry.gateway import predictor_for
 from tests.factories import ingest_token, make_data, make_model
 
 pytestmark = pytest.mark.django_db

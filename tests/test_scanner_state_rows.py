@@ -25,10 +25,10 @@ from monitor.detection.scanning import (
     state_for,
 )
 from monitor.detection.state_rows import read_rows
+from monitor.gateway.predict import predictor_for
 from monitor.ingestion.store import store_queries
 from monitor.ingestion.validate import QueryBatch
 from monitor.models import DetectorFinding, ScannerState, ScanShard
-from monitor.registry.gateway import predictor_for
 from tests.factories import make_audited_model
 
 pytestmark = pytest.mark.django_db

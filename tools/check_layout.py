@@ -5,7 +5,9 @@
 - at most MAX_ROOT_MODULES modules at the root of monitor/;
 - the pure cores import no Django and no project module outside the pure cores;
 - no `_private` name taken from another module;
-- monitor's domain modules never import the audits app (only AUDITS_USERS do).
+- monitor's domain modules never import the audits app (only AUDITS_USERS do);
+- imports point down the layers (interface -> domain -> infrastructure) or stay in their layer, and the web
+  interfaces (api, dashboards, admin) never import each other.
 
 `python tools/check_layout.py --graph` prints the module graph instead (one "a -> b" line per import).
 """
@@ -23,12 +25,30 @@ SIZED = ("monitor", "audits", "tests", "bench", "tools")
 MAX_LINES = 600
 MAX_ROOT_MODULES = 15
 # The pure cores: numpy/scipy/scikit-learn science that runs without Django (a notebook can import it).
-PURE = ("audits.attacks", "monitor.detection.detectors", "monitor.alerts.severity", "monitor.alerts.evidence_text", "monitor.demo.traffic",
-        "monitor.platform.versions", "monitor.registry.output_policy",
+PURE = ("audits.attacks", "monitor.detection.detectors", "monitor.platform.severity", "monitor.alerts.evidence_text", "monitor.demo.traffic",
+        "monitor.platform.versions", "monitor.platform.output_policy",
         "monitor.ingestion.vectors", "audits.evidence.verify", "audits.evidence.format", "monitor.trail.chain")
 # One direction between the apps: the audit engine (audits) builds on monitor's registry, trail and alerts; in
 # monitor only the outer layers that show or drive audits (pages, API, demo, URL table, admin) import audits.
 AUDITS_USERS = ("monitor.api", "monitor.dashboards", "monitor.demo", "monitor.urls", "monitor.admin")
+# The layers, top to bottom: a module belongs to the longest package listed (so `audits.tasks` is interface and
+# the rest of `audits` domain). This table is what is measured: move code between packages, not packages between
+# layers. The project's wiring (settings, urls, the Celery and WSGI apps, AppConfigs) stands apart: it may import
+# any layer, and no layer imports it (settings are read through django.conf).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "interface": ("monitor.api", "monitor.dashboards", "monitor.admin", "monitor.demo", "monitor.tasks",
+                  "monitor.management", "monitor.templatetags", "audits.admin", "audits.tasks", "audits.management"),
+    "domain": ("monitor.registry", "monitor.gateway", "monitor.ingestion", "monitor.detection", "monitor.alerts",
+               "audits"),
+    "infrastructure": ("monitor.access", "monitor.platform", "monitor.models", "monitor.trail"),
+}
+LAYER_ORDER = tuple(LAYERS)
+WIRING = ("monitor", "monitor.settings", "monitor.urls", "monitor.celery", "monitor.wsgi", "monitor.apps",
+          "audits.apps")
+# The web interfaces do not lean on each other: what two of them need lives in a layer below.
+WEB_INTERFACES: dict[str, tuple[str, ...]] = {
+    "api": ("monitor.api",), "dashboards": ("monitor.dashboards",), "admin": ("monitor.admin", "audits.admin"),
+}
 PURE_MAY_IMPORT = {"numpy", "scipy", "sklearn", "diffprivlib", "cryptography", "__future__"} | set(sys.stdlib_module_names)
 
 
@@ -140,6 +160,38 @@ def is_pure(module: str) -> bool:
     return within(module, PURE)
 
 
+def longest(module: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    """The key of `table` whose longest listed package holds `module`."""
+    best, length = None, -1
+    for key, packages in table.items():
+        for package in packages:
+            if within(module, (package,)) and len(package) > length:
+                best, length = key, len(package)
+    return best
+
+
+def layer(module: str) -> str | None:
+    """The module's layer, or None for the wiring (which stands apart)."""
+    if module in WIRING:
+        return None
+    return longest(module, LAYERS)
+
+
+def layer_problem(module: str, target: str) -> str | None:
+    """Why importing `target` from `module` breaks the layers, or None."""
+    if target in WIRING and module not in WIRING and target != "monitor":
+        return f"{module} imports the wiring module {target} (read settings through django.conf)"
+    source, dest = layer(module), layer(target)
+    if source is None or dest is None:
+        return None
+    if LAYER_ORDER.index(dest) < LAYER_ORDER.index(source):
+        return f"{module} ({source}) imports {target} ({dest}): imports point down the layers"
+    web_from, web_to = longest(module, WEB_INTERFACES), longest(target, WEB_INTERFACES)
+    if web_from and web_to and web_from != web_to:
+        return f"{module} imports {target}: the web interfaces ({web_from}, {web_to}) do not import each other"
+    return None
+
+
 def problems() -> list[str]:
     modules = project_files(PACKAGES)
     edges = graph(modules)
@@ -163,6 +215,8 @@ def problems() -> list[str]:
                     found.append(f"{where}: pure core {module} imports {name}")
             if (target or "").startswith("audits") and module.startswith("monitor") and not within(module, AUDITS_USERS):
                 found.append(f"{where}: {module} imports {target} (only {', '.join(AUDITS_USERS)} may import audits)")
+            if target is not None and (problem := layer_problem(module, target)):
+                found.append(f"{where}: {problem}")
             if taken.startswith("_") and not taken.startswith("__") and target not in (None, module):
                 owner = name.rpartition(".")[0]
                 if resolve(owner, modules) != module:

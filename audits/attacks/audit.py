@@ -33,7 +33,7 @@ from audits.attacks.results import AttackResult, AuditResult
 from audits.attacks.rmia import RmiaSettings
 from audits.attacks.scores import default_clip
 from audits.attacks.whatif import STANDARD_POLICIES, PolicyOutcome, apply_policy, policy_clip, what_if
-from monitor.registry.output_policy import OutputPolicy
+from monitor.platform.output_policy import OutputPolicy
 
 # With one shared set of z, RMIA's score is a monotone function of the record's own ratio, so z set only
 # the score's scale, not any ROC figure; a few hundred give a readable fraction (Zarifzadeh et al. 2024

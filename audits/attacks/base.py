@@ -13,7 +13,7 @@ import numpy as np
 from audits.attacks.records import record_keys
 from audits.attacks.reference import ReferenceModels
 from audits.attacks.whatif import apply_policy
-from monitor.registry.output_policy import OutputPolicy
+from monitor.platform.output_policy import OutputPolicy
 
 Family = Literal["threshold", "reference", "label_only", "regression"]
 ReferenceKind = Literal["offline", "online"]  # offline: never trained on an evaluation record; online: half did

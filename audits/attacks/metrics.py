@@ -19,6 +19,8 @@ CONFIDENCE = 0.95
 # the figure is mostly noise. Carlini et al. 2022 (§IV) make the same point about low-FPR reporting.
 MIN_EXPECTED_FALSE_POSITIVES = 10.0
 EXACT_ROC_BELOW_FPR = 0.01
+# Where a log-axis ROC (the pages and the PDF report) draws FPR or TPR 0: log axes need a floor.
+ROC_FLOOR = 1e-4
 
 
 def fpr_key(fpr: float) -> str:

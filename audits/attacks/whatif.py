@@ -10,7 +10,7 @@ import numpy as np
 
 from audits.attacks.metrics import AttackMetrics
 from audits.attacks.records import keyed_order
-from monitor.registry.output_policy import OutputPolicy
+from monitor.platform.output_policy import OutputPolicy
 
 STANDARD_POLICIES: tuple[str, ...] = ("full", "round:2", "round:1", "label", "noise:0.05")
 WHAT_IF_FPR = 0.01

@@ -28,7 +28,7 @@ def roc_svg(attacks: list[dict]) -> str:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from monitor.dashboards.audit_charts import ROC_FLOOR
+    from audits.attacks.metrics import ROC_FLOOR
 
     with matplotlib.rc_context(_figure_style()):
         figure = Figure(figsize=(10, 4.4))

@@ -18,9 +18,9 @@ from monitor.api import alerts, audits, channels, models, queries, restrictions
 from monitor.api.auth import MISSING, BearerToken, SessionLogin
 from monitor.api.errors import ApiError, error_body, problem
 from monitor.api.schemas import ERROR_SCHEMA
+from monitor.gateway.restrictions import Restricted
 from monitor.ingestion.validate import IngestError
 from monitor.platform.unavailable import DATABASE_ERRORS, database_unavailable
-from monitor.registry.restrictions import Restricted
 
 
 class MonitorApi(NinjaAPI):

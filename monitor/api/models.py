@@ -10,8 +10,8 @@ from monitor.access import roles
 from monitor.api.auth import get_model, needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import ModelOut, ModelPatchIn
-from monitor.dashboards.panels import model_summary
 from monitor.models import RegisteredModel
+from monitor.registry.summary import model_summary
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 

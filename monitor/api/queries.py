@@ -16,10 +16,10 @@ from monitor.access import roles
 from monitor.api.auth import charge_token, model_for_write
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import IngestResultOut, PredictOut
+from monitor.gateway.predict import predict_and_log
 from monitor.ingestion.store import store_queries
 from monitor.ingestion.validate import validate_columns, validate_queries
 from monitor.registry.artifacts import ArtifactError
-from monitor.registry.gateway import predict_and_log
 
 router = Router(tags=["queries"])
 

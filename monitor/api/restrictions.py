@@ -9,8 +9,8 @@ from monitor.access import roles
 from monitor.api.auth import get_model, model_for_write, needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import RestrictionIn, RestrictionOut
+from monitor.gateway import restrictions
 from monitor.models import ClientRestriction
-from monitor.registry import restrictions
 from monitor.trail.hooks import client_ip
 
 router = Router(tags=["restrictions"])

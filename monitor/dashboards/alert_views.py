@@ -15,8 +15,8 @@ from monitor.alerts import lifecycle as alerting
 from monitor.alerts.channels import ChannelError, create_channel, delete_channel
 from monitor.alerts.lifecycle import AlertActionError
 from monitor.alerts.outbox import send_test
+from monitor.gateway import restrictions
 from monitor.models import SEVERITIES, Alert, NotificationChannel, RegisteredModel
-from monitor.registry import restrictions
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from audits.attacks.metrics import ROC_FLOOR
 from monitor.dashboards.charts import PALETTE, figure
-
-ROC_FLOOR = 1e-4  # log axes need a floor; FPR 0 is drawn there
 
 
 def roc_figure(attacks: Sequence[dict], *, title: str = "ROC per attack (log–log)") -> dict:

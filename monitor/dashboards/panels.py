@@ -10,7 +10,6 @@ from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from audits.models import AuditPolicy, AuditRun, headline_rate
-from monitor.alerts.severity import SEVERITY_RANK
 from monitor.dashboards import audit_charts, charts
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import (
@@ -22,34 +21,9 @@ from monitor.models import (
     QueryRollup,
     RegisteredModel,
 )
+from monitor.platform.severity import SEVERITY_RANK
 
 TOP_CLIENTS = 6
-
-
-def model_summary(model: RegisteredModel) -> dict:
-    artifact = model.artifacts.filter(version=model.version).values("sha256", "format", "size").first()
-    return {
-        "slug": model.slug,
-        "name": model.name,
-        "team": model.team,
-        "source": model.source,
-        "n_features": model.n_features,
-        "feature_names": model.feature_names,
-        "classes": model.class_labels,
-        "output_policy": model.output_policy,
-        "version": model.version,
-        "retention_days": model.retention_days,
-        "auto_restrict": {"action": model.auto_restrict_action, "severity": model.auto_restrict_severity,
-                          "hours": model.auto_restrict_hours} if model.auto_restrict_action else None,
-        "false_alarm_budget": model.false_alarm_budget,
-        "artifact_sha256": artifact["sha256"] if artifact else None,
-        "datasets": {d["kind"]: {"rows": d["n_rows"], "sha256": d["sha256"]}
-                     for d in model.datasets.values("kind", "n_rows", "sha256")},
-        "queries_logged": model.queries_logged(),
-        "clients": model.client_count(),
-        "open_alerts": model.alerts.unresolved().count(),
-        "latest_audit": latest.summary() if (latest := model.audit_runs.order_by("-created_at").first()) else None,
-    }
 
 
 def risk_grade(run, limit: float | None) -> dict:

@@ -15,13 +15,13 @@ from monitor.dashboards.forms import RegisterModelForm
 from monitor.dashboards.panels import (
     audit_panel,
     detection_panel,
-    model_summary,
     overview_rows,
     recent_vectors,
     top_clients_in,
     volume_series,
 )
 from monitor.dashboards.projection import project
+from monitor.gateway import restrictions
 from monitor.ingestion.rollups import fold_all, fold_rollups
 from monitor.models import (
     Alert,
@@ -31,8 +31,8 @@ from monitor.models import (
     RegisteredModel,
     WorkerHeartbeat,
 )
-from monitor.registry import restrictions
 from monitor.registry.registration import RegistrationError, Upload, register_model
+from monitor.registry.summary import model_summary
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 

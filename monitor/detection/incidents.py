@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts.lifecycle import Signal, raise_signal
-from monitor.alerts.severity import Severity
 from monitor.detection.detectors import Finding
 from monitor.models import Alert, AlertAccount, RegisteredModel
+from monitor.platform.severity import Severity
 
 TITLES = {
     "volume": "Query volume far above baseline",

@@ -36,6 +36,7 @@ from monitor.detection.detectors import (
     scan,
 )
 from monitor.detection.state_rows import client_last_seen, expire_state, load_state, save_state
+from monitor.gateway.restrictions import auto_restrict
 from monitor.ingestion.store import safe_high_water
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import (
@@ -49,7 +50,6 @@ from monitor.models import (
     ScanShard,
 )
 from monitor.platform.crypto import data_fernet
-from monitor.registry.restrictions import auto_restrict
 from monitor.trail.chain import canonical_json
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from django.db import models, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
-from monitor.alerts.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
 from monitor.models.registry import RegisteredModel
 from monitor.platform.crypto import data_fernet
+from monitor.platform.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
 
 __all__ = ["SEVERITIES", "SEVERITY_RANK", "UNRESOLVED", "Alert", "AlertEvent", "AlertStatus", "Delivery",
            "NotificationChannel", "Severity"]

@@ -7,7 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from monitor.registry.output_policy import OutputPolicy
+from monitor.models.reference_arrays import ReferenceArrays, decrypt_arrays
+from monitor.platform.output_policy import OutputPolicy
 
 SLUG_VALIDATOR = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
@@ -137,7 +138,5 @@ class ReferenceDataset(models.Model):
     def __str__(self) -> str:
         return f"{self.model.slug} {self.kind} ({self.n_rows} rows)"
 
-    def load(self):  # -> monitor.registry.reference_data.ReferenceArrays
-        from monitor.registry.reference_data import decrypt_arrays
-
+    def load(self) -> ReferenceArrays:
         return decrypt_arrays(bytes(self.ciphertext))

@@ -9,14 +9,13 @@ import csv
 import hashlib
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from cryptography.fernet import InvalidToken
 from django.conf import settings
 
-from monitor.platform.crypto import data_fernet
+from monitor.models.reference_arrays import DatasetError, ReferenceArrays
 
 MAX_DETAILS = 20
 # What a file that is not CSV text usually is. The CSV path never decompresses anything, so a compressed
@@ -27,29 +26,6 @@ NOT_CSV_SIGNATURES = (
     (b"\xfd7zXZ\x00", "xz-compressed"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook"),
 )
-
-
-class DatasetError(ValueError):
-    """A CSV that cannot be used; `details` lists each problem with its row and column."""
-
-    def __init__(self, message: str, details: list[dict] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or []
-
-    def __str__(self) -> str:
-        lines = [self.message] + [
-            "  " + ", ".join(f"{key} {value}" for key, value in item.items() if key != "message") + f": {item['message']}"
-            for item in self.details
-        ]
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ReferenceArrays:
-    X: np.ndarray  # float64 (n, d), in the model's feature order
-    y: np.ndarray  # int64 (n,), index into the model's class labels
-    record_ids: np.ndarray = field(repr=False)  # str (n,): the id column, or the 1-based data row
 
 
 @dataclass(frozen=True)
@@ -217,18 +193,3 @@ def _check_ids(record_ids: np.ndarray, id_column: str) -> None:
 
 def _excerpt(cell: str) -> str:
     return repr(cell if len(cell) <= 40 else cell[:37] + "...")
-
-
-def encrypt_arrays(arrays: ReferenceArrays) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, X=arrays.X, y=arrays.y, record_ids=arrays.record_ids.astype("U"))
-    return data_fernet().encrypt(buffer.getvalue())
-
-
-def decrypt_arrays(ciphertext: bytes) -> ReferenceArrays:
-    try:
-        clear = data_fernet().decrypt(ciphertext)
-    except InvalidToken as exc:
-        raise DatasetError("reference data cannot be decrypted: DATA_ENCRYPTION_KEY is not the key it was stored with") from exc
-    with np.load(io.BytesIO(clear), allow_pickle=False) as npz:
-        return ReferenceArrays(X=npz["X"], y=npz["y"], record_ids=npz["record_ids"])

@@ -12,10 +12,11 @@ from django.db import transaction
 
 from monitor.ingestion.partitions import ensure_partitions
 from monitor.models import SLUG_VALIDATOR, ModelArtifact, ReferenceDataset, RegisteredModel
+from monitor.models.reference_arrays import encrypt_arrays
 from monitor.platform.outbound import OutboundBlocked, check_url
+from monitor.platform.output_policy import OutputPolicy
 from monitor.registry.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
-from monitor.registry.output_policy import OutputPolicy
-from monitor.registry.reference_data import DatasetError, ParsedCsv, encrypt_arrays, parse_reference_csv
+from monitor.registry.reference_data import DatasetError, ParsedCsv, parse_reference_csv
 from monitor.trail.models import TrailEntry
 
 

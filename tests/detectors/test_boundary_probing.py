@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monitor.demo import traffic
 from monitor.detection.detectors import BoundaryProbingDetector, calibrate, scan
-from monitor.registry.output_policy import OutputPolicy
+from monitor.platform.output_policy import OutputPolicy
 
 
 def test_flags_a_boundary_search(attack_scan):

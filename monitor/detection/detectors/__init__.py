@@ -5,7 +5,7 @@
 
 # Importing the modules registers the detectors.
 from monitor.detection.detectors.account_linking import AccountLinkingDetector  # noqa: E402,I001
-from monitor.alerts.severity import SEVERITIES
+from monitor.platform.severity import SEVERITIES
 from monitor.detection.detectors.base import (
     Detector,
     Finding,

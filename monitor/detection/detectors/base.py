@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.spatial import cKDTree
 
-from monitor.alerts.severity import Severity
 from monitor.detection.detectors.fingerprints import mix64, quantised_fingerprints
+from monitor.platform.severity import Severity
 
 # Evidence lists are capped: an attacker's 100,000 query ids would make an unreadable alert.
 MAX_EVIDENCE_IDS = 50

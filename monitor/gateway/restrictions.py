@@ -12,9 +12,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from monitor.access.ratelimit import add_to_window, window_of
-from monitor.alerts.severity import Severity
 from monitor.models import Alert, AlertEvent, ClientRestriction, RegisteredModel, RestrictionUsage
-from monitor.registry.output_policy import OutputPolicy
+from monitor.platform.output_policy import OutputPolicy
+from monitor.platform.severity import Severity
 from monitor.trail.models import TrailEntry
 
 BLOCK, THROTTLE, LABEL_ONLY = "block", "throttle", "label_only"

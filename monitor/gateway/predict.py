@@ -5,11 +5,11 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
+from monitor.gateway.restrictions import gateway_policy
 from monitor.ingestion.store import store_queries
 from monitor.ingestion.validate import IngestError, QueryBatch, identifier_problem, vector_problem
 from monitor.models import ModelArtifact, RegisteredModel
 from monitor.registry.artifacts import EndpointPredictor, Predictor, cached_predictor
-from monitor.registry.restrictions import gateway_policy
 
 
 def predictor_for(model: RegisteredModel) -> Predictor:
