@@ -10,12 +10,14 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audits.attacks import metrics
 from audits.attacks.audit import DEFAULT_EVAL_RECORDS
 from audits.attacks.catalogue import TIER_1_NAMES, attack_names, plan_problems
+from audits.attacks.stand_ins import STAND_IN_NAMES
+from audits.attacks.verdict import VerdictState
 
-# The figure policies, pages, detectors and evidence lead with: TPR at 1 % FPR (Carlini et al. 2022 argue for
-# low-FPR figures; 1 % is the lowest that a few thousand non-members measure reliably).
-HEADLINE_FPR = "0.01"
+# The headline's FPR (metrics.HEADLINE_FPR) as the key it is stored under in a run's result.
+HEADLINE_FPR = metrics.fpr_key(metrics.HEADLINE_FPR)
 # A run whose worker vanished may be claimed again by its redelivered message, this many claims in all.
 MAX_ATTEMPTS = 2
 
@@ -35,7 +37,7 @@ MIN_EVAL_RECORDS = 100
 
 # The attack vocabulary is the catalogue's (audits.attacks.catalogue): one list for the policy, admin and pages.
 ATTACKS: tuple[str, ...] = attack_names()
-STAND_INS = ["random_forest", "gradient_boosting", "logistic_regression", "mlp"]
+STAND_INS = list(STAND_IN_NAMES)
 
 
 def default_attacks() -> list[str]:
@@ -59,7 +61,7 @@ class AuditPolicy(models.Model):
     model = models.OneToOneField("monitor.RegisteredModel", on_delete=models.CASCADE, related_name="audit_policy")
     enabled = models.BooleanField(default=True)
     cadence_hours = models.PositiveIntegerField(default=24, help_text="a scheduled audit every this many hours")
-    attacks = models.JSONField(default=default_attacks, help_text=f"any of {', '.join(ATTACKS)}")
+    attacks = models.JSONField(default=default_attacks, help_text="attack names of the catalogue (audits.attacks.catalogue; the policy form lists them)")
     n_reference = models.PositiveSmallIntegerField(default=4, help_text="reference models (LiRA/RMIA), 1-64")
     stand_in = models.CharField(max_length=32, default="random_forest", choices=[(s, s) for s in STAND_INS],
                                 help_text="the estimator reference models are trained as, for ONNX and endpoint models")
@@ -129,13 +131,14 @@ class AuditRunQuerySet(models.QuerySet["AuditRun"]):
                  step="starting", error=""))
 
 
-VERDICT_LABELS = {"passed": "within policy", "breached": "policy breached", "inconclusive": "inconclusive — weak audit"}
+VERDICT_LABELS = {VerdictState.PASSED: "within policy", VerdictState.BREACHED: "policy breached",
+                  VerdictState.INCONCLUSIVE: "inconclusive — weak audit"}
 
 
 def verdict_of(policy_result: dict | None) -> str | None:
     if not policy_result:
         return None
-    return policy_result.get("verdict") or ("passed" if policy_result.get("passed") else "breached")
+    return policy_result.get("verdict") or (VerdictState.PASSED if policy_result.get("passed") else VerdictState.BREACHED)
 
 
 def headline_rate(headline: dict | None, fpr: str | float = HEADLINE_FPR) -> dict:

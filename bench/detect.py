@@ -100,7 +100,7 @@ def burst_attacks(model, *, start: float, seed: int):
     import numpy as np
 
     from monitor.demo import traffic as gen
-    from monitor.gateway.predict import predictor_for
+    from monitor.registry.predictors import predictor_for
 
     data = datasets_of(model)
     pool, members, nonmembers = data["population"].X, data["members"].X, data["nonmembers"].X
@@ -191,7 +191,8 @@ def print_quality(label: str, q: dict, budget: float) -> None:
 
 def read_only_seconds(model) -> float:
     """Anchor: read and decode the same rows with no detector work (what the scan cannot go below)."""
-    from monitor.detection.scanning import load_queries, safe_high_water
+    from monitor.detection.log_reader import load_queries
+    from monitor.ingestion.store import safe_high_water
 
     high, last, start = safe_high_water(model), 0, time.perf_counter()
     while last < high:
@@ -209,7 +210,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_django(URL)
     from monitor.demo import traffic as gen
-    from monitor.detection.scanning import ScanSummary, calibrate_model, scan_model
+    from monitor.detection.calibration import calibrate_model
+    from monitor.detection.scanning import ScanSummary, scan_model
     from monitor.models import DetectorState, QueryLog, ScannerState
 
     clients, days = args.benign_clients, args.days

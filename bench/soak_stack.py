@@ -65,8 +65,8 @@ def calibrate(model, estimator, traffic, outputs, n_reference: int) -> None:
     """Store the first `n_reference` rows directly and calibrate the detectors on them (known-benign)."""
     from datetime import UTC, datetime
 
-    from monitor.detection.scanning import calibrate_model, safe_high_water
-    from monitor.ingestion.store import store_queries
+    from monitor.detection.calibration import calibrate_model
+    from monitor.ingestion.store import safe_high_water, store_queries
     from monitor.ingestion.validate import QueryBatch
     from monitor.models import DetectorState
 

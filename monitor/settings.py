@@ -1,8 +1,9 @@
 """Settings: environment variables only, parsed strictly (a bad value is an error, not a default).
 
-Local default: SQLite and kombu's filesystem broker under data/, secrets generated once under
-data/local-secrets/. Serving any host beyond localhost requires real SECRET_KEY,
-DATA_ENCRYPTION_KEY and EVIDENCE_SIGNING_KEY.
+Local default: SQLite and kombu's filesystem broker under data/ (MONITOR_DATA_DIR), secrets generated on first use
+under data/local-secrets/. Importing this module writes nothing: each folder is made by the code that first needs
+it (the SQLite connection, the Celery app, monitor/platform/local_secrets.py), so a read-only container starts.
+Serving any host beyond localhost requires real SECRET_KEY, DATA_ENCRYPTION_KEY and EVIDENCE_SIGNING_KEY.
 """
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import base64
 import importlib.util
 import ipaddress
 import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+
+from monitor.platform.local_secrets import secret_setting
+from monitor.platform.sqlite_connection import FolderMakingConnection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("MONITOR_DATA_DIR", BASE_DIR / "data"))
@@ -36,6 +39,28 @@ def strict_bool(name: str, *, default: bool) -> bool:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)") from None
 
 
+def strict_int(name: str, *, default: int, minimum: int) -> int:
+    """An integer setting; anything else (or one below `minimum`) is an error naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r}: must be at least {minimum:,}")
+    return value
+
+
+def email_flag(config: dict, name: str) -> bool:
+    """EMAIL_USE_TLS / EMAIL_USE_SSL from EMAIL_URL's scheme or its ?use_tls= / ?use_ssl=, which must be 0 or 1."""
+    value = config.get(name, False)
+    if value not in (True, False, 0, 1):
+        raise ImproperlyConfigured(f"EMAIL_URL: {name.lower().removeprefix('email_')}={value!r} must be 0 or 1")
+    return bool(value)
+
+
 DEBUG = strict_bool("DEBUG", default=False)
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=LOCAL_HOSTS)
@@ -43,38 +68,24 @@ SERVES_ONLY_LOCALHOST = all(host in LOCAL_HOSTS for host in ALLOWED_HOSTS)
 SITE_URL = env.url("SITE_URL", default="http://127.0.0.1:8000").geturl().rstrip("/")
 
 
-def _local_secret(name: str, make: callable) -> str:
-    """A secret generated once for a localhost-only install; refused anywhere else."""
-    if not SERVES_ONLY_LOCALHOST:
+# Each secret left unset on a localhost-only install is a lazy string, generated into DATA_DIR/local-secrets/ the
+# first time a process uses it (monitor/platform/local_secrets.py); read it with str() where a real str is needed.
+LOCAL_SECRETS_DIR = DATA_DIR / "local-secrets"
+SECRET_KEY = secret_setting("SECRET_KEY", configured=env.str("SECRET_KEY", default=""), folder=LOCAL_SECRETS_DIR,
+                            serves_only_localhost=SERVES_ONLY_LOCALHOST)
+DATA_ENCRYPTION_KEY = secret_setting("DATA_ENCRYPTION_KEY", configured=env.str("DATA_ENCRYPTION_KEY", default=""),
+                                     folder=LOCAL_SECRETS_DIR, serves_only_localhost=SERVES_ONLY_LOCALHOST)
+EVIDENCE_SIGNING_KEY = secret_setting("EVIDENCE_SIGNING_KEY", configured=env.str("EVIDENCE_SIGNING_KEY", default=""),
+                                      folder=LOCAL_SECRETS_DIR, serves_only_localhost=SERVES_ONLY_LOCALHOST)
+if isinstance(DATA_ENCRYPTION_KEY, str):  # set in the environment: checked now (a generated one is always valid)
+    try:
+        if len(base64.urlsafe_b64decode(DATA_ENCRYPTION_KEY)) != 32:
+            raise ValueError
+    except ValueError as exc:
         raise ImproperlyConfigured(
-            f"{name} must be set in the environment when ALLOWED_HOSTS serves other hosts"
-        )
-    folder = DATA_DIR / "local-secrets"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / name
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(make())
-    return path.read_text().strip()
-
-
-def _secret(name: str, make: callable) -> str:
-    value = env.str(name, default="")
-    return value if value else _local_secret(name, make)
-
-
-SECRET_KEY = _secret("SECRET_KEY", lambda: secrets.token_urlsafe(50))
-DATA_ENCRYPTION_KEY = _secret("DATA_ENCRYPTION_KEY", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
-EVIDENCE_SIGNING_KEY = _secret("EVIDENCE_SIGNING_KEY", lambda: base64.b64encode(os.urandom(32)).decode())
-try:
-    if len(base64.urlsafe_b64decode(DATA_ENCRYPTION_KEY)) != 32:
-        raise ValueError
-except ValueError as exc:
-    raise ImproperlyConfigured(
-        "DATA_ENCRYPTION_KEY must be a Fernet key: 32 bytes, url-safe base64 "
-        "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
-    ) from exc
+            "DATA_ENCRYPTION_KEY must be a Fernet key: 32 bytes, url-safe base64 "
+            "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+        ) from exc
 
 INSTALLED_APPS = [
     "monitor.apps.MonitorAdminConfig",
@@ -132,7 +143,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so a real Celery worker started by the tests sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-monitor.sqlite3")}
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # The connection makes the file's folder on first connect, not this module at import.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE",
+                                       "factory": FolderMakingConnection}
     # WAL lets the web server read while the worker writes.
     DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
 else:
@@ -142,9 +155,6 @@ else:
     # runs after the PostgreSQL-restart test against the same gunicorn: seen failing `.ci/run` on an unchanged main).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-DATA_DIR.mkdir(parents=True, exist_ok=True)
-STATIC_ROOT_DIR = DATA_DIR / "staticfiles"
-STATIC_ROOT_DIR.mkdir(exist_ok=True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -181,7 +191,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = STATIC_ROOT_DIR
+# WhiteNoise serves static files straight from the finders below, so nothing has to be collected; STATIC_ROOT is
+# only where `collectstatic` would write (it makes the folder). Unset, WhiteNoise has no folder to look for.
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 # plotly.js comes from the plotly package itself: no CDN, and always the version charts.py targets.
 _PLOTLY_DIR = Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data"
 STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _PLOTLY_DIR)]
@@ -237,8 +249,8 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 
 # Ingestion batches may be large; everything else stays small.
-INGEST_MAX_BYTES = 32 * 1024 * 1024
-INGEST_MAX_QUERIES = 10_000
+INGEST_MAX_BYTES = strict_int("INGEST_MAX_BYTES", default=32 * 1024 * 1024, minimum=1)
+INGEST_MAX_QUERIES = strict_int("INGEST_MAX_QUERIES", default=10_000, minimum=1)
 PREDICT_MAX_ROWS = 1_000
 # The raw query log (see monitor/ingestion/partitions.py and retention.py): a model's own retention_days
 # overrides QUERY_RETENTION_DAYS; partitions are made this many days ahead; a retry whose request was first
@@ -269,8 +281,7 @@ TOKEN_QUERIES_PER_MINUTE = env.int("TOKEN_QUERIES_PER_MINUTE", default=1_000_000
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("out", "processed", "control"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    # The folders are made by the Celery app when a process first publishes or consumes (monitor/celery.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
@@ -290,6 +301,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 55 * 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "monitor.celery:FolderMakingScheduler"  # makes the schedule file's folder on first use
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "monitor.tasks.record_heartbeat", "schedule": 60.0},
     "deliver-notifications": {"task": "monitor.tasks.deliver_notifications", "schedule": 15.0},
@@ -330,10 +342,21 @@ DELIVERY_BACKOFF_SECONDS = env.int("DELIVERY_BACKOFF_SECONDS", default=30)
 DELIVERY_STUCK_SECONDS = env.int("DELIVERY_STUCK_SECONDS", default=600)
 NOTIFY_TIMEOUT = env.float("NOTIFY_TIMEOUT", default=10.0)
 
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
-vars().update(EMAIL_CONFIG)
+# EMAIL_URL (django-environ's scheme: smtp://, smtp+tls://, smtp+ssl://, consolemail://, filemail://) sets each
+# of Django's e-mail settings below; Slack and the other channels carry their own targets (Django admin / API).
+email_url = env.email_url("EMAIL_URL", default="consolemail://")
+if email_url.get("OPTIONS"):
+    raise ImproperlyConfigured(f"EMAIL_URL: unknown option(s) {sorted(email_url['OPTIONS'])}; only use_tls and "
+                               "use_ssl are read (the SMTP timeout is NOTIFY_TIMEOUT)")
+EMAIL_BACKEND = email_url["EMAIL_BACKEND"]
+EMAIL_HOST = email_url["EMAIL_HOST"] or "localhost"
+EMAIL_USE_TLS = email_flag(email_url, "EMAIL_USE_TLS")
+EMAIL_USE_SSL = email_flag(email_url, "EMAIL_USE_SSL")
+EMAIL_PORT = email_url["EMAIL_PORT"] or (465 if EMAIL_USE_SSL else 25)  # smtplib's own defaults when none is given
+EMAIL_HOST_USER = email_url["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = email_url["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_FILE_PATH = email_url["EMAIL_FILE_PATH"] or None  # filemail:///path only
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="monitor@localhost")
-SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 # PagerDuty channels send Events API v2 events here (tests and PagerDuty's EU service region point it elsewhere).
 PAGERDUTY_EVENTS_URL = env.url("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue").geturl()
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from monitor.access.ratelimit import prune_usage
 from monitor.alerts.lifecycle import housekeeping
 from monitor.alerts.outbox import deliver_due, queue_digests
-from monitor.detection.scanning import prepare_scan, scan_model, scan_part
+from monitor.detection.scanning import Skipped, prepare_scan, scan_model, scan_part
 from monitor.gateway import restrictions
 from monitor.ingestion import retention, rollups
 from monitor.models import RegisteredModel, WorkerHeartbeat
@@ -63,13 +63,12 @@ def scan_model_queries(model_id: int) -> dict:
     model = RegisteredModel.objects.filter(pk=model_id).first()
     if model is None:
         return {}
-    prepared = prepare_scan(model)
-    if isinstance(prepared, str) or len(prepared[0]) == 1:
+    plan = prepare_scan(model)
+    if isinstance(plan, Skipped) or len(plan.parts) == 1:
         return asdict(scan_model(model))
-    parts, high = prepared
-    for shard in parts:
-        scan_model_part.delay(model_id, shard.index, high)
-    return {"model": model.slug, "parts": len(parts), "upto": high}
+    for shard in plan.parts:
+        scan_model_part.delay(model_id, shard.index, plan.upto)
+    return {"model": model.slug, "parts": len(plan.parts), "upto": plan.upto}
 
 
 @shared_task(time_limit=1800, soft_time_limit=1750)

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from audits import runner
+from audits.attacks.verdict import AuditAlertKind
 from audits.models import AuditPolicy, AuditRun, ReferenceCache
 from audits.scheduling import enqueue_due_audits, reap_stuck_runs, request_audit, slot_for
 from monitor.models import Alert
@@ -33,7 +34,7 @@ def test_a_leaky_model_breaches_its_policy_and_opens_an_incident():
     assert run.environment["packages"]["scikit-learn"] and run.config["seed"] == 0
     assert not run.policy_result["passed"]
     assert {b["metric"] for b in run.policy_result["breaches"]} >= {"tpr_at_1pct_fpr"}
-    alert = Alert.objects.get(model=model, kind="policy_breach")
+    alert = Alert.objects.get(model=model, kind=AuditAlertKind.POLICY_BREACH)
     assert alert.incident and alert.source == "audit" and alert.evidence["audit_run"] == run.pk
     assert TrailEntry.objects.filter(action="audit.finished", object_id=str(run.pk)).exists()
 
@@ -78,14 +79,21 @@ def test_an_mlp_s_reference_models_are_reused_too():
 
 
 def test_a_rise_against_the_previous_run_is_a_regression():
+    """The previous run is made to read half today's figure; the next audit (same data, same cached references,
+    the same headline) has doubled it: a regression at the policy's factor, naming that run, and its alert."""
     model = make_audited_model()
+    previous = audit(model)
+    rate = previous.result["headline"]["tpr_at_fpr"]["0.01"]
+    halved = {**previous.result, "headline": {**previous.result["headline"],
+                                              "tpr_at_fpr": {"0.01": {**rate, "value": rate["value"] / 2}}}}
+    AuditRun.objects.filter(pk=previous.pk).update(result=halved)
     run = audit(model)
-    now_result = run.result
-    rate = now_result["headline"]["tpr_at_fpr"]["0.01"]
-    previous = AuditRun(pk=run.pk, model=model, result={**now_result, "headline": {
-        **now_result["headline"], "tpr_at_fpr": {"0.01": {**rate, "value": rate["value"] / 2}}}})
-    verdict = runner.judge(AuditRun(model=model, config=run.config), now_result, previous)
-    assert verdict["regression"]["factor"] == 2.0 and verdict["regression"]["previous_run"] == previous.pk
+    assert run.result["headline"]["tpr_at_fpr"]["0.01"]["value"] == rate["value"]
+    regression = run.policy_result["regression"]
+    assert regression["factor"] == 2.0 and regression["previous_run"] == previous.pk
+    assert regression["previous"] == rate["value"] / 2 and regression["now"] == rate["value"]
+    alert = Alert.objects.get(model=model, kind=AuditAlertKind.LEAKAGE_REGRESSION)
+    assert alert.evidence["audit_run"] == run.pk and alert.evidence["previous_run"] == previous.pk
 
 
 def test_a_model_without_reference_data_fails_with_a_reason():

@@ -1,5 +1,5 @@
 """Cold start: the first calibration runs on whatever traffic is logged, attackers included. Trimming the clients
-the window's own calibration flags (monitor.detection.scanning.trimmed_calibration) leaves the attackers out of
+the window's own calibration flags (monitor.detection.calibration.trimmed_calibration) leaves the attackers out of
 it, so they are flagged by the scan that follows; benign clients are not."""
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from django.utils import timezone
 
 from monitor.demo.simulation import Plan, build_traffic
-from monitor.detection.scanning import calibrate_model, scan_model, state_for
+from monitor.detection.calibration import calibrate_model
+from monitor.detection.context import state_for
+from monitor.detection.scanning import scan_model
 from monitor.ingestion.rollups import fold_rollups
 from monitor.models import AlertAccount, DetectorState
 from monitor.platform.crypto import data_fernet

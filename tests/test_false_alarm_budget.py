@@ -9,8 +9,10 @@ import pytest
 from scipy.stats import poisson
 
 from monitor.demo.simulation import Plan, build_traffic
+from monitor.detection.calibration import calibrate_model, model_detectors
+from monitor.detection.context import state_for
 from monitor.detection.detectors import detector_names
-from monitor.detection.scanning import calibrate_model, model_detectors, scan_model, state_for
+from monitor.detection.scanning import scan_model
 from monitor.models import AlertAccount
 from tests.factories import make_audited_model, user_token
 from tests.test_scanner_state_rows import store

@@ -173,3 +173,45 @@ def test_rows_rolled_up_before_the_fold_existed_are_not_counted_twice():
     model = RegisteredModel.objects.get(slug="rolled")
     assert fold_rollups(model).queries == 0
     assert ClientDayRollup.objects.get(model=model).count == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_client_ids_keep_their_rows_when_every_column_takes_one_length_and_back():
+    """monitor 0016: the scanner's state and findings took client ids of 200 characters, the rest 128; every column
+    now takes CLIENT_ID_MAX_LENGTH (ingestion never let a longer one in). Rows survive both ways."""
+    before = [("monitor", "0015_false_alarm_budget")]
+    old = migrate(before)
+    longest = "c" * 128
+    try:
+        Model = old.get_model("monitor", "RegisteredModel")
+        model = Model.objects.create(slug="ids", name="Ids", source="sklearn", label_column="label")
+        old.get_model("monitor", "ScannerState").objects.create(model=model, detector="volume", client_id=longest,
+                                                               data=b"{}", seen_at=1.0)
+        old.get_model("monitor", "DetectorFinding").objects.create(
+            model=model, detector="volume", client_id=longest, score=3.0, severity="warning", evidence={},
+            range_start=1, range_end=2)
+    finally:
+        new = migrate(latest())
+    assert new.get_model("monitor", "ScannerState").objects.get(model__slug="ids").client_id == longest
+    finding = new.get_model("monitor", "DetectorFinding").objects.get(model__slug="ids")
+    assert (finding.client_id, finding.severity) == (longest, "warning")
+    reversed_apps = migrate(before)
+    try:
+        assert reversed_apps.get_model("monitor", "ScannerState").objects.get(model__slug="ids").client_id == longest
+    finally:
+        migrate(latest())
+
+
+@pytest.mark.django_db
+def test_the_migrations_match_the_models():
+    """A model change without its migration (or a field whose definition changes by itself, as a help text built
+    from the attack catalogue once did) fails here, not on the next developer's makemigrations."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    except SystemExit as exc:  # --check exits 1 when a migration is missing
+        assert not exc.code, f"models differ from their migrations:\n{out.getvalue()}"

@@ -18,8 +18,8 @@ from audits import runner
 from audits.models import AuditRun
 from audits.scheduling import request_audit
 from monitor.alerts.lifecycle import raise_signal
-from monitor.dashboards.panels import model_summary
 from monitor.models import Alert, NotificationChannel, RegisteredModel
+from monitor.registry.summary import model_summary
 from tests.factories import make_audited_model, make_channel, make_user, signal, user_token
 
 pytestmark = pytest.mark.django_db

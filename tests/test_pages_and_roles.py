@@ -255,7 +255,7 @@ def test_model_page_leaves_the_scanners_state_and_key_unread(client, model):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from monitor.detection.scanning import state_for
+    from monitor.detection.context import state_for
     from monitor.models import DetectorState, ScannerState
 
     state = state_for(model)

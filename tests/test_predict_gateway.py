@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.gateway.predict import predictor_for
+from monitor.ingestion.validate import IngestError, IngestRefusal
 from monitor.ingestion.vectors import decode_vectors
-from monitor.models import QueryLog
+from monitor.models import QueryLog, RegisteredModel
+from monitor.registry.predictors import predictor_for
 from tests.factories import ingest_token, make_data, make_model
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +80,30 @@ def test_too_many_rows_is_413(api_as, model, settings):
     response = api_as(ingest_token(model=model)).post("/api/v1/models/credit/predict",
                                                       {"client_id": "a", "features": [[1, 2, 3, 4]] * 4})
     assert response.status_code == 413
+
+
+def test_a_model_without_an_artifact_for_its_version_is_409_and_logs_nothing(api_as, model, rows):
+    RegisteredModel.objects.filter(pk=model.pk).update(version=model.version + 1)
+    model.refresh_from_db()
+    response = predict(api_as, model, rows)
+    assert response.status_code == 409
+    assert response.json()["error"] == f"model 'credit' has no artifact for version {model.version}"
+    assert not QueryLog.objects.exists()
+
+
+def test_the_gateway_refuses_in_domain_words_not_http_statuses(model, rows):
+    """The audit engine gets its predictor from the registry: a missing artifact is the registry's NoArtifact there;
+    the gateway names the refusal's reason, and only the API turns it into 409."""
+    from monitor.gateway.predict import predict_and_log
+    from monitor.registry.predictors import NoArtifact
+
+    RegisteredModel.objects.filter(pk=model.pk).update(version=model.version + 1)
+    model.refresh_from_db()
+    with pytest.raises(NoArtifact):
+        predictor_for(model)
+    with pytest.raises(IngestError) as caught:
+        predict_and_log(model, {"client_id": "c", "features": rows})
+    assert caught.value.refusal is IngestRefusal.NO_ARTIFACT and not hasattr(caught.value, "status")
 
 
 def test_an_unreachable_endpoint_model_answers_502_and_logs_nothing(api_as):

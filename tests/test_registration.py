@@ -142,7 +142,7 @@ def test_an_onnx_model_registers_and_predicts():
     members = csv_bytes(X, np.where(y == "yes", "1", "0"))
     model = register(artifact=Upload(onnx_bytes, "m.onnx"), members=Upload(members), nonmembers=Upload(members))
     assert model.source == "onnx" and model.class_labels == ["0", "1"]
-    from monitor.gateway.predict import predictor_for
+    from monitor.registry.predictors import predictor_for
 
     proba = predictor_for(model).predict_proba(X[:5])
     assert np.allclose(proba, estimator.predict_proba(X[:5].astype(np.float32)), atol=1e-5)

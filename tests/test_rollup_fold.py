@@ -1,5 +1,6 @@
 """Rollups folded from the query log after ingestion: the same buckets the request used to write, each row counted
-once (concurrent folds included), and pages that read them see every query logged so far."""
+once (concurrent folds included), and pages, the API and /metrics that read them see every query logged so far
+without a GET writing anything."""
 from __future__ import annotations
 
 import threading
@@ -55,6 +56,38 @@ def test_the_model_and_client_pages_count_queries_logged_a_moment_ago(model, api
     assert "fresh-client" in page
     response = client.get(reverse("client-detail", kwargs={"slug": "credit"}), {"id": "fresh-client"})
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_pages_api_and_metrics_count_unfolded_queries_without_writing(model, api_as, client):
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import user_token
+
+    api = api_as(ingest_token(model=model))
+    now = datetime.now(UTC).isoformat()
+    rows = [query(client_id=f"c{i % 3}", ts=now) for i in range(7)]
+    assert api.post(URL, {"queries": rows[:4]}).status_code == 201
+    fold_rollups(model)  # part of the log folded, part not: the counts must add both, once
+    assert api.post(URL, {"queries": rows[4:]}).status_code == 201
+    client.force_login(make_user(role="viewer"))
+    reader = api_as(user_token(role="viewer"))
+    with CaptureQueriesContext(connection) as captured:
+        summary = reader.get("/api/v1/models/credit").json()
+        pages = [client.get(reverse(name, kwargs=kwargs), params) for name, kwargs, params in (
+            ("overview", {}, {}), ("model-list", {}, {}), ("model-detail", {"slug": "credit"}, {}),
+            ("client-detail", {"slug": "credit"}, {"id": "c0"}))]
+        metrics = reader.get("/metrics").content.decode()
+    assert (summary["queries_logged"], summary["clients"]) == (7, 3)
+    assert [page.status_code for page in pages] == [200, 200, 200, 200]
+    assert 'mimonitor_queries_logged_total{model="credit"} 7.0' in metrics
+    assert "c0" in pages[2].content.decode() and ">3<" in pages[3].content.decode().replace(" ", "")
+    rollup_tables = [table._meta.db_table for table in (QueryRollup, ClientDayRollup, ModelHourRollup, RollupWatermark)]
+    writes = [q["sql"] for q in captured.captured_queries
+              if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+              and any(table in q["sql"] for table in rollup_tables)]
+    assert writes == []
+    assert sum(ModelHourRollup.objects.values_list("count", flat=True)) == 4  # nothing folded by the reads
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.detection.scanning import calibrate_model, rewind_scanner, scan_model
+from monitor.detection.calibration import calibrate_model
+from monitor.detection.scanning import rewind_scanner, scan_model
 from monitor.models import DetectorFinding, DetectorState
 from monitor.platform.crypto import data_fernet
 from tests.test_scanner_state_rows import flagged, model_with_attacks

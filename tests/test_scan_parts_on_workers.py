@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from monitor.detection.scanning import prepare_scan, rewind_scanner, scan_model
+from monitor.detection.scanning import ScanPlan, prepare_scan, rewind_scanner, scan_model
 from monitor.models import DetectorFinding, DetectorState, ScanShard
 from monitor.tasks import scan_model_part, scan_model_queries
 from tests.test_scanner_state_rows import flagged, model_with_attacks
@@ -37,11 +37,11 @@ def test_two_workers_scan_parts_of_one_model_at_once_and_find_what_one_scan_find
             # Parts sent to each worker's own queue: both scan the model at the same time.
             rewind_scanner(model, 0)
             DetectorFinding.objects.filter(model=model).delete()
-            parts, high = prepare_scan(model, count=2)
-            assert [part.index for part in parts] == [0, 1, 2]
-            for part in parts:
-                scan_model_part.apply_async((model.pk, part.index, high), queue=(queue, other)[part.index % 2])
-            done = wait_for_parts(model, high)
+            plan = prepare_scan(model, count=2)
+            assert isinstance(plan, ScanPlan) and [part.index for part in plan.parts] == [0, 1, 2]
+            for part in plan.parts:
+                scan_model_part.apply_async((model.pk, part.index, plan.upto), queue=(queue, other)[part.index % 2])
+            done = wait_for_parts(model, plan.upto)
             assert len({part.held_by for part in done}) == 2, [part.held_by for part in done]
             assert flagged(model) == one
 

@@ -12,23 +12,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from monitor.demo.simulation import Plan, build_traffic
+from monitor.detection.calibration import calibrate_model, model_detectors
+from monitor.detection.context import model_context, state_for
 from monitor.detection.detectors import scan
-from monitor.detection.scanning import (
-    calibrate_model,
-    load_queries,
-    model_context,
-    model_detectors,
-    rewind_scanner,
-    safe_high_water,
-    scan_model,
-    scan_parts,
-    state_for,
-)
+from monitor.detection.leases import scan_parts
+from monitor.detection.log_reader import load_queries
+from monitor.detection.scanning import rewind_scanner, scan_model
 from monitor.detection.state_rows import read_rows
-from monitor.gateway.predict import predictor_for
-from monitor.ingestion.store import store_queries
+from monitor.ingestion.store import safe_high_water, store_queries
 from monitor.ingestion.validate import QueryBatch
 from monitor.models import DetectorFinding, ScannerState, ScanShard
+from monitor.registry.predictors import predictor_for
 from tests.factories import make_audited_model
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,8 @@ import time
 import pytest
 
 from monitor.demo.simulation import ApiClient, Plan, build_traffic, send
-from monitor.detection.scanning import calibrate_model, rewind_scanner, scan_model
+from monitor.detection.calibration import calibrate_model
+from monitor.detection.scanning import rewind_scanner, scan_model
 from monitor.models import Alert, AlertAccount, DetectorFinding, QueryLog
 from tests.factories import ingest_token, make_audited_model
 

@@ -11,7 +11,9 @@ import pytest
 
 from monitor.demo import traffic as gen
 from monitor.demo.simulation import Plan, build_traffic
-from monitor.detection.scanning import calibrate_model, scan_model, state_for
+from monitor.detection.calibration import calibrate_model
+from monitor.detection.context import state_for
+from monitor.detection.scanning import scan_model
 from monitor.models import AlertAccount, DetectorState, QueryLog
 from monitor.platform.crypto import data_fernet
 from tests.factories import make_audited_model

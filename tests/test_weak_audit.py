@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from sklearn.ensemble import RandomForestClassifier
 
 from audits import runner
+from audits.attacks.verdict import AuditAlertKind
 from audits.models import AuditPolicy
 from audits.scheduling import request_audit
 from monitor.models import Alert
@@ -37,7 +38,7 @@ def test_an_audit_that_could_not_run_its_reference_attacks_is_inconclusive_and_s
     assert verdict["verdict"] == "inconclusive" and verdict["passed"] is False and not verdict["breaches"]
     assert verdict["weak_audit"] and "upload population data" in verdict["weak_audit"][0]
     assert set(run.result["config"]["coverage"]["skipped"]) == {"rmia", "lira_offline", "rmia_online"}
-    alert = Alert.objects.get(model=model, kind="weak_audit")
+    alert = Alert.objects.get(model=model, kind=AuditAlertKind.WEAK_AUDIT)
     assert alert.severity == "warning" and alert.evidence["reasons"] == verdict["weak_audit"]
     client.force_login(make_user(role="viewer"))
     page = client.get(f"/audits/{run.pk}/").content.decode()
@@ -52,7 +53,7 @@ def test_an_audit_with_a_population_is_judged_as_before():
     model = make_audited_model(n=200)
     run = runner.execute(request_audit(model, enqueue=False).pk)
     assert run.policy_result["verdict"] in ("passed", "breached") and run.policy_result["weak_audit"] == []
-    assert not Alert.objects.filter(model=model, kind="weak_audit").exists()
+    assert not Alert.objects.filter(model=model, kind=AuditAlertKind.WEAK_AUDIT).exists()
 
 
 def test_a_policy_that_cannot_run_is_refused_when_saved():

@@ -204,6 +204,8 @@ def problems() -> list[str]:
     if len(root) > MAX_ROOT_MODULES:
         found.append(f"monitor/ root holds {len(root)} modules (at most {MAX_ROOT_MODULES}): {', '.join(root)}")
     for module, path in modules.items():
+        if module not in WIRING and layer(module) is None:
+            found.append(f"{path.relative_to(ROOT)}: {module} belongs to no layer (add its package to LAYERS)")
         for name, taken, line in imports(module, path):
             where = f"{path.relative_to(ROOT)}:{line}"
             target = resolve(name, modules)

@@ -7,6 +7,7 @@ import importlib.metadata
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -195,144 +196,46 @@ def run_attacks(
     retraining, and are used only if their fingerprints match these records.
     """
     started = time.perf_counter()
-    report: ProgressCallback = progress or (lambda percent, step: None)
+    report: ProgressCallback = progress or ignore_progress
     given = dict(references or {})
     if set(given) - set(REFERENCE_KINDS):
         raise ValueError(f"references are keyed by kind: {', '.join(REFERENCE_KINDS)}")
     names = expand_attacks(config.attacks)
     policy = _as_policy(config.output_policy)
     policies = [_as_policy(p) for p in config.what_if_policies]
-    label_config = config.label_only_config
     clip = default_clip(estimator_for_reference) if config.clip is None else config.clip
-    seed = config.seed
     notes: list[str] = []
     timings: dict[str, float] = {}
 
     report(0, "preparing evaluation records")
-    records = select_records(data, max_per_side=config.max_per_side, seed=seed)
+    records = select_records(data, max_per_side=config.max_per_side, seed=config.seed)
     if records.dropped_duplicates:
         notes.append(f"{records.dropped_duplicates} population rows equal to an evaluation record were left out")
-
-    t = time.perf_counter()
-    target = np.asarray(target_predict_proba(records.X), dtype=np.float64)
-    n_classes = target.shape[1]
-    collected = CollectedOutputs(target=target, target_z=np.asarray(target_predict_proba(records.z_X), np.float64)
-                                 if len(records.z_X) else np.zeros((0, n_classes)))
-    timings["target_queries"] = time.perf_counter() - t
-
-    # Reference models -------------------------------------------------------------------------------
-    skipped: dict[str, str] = {}
-    if records.population_source == "nonmember_split":
-        held = records.n_population_pool + len(records.z_X)
-        notes.append(f"no population data was uploaded: half the non-members ({held} records) were held out of the "
-                     "evaluation as the reference attacks' population")
-    if records.pool_members:
-        notes.append(f"the {records.pool_members} members the audit did not evaluate joined the reference models' "
-                     "training pool (never as non-members)")
-    wanted_reference = [name for name in names if attack_class(name).reference_sets]
-    if wanted_reference and (estimator_for_reference is None or len(records.pool_X) < MIN_POOL
-                             or not len(records.z_X)):
-        why = ("no estimator to train reference models as" if estimator_for_reference is None
-               else f"too few records for reference models: upload population data (records from the same "
-                    f"source the model never trained on), or at least {2 * MIN_POOL} non-members"
-               if records.population_source == "none"
-               else f"the population leaves {len(records.pool_X)} records for reference models and "
-                    f"{len(records.z_X)} for RMIA's z after removing copies of evaluation records; upload more")
-        skipped.update({name: why for name in wanted_reference})
-        names = tuple(name for name in names if name not in wanted_reference)
-    pool_print = fingerprint(records.pool_keys)
-    kinds = [kind for kind in REFERENCE_KINDS if any(kind in attack_class(name).reference_sets for name in names)]
-    failed = _collect_references(kinds, collected=collected, records=records, given=given,
-                                 estimator=estimator_for_reference, config=config, report=report, notes=notes,
-                                 timings=timings)
-    for kind, why in failed.items():
-        dropped = [name for name in names if kind in attack_class(name).reference_sets]
-        skipped.update({name: why for name in dropped})
-        names = tuple(name for name in names if name not in dropped)
-    # Regression attacks (quantile) need the target's own answers on the population pool, and nothing else.
-    wanted_pool = [name for name in names if attack_class(name).needs_target_pool]
-    population_pool_X = records.population_pool[0]
-    if wanted_pool and len(population_pool_X) < MIN_REGRESSION_POOL:
-        skipped.update({name: f"needs at least {MIN_REGRESSION_POOL} population records, the pool has "
-                              f"{len(population_pool_X)}" for name in wanted_pool})
-        names = tuple(name for name in names if name not in wanted_pool)
-    elif wanted_pool:
-        t = time.perf_counter()
-        collected.target_pool = np.asarray(target_predict_proba(population_pool_X), np.float64)
-        timings["target_pool_queries"] = time.perf_counter() - t
-    for name, why in skipped.items():
-        notes.append(f"skipped {name}: {why}")
-
+    collected = _query_target(target_predict_proba, records=records, timings=timings)
+    names, skipped = _collect_attack_inputs(
+        names, records=records, collected=collected, given=given, estimator=estimator_for_reference, config=config,
+        target_predict_proba=target_predict_proba, report=report, notes=notes, timings=timings)
     # Noisy neighbours: the label-only attacks' queries, also what any labels-only policy leaves to attack.
     if any(attack_class(name).needs_neighbourhood for name in names) or any(
             p.returns_labels_only for p in [policy, *policies]):
-        report(58, "querying noisy neighbours for the label-only attack")
-        t = time.perf_counter()
-        neighbourhood_X = neighbourhood_queries(records.X, feature_std=records.feature_std, config=label_config)
-        collected.neighbourhood = np.concatenate([
-            np.asarray(target_predict_proba(neighbourhood_X[s:s + label_config.batch_rows]), np.float64)
-            for s in range(0, len(neighbourhood_X), label_config.batch_rows)])
-        timings["label_only_queries"] = time.perf_counter() - t
-        collected.neighbourhood_keys = record_keys(neighbourhood_X)
-
-    recorded: dict[str, Any] = {
-        "attacks": list(names), "n_reference": config.n_reference, "seed": seed, "output_policy": str(policy),
-        "what_if_policies": [str(p) for p in policies], "clip": clip, "lira_variance": config.lira.variance,
-        "rmia": {"gamma": config.rmia.gamma}, "label_only": label_config.to_dict(),
-        "reference_fraction": config.reference_fraction, "n_members": int(records.is_member.sum()),
-        "n_nonmembers": int((~records.is_member).sum()), "n_reference_pool": records.n_population_pool,
-        "n_reference_pool_members": records.pool_members,
-        "n_population_z": len(records.z_X), "fpr_targets": list(FPR_TARGETS), "top_k": config.top_k,
-        "population_source": records.population_source, "target_train_size": len(data.members_X),
-        "reference_train_size": _reference_sizes(collected.references),
-        "coverage": {"ran": list(names), "skipped": skipped,
-                     "families": sorted({attack_class(name).family for name in names})},
-        "fingerprints": {"evaluation": fingerprint(records.keys), "reference_pool": pool_print},
-        "versions": _library_versions(),
-    }
-    settings = config.attack_settings()
-    attacks = [build_attack(name, settings) for name in names]
-    # A labels-only policy leaves nothing to the other attacks: run the label-only ones asked for, or all.
-    label_attacks = [attack for attack in attacks if attack.family == "label_only"] or [
-        build_attack(name, settings) for name in attack_names() if attack_class(name).family == "label_only"]
-
-    def run_under(current: OutputPolicy, *, main: bool) -> tuple[list[AttackResult], PolicyOutcome]:
-        inputs = AttackInputs(policy=current, records=records, collected=collected, clip=policy_clip(current, clip),
-                              seed=seed)
-        running = attacks
-        if current.returns_labels_only:
-            skipped = [attack.name for attack in attacks if attack.family != "label_only"]
-            running = label_attacks
-            if skipped and main:
-                notes.append(f"the model returns labels only: skipped {', '.join(skipped)}; "
-                             f"ran {', '.join(attack.name for attack in running)}")
-        results = _attack_results(running, inputs=inputs, top_k=config.top_k, config=recorded if main else None)
-        seen = apply_policy(current, collected.target, keys=records.keys, seed=seed).argmax(axis=1)
-        correct = seen == records.y
-        outcome = PolicyOutcome(accuracy=float(correct[~records.is_member].mean()),
-                                train_accuracy=float(correct[records.is_member].mean()),
-                                results=[(r.name, r.metrics) for r in results])
-        return results, outcome
+        _query_neighbourhood(target_predict_proba, records=records, collected=collected,
+                             label_config=config.label_only_config, report=report, timings=timings)
+    recorded = _recorded_config(names, skipped=skipped, data=data, records=records, collected=collected,
+                                config=config, policy=policy, policies=policies, clip=clip)
+    plan = AttackPlan.build(names, config=config, records=records, collected=collected, clip=clip)
 
     report(60, f"attacking under the {policy} output policy")
     t = time.perf_counter()
-    main_results, main_outcome = run_under(policy, main=True)
+    main_results, main_outcome = attack_under_policy(plan, policy, recorded=recorded, notes=notes)
     timings["attacks"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cache = {str(policy): main_outcome}
-
-    def run_what_if(current: OutputPolicy) -> PolicyOutcome:
-        if str(current) not in cache:
-            report(80 + 19 * len(cache) // max(len(policies), 1), f"what-if: {current}")
-            cache[str(current)] = run_under(current, main=False)[1]
-        return cache[str(current)]
-
-    rows = what_if(policies=policies, run_under_policy=run_what_if) if policies else []
+    outcomes = WhatIfOutcomes(plan, report=report, n_policies=len(policies), audited=policy, outcome=main_outcome)
+    rows = what_if(policies=policies, run_under_policy=outcomes) if policies else []
     timings["what_if"] = time.perf_counter() - t
 
     summary = headline([(r.name, r.metrics) for r in main_results]) if main_results else None
-    full_outcome = cache.get("full") or run_under(OutputPolicy("full"), main=False)[1]
+    full_outcome = outcomes.done.get("full") or attack_under_policy(plan, OutputPolicy("full"))[1]
     recommendations = recommend(summary=summary, rows=rows, audited=str(policy), full=full_outcome,
                                 n_nonmembers=int((~records.is_member).sum()), estimator=estimator_for_reference)
     timings["total"] = time.perf_counter() - started
@@ -342,6 +245,178 @@ def run_attacks(
         accuracy={"train": main_outcome.train_accuracy, "test": main_outcome.accuracy}, config=recorded,
         notes=tuple(notes), timings=timings, references=collected.references,
     )
+
+
+def ignore_progress(percent: int, step: str) -> None:
+    """The progress callback of a caller that asked for none."""
+
+
+def _query_target(target_predict_proba: PredictProba, *, records: EvaluationRecords,
+                  timings: dict[str, float]) -> CollectedOutputs:
+    """The target's raw outputs on the evaluation records and on RMIA's z."""
+    t = time.perf_counter()
+    target = np.asarray(target_predict_proba(records.X), dtype=np.float64)
+    n_classes = target.shape[1]
+    collected = CollectedOutputs(target=target, target_z=np.asarray(target_predict_proba(records.z_X), np.float64)
+                                 if len(records.z_X) else np.zeros((0, n_classes)))
+    timings["target_queries"] = time.perf_counter() - t
+    return collected
+
+
+def _collect_attack_inputs(names: tuple[str, ...], *, records: EvaluationRecords, collected: CollectedOutputs,
+                           given: Mapping[str, ReferenceModels], estimator: Any, config: AuditConfig,
+                           target_predict_proba: PredictProba, report: ProgressCallback, notes: list[str],
+                           timings: dict[str, float]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Collect what the attacks need beyond the target's outputs (reference models, the target's answers on the
+    population pool); returns the attacks that can run and, for the others, why not (noted too)."""
+    skipped: dict[str, str] = {}
+    if records.population_source == "nonmember_split":
+        held = records.n_population_pool + len(records.z_X)
+        notes.append(f"no population data was uploaded: half the non-members ({held} records) were held out of the "
+                     "evaluation as the reference attacks' population")
+    if records.pool_members:
+        notes.append(f"the {records.pool_members} members the audit did not evaluate joined the reference models' "
+                     "training pool (never as non-members)")
+    wanted_reference = [name for name in names if attack_class(name).reference_sets]
+    shortfall = _reference_shortfall(records, estimator=estimator)
+    if wanted_reference and shortfall is not None:
+        names = _skip(names, wanted_reference, why=shortfall, skipped=skipped)
+    kinds = [kind for kind in REFERENCE_KINDS if any(kind in attack_class(name).reference_sets for name in names)]
+    failed = _collect_references(kinds, collected=collected, records=records, given=given, estimator=estimator,
+                                 config=config, report=report, notes=notes, timings=timings)
+    for kind, why in failed.items():
+        names = _skip(names, [name for name in names if kind in attack_class(name).reference_sets], why=why,
+                      skipped=skipped)
+    # Regression attacks (quantile) need the target's own answers on the population pool, and nothing else.
+    wanted_pool = [name for name in names if attack_class(name).needs_target_pool]
+    population_pool_X = records.population_pool[0]
+    if wanted_pool and len(population_pool_X) < MIN_REGRESSION_POOL:
+        names = _skip(names, wanted_pool, why=f"needs at least {MIN_REGRESSION_POOL} population records, the pool "
+                                              f"has {len(population_pool_X)}", skipped=skipped)
+    elif wanted_pool:
+        t = time.perf_counter()
+        collected.target_pool = np.asarray(target_predict_proba(population_pool_X), np.float64)
+        timings["target_pool_queries"] = time.perf_counter() - t
+    for name, why in skipped.items():
+        notes.append(f"skipped {name}: {why}")
+    return names, skipped
+
+
+def _reference_shortfall(records: EvaluationRecords, *, estimator: Any) -> str | None:
+    """Why no reference model can be trained for these records (None: they can)."""
+    if estimator is None:
+        return "no estimator to train reference models as"
+    if len(records.pool_X) >= MIN_POOL and len(records.z_X):
+        return None
+    if records.population_source == "none":
+        return (f"too few records for reference models: upload population data (records from the same "
+                f"source the model never trained on), or at least {2 * MIN_POOL} non-members")
+    return (f"the population leaves {len(records.pool_X)} records for reference models and "
+            f"{len(records.z_X)} for RMIA's z after removing copies of evaluation records; upload more")
+
+
+def _skip(names: tuple[str, ...], dropped: Sequence[str], *, why: str, skipped: dict[str, str]) -> tuple[str, ...]:
+    """`names` without `dropped`, each recorded in `skipped` with the reason."""
+    skipped.update({name: why for name in dropped})
+    return tuple(name for name in names if name not in dropped)
+
+
+def _query_neighbourhood(target_predict_proba: PredictProba, *, records: EvaluationRecords,
+                         collected: CollectedOutputs, label_config: LabelOnlyConfig, report: ProgressCallback,
+                         timings: dict[str, float]) -> None:
+    """The target's outputs on noisy neighbours of every evaluation record, queried in batches."""
+    report(58, "querying noisy neighbours for the label-only attack")
+    t = time.perf_counter()
+    neighbourhood_X = neighbourhood_queries(records.X, feature_std=records.feature_std, config=label_config)
+    collected.neighbourhood = np.concatenate([
+        np.asarray(target_predict_proba(neighbourhood_X[s:s + label_config.batch_rows]), np.float64)
+        for s in range(0, len(neighbourhood_X), label_config.batch_rows)])
+    timings["label_only_queries"] = time.perf_counter() - t
+    collected.neighbourhood_keys = record_keys(neighbourhood_X)
+
+
+def _recorded_config(names: tuple[str, ...], *, skipped: dict[str, str], data: AuditData,
+                     records: EvaluationRecords, collected: CollectedOutputs, config: AuditConfig,
+                     policy: OutputPolicy, policies: Sequence[OutputPolicy], clip: float) -> dict[str, Any]:
+    """How the audit ran, as the result records it (JSON-ready); the attacks add what they settled on."""
+    return {
+        "attacks": list(names), "n_reference": config.n_reference, "seed": config.seed, "output_policy": str(policy),
+        "what_if_policies": [str(p) for p in policies], "clip": clip, "lira_variance": config.lira.variance,
+        "rmia": {"gamma": config.rmia.gamma}, "label_only": config.label_only_config.to_dict(),
+        "reference_fraction": config.reference_fraction, "n_members": int(records.is_member.sum()),
+        "n_nonmembers": int((~records.is_member).sum()), "n_reference_pool": records.n_population_pool,
+        "n_reference_pool_members": records.pool_members,
+        "n_population_z": len(records.z_X), "fpr_targets": list(FPR_TARGETS), "top_k": config.top_k,
+        "population_source": records.population_source, "target_train_size": len(data.members_X),
+        "reference_train_size": _reference_sizes(collected.references),
+        "coverage": {"ran": list(names), "skipped": skipped,
+                     "families": sorted({attack_class(name).family for name in names})},
+        "fingerprints": {"evaluation": fingerprint(records.keys), "reference_pool": fingerprint(records.pool_keys)},
+        "versions": _library_versions(),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class AttackPlan:
+    """What the audit attacks with under every output policy: the attacks, the label-only ones that run when a
+    policy returns labels only, and the records and outputs they score."""
+
+    attacks: tuple[Attack, ...]
+    label_attacks: tuple[Attack, ...]
+    records: EvaluationRecords
+    collected: CollectedOutputs
+    clip: float
+    seed: int
+    top_k: int
+
+    @classmethod
+    def build(cls, names: Sequence[str], *, config: AuditConfig, records: EvaluationRecords,
+              collected: CollectedOutputs, clip: float) -> AttackPlan:
+        settings = config.attack_settings()
+        attacks = tuple(build_attack(name, settings) for name in names)
+        # A labels-only policy leaves nothing to the other attacks: run the label-only ones asked for, or all.
+        label_attacks = tuple(attack for attack in attacks if attack.family == "label_only") or tuple(
+            build_attack(name, settings) for name in attack_names() if attack_class(name).family == "label_only")
+        return cls(attacks=attacks, label_attacks=label_attacks, records=records, collected=collected, clip=clip,
+                   seed=config.seed, top_k=config.top_k)
+
+
+def attack_under_policy(plan: AttackPlan, current: OutputPolicy, *, recorded: dict[str, Any] | None = None,
+                        notes: list[str] | None = None) -> tuple[list[AttackResult], PolicyOutcome]:
+    """Every attack of `plan` against what `current` lets a caller see, and the accuracy it leaves. The audited
+    policy's run passes `recorded` (the attacks' settings and the members' exposure are kept) and `notes`."""
+    records, collected = plan.records, plan.collected
+    inputs = AttackInputs(policy=current, records=records, collected=collected, clip=policy_clip(current, plan.clip),
+                          seed=plan.seed)
+    running = plan.attacks
+    if current.returns_labels_only:
+        skipped = [attack.name for attack in plan.attacks if attack.family != "label_only"]
+        running = plan.label_attacks
+        if skipped and notes is not None:
+            notes.append(f"the model returns labels only: skipped {', '.join(skipped)}; "
+                         f"ran {', '.join(attack.name for attack in running)}")
+    results = _attack_results(running, inputs=inputs, top_k=plan.top_k, config=recorded)
+    seen = apply_policy(current, collected.target, keys=records.keys, seed=plan.seed).argmax(axis=1)
+    correct = seen == records.y
+    outcome = PolicyOutcome(accuracy=float(correct[~records.is_member].mean()),
+                            train_accuracy=float(correct[records.is_member].mean()),
+                            results=[(r.name, r.metrics) for r in results])
+    return results, outcome
+
+
+class WhatIfOutcomes:
+    """The what-if table's `run_under_policy`: each output policy attacked once, the audited one already done."""
+
+    def __init__(self, plan: AttackPlan, *, report: ProgressCallback, n_policies: int, audited: OutputPolicy,
+                 outcome: PolicyOutcome) -> None:
+        self.plan, self.report, self.n_policies = plan, report, n_policies
+        self.done: dict[str, PolicyOutcome] = {str(audited): outcome}
+
+    def __call__(self, current: OutputPolicy) -> PolicyOutcome:
+        if str(current) not in self.done:
+            self.report(80 + 19 * len(self.done) // max(self.n_policies, 1), f"what-if: {current}")
+            self.done[str(current)] = attack_under_policy(self.plan, current)[1]
+        return self.done[str(current)]
 
 
 def _reference_sizes(references: Mapping[str, ReferenceModels]) -> dict[str, int]:
@@ -378,11 +453,8 @@ def _collect_references(kinds: Sequence[ReferenceKind], *, collected: CollectedO
         else:
             if refs is not None:
                 notes.append(f"the given {kind} reference models were trained on other records; retrained")
-            base = 5 + 50 * i // len(kinds)
-
-            def tick(done: int, total: int, base: int = base, kind: str = kind) -> None:
-                report(base + 50 * done // (total * len(kinds)), f"training {kind} reference model {done}/{total}")
-
+            tick = partial(_report_training, report=report, base=5 + 50 * i // len(kinds), kind=kind,
+                           n_kinds=len(kinds))
             try:
                 refs = train_reference_models(
                     estimator=estimator, pool_X=records.pool_X, pool_y=records.pool_y, n_models=config.n_reference,
@@ -403,6 +475,10 @@ def _collect_references(kinds: Sequence[ReferenceKind], *, collected: CollectedO
             collected.online_z = reference_proba(refs.models, records.z_X, n_classes)
         timings[f"reference_{kind}_queries"] = time.perf_counter() - t
     return failed
+
+
+def _report_training(done: int, total: int, *, report: ProgressCallback, base: int, kind: str, n_kinds: int) -> None:
+    report(base + 50 * done // (total * n_kinds), f"training {kind} reference model {done}/{total}")
 
 
 def _as_policy(policy: str | OutputPolicy) -> OutputPolicy:

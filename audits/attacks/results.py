@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audits.attacks.exposure import MemberExposure
-from audits.attacks.metrics import AttackMetrics, ClassSlice, Headline
+from audits.attacks.metrics import AttackMetrics, ClassSlice, Headline, HeadlineRate
 from audits.attacks.recommendations import Recommendation
 from audits.attacks.reference import ReferenceModels
 from audits.attacks.whatif import WhatIfRow
@@ -42,6 +42,31 @@ class AuditResult:
 
     def attack(self, name: str) -> AttackResult:
         return next(result for result in self.attacks if result.name == name)
+
+    def rate_at(self, fpr: float) -> HeadlineRate | None:
+        """The headline's TPR at `fpr` (one of metrics.FPR_TARGETS) with its interval and attack; None without one."""
+        return self.headline.tpr_at_fpr.get(fpr) if self.headline is not None else None
+
+    # What run_attacks recorded in `config`, read here so no caller needs to know that dict's layout.
+    @property
+    def skipped(self) -> dict[str, str]:
+        """The attacks asked for that could not run, each with the reason."""
+        return dict((self.config.get("coverage") or {}).get("skipped") or {})
+
+    @property
+    def n_nonmembers(self) -> int:
+        """Non-members evaluated: what an FPR measured at a threshold rests on."""
+        return int(self.config.get("n_nonmembers") or 0)
+
+    @property
+    def target_train_size(self) -> int:
+        """Records the target trained on (the members given to the audit)."""
+        return int(self.config.get("target_train_size") or 0)
+
+    @property
+    def reference_train_sizes(self) -> dict[str, int]:
+        """Per reference kind, the records each reference model trained on."""
+        return dict(self.config.get("reference_train_size") or {})
 
     def to_dict(self) -> dict[str, Any]:
         return {

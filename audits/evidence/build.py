@@ -33,7 +33,7 @@ from audits.evidence.format import (
 from audits.evidence.keys import public_key_pem, signing_key
 from audits.evidence.report import CONTROLS, report_html, report_pdf
 from audits.evidence.verify import check_segment
-from audits.models import AuditRun
+from audits.models import AuditRun, RunStatus
 from monitor.models import RegisteredModel
 from monitor.trail.models import TrailEntry
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 def build_run_bundle(run: AuditRun, *, exported_by: AbstractBaseUser | None = None) -> bytes:
     """The bundle for one finished (or failed) audit run; its period runs from the request to the export."""
     run = AuditRun.objects.select_related("model", "requested_by").get(pk=run.pk)  # the stored run, not a copy
-    if run.status in ("queued", "running"):
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise EvidenceError(f"audit {run.pk} is {run.status}; export it when it has finished")
     return _export(kind="run", model=run.model, runs=[run], start=run.created_at, end=None, subject=run,
                    exported_by=exported_by)

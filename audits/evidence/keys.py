@@ -12,7 +12,9 @@ from django.core.exceptions import ImproperlyConfigured
 def signing_key() -> Ed25519PrivateKey:
     """The Ed25519 key from settings.EVIDENCE_SIGNING_KEY (base64 of a 32-byte seed)."""
     try:
-        seed = base64.b64decode(settings.EVIDENCE_SIGNING_KEY, validate=True)
+        # str(): on a localhost-only install the setting is a lazy string, generated on first use
+        # (monitor/platform/local_secrets.py); b64decode would refuse the lazy object itself.
+        seed = base64.b64decode(str(settings.EVIDENCE_SIGNING_KEY), validate=True)
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured("EVIDENCE_SIGNING_KEY must be base64 of 32 random bytes") from exc
     if len(seed) != 32:

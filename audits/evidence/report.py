@@ -10,10 +10,12 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from audits.attacks.catalogue import ATTACK_LABELS, attack_class
+from audits.attacks.verdict import VerdictState
 from audits.evidence.figures import roc_svg, trend_svg
 from audits.evidence.format import FPRS
-from audits.models import verdict_of
+from audits.models import RunStatus, verdict_of
 from monitor.alerts.evidence_text import evidence_lines
+from monitor.models import AlertStatus
 
 MAX_LOG_ROWS_IN_REPORT = 80
 
@@ -103,7 +105,7 @@ def _rate_cells(rates: dict | None) -> list[dict]:
 def report_context(document: dict, log_lines: list[dict]) -> dict:
     """What audits/report.html shows: every run in a table, the latest finished one (else the latest) in detail."""
     runs = document["runs"]
-    finished = [r for r in runs if r["status"] == "done"]
+    finished = [r for r in runs if r["status"] == RunStatus.DONE]
     main = finished[-1] if finished else (runs[-1] if runs else None)
     model = document["model"]
     context: dict[str, Any] = {
@@ -121,7 +123,8 @@ def report_context(document: dict, log_lines: list[dict]) -> dict:
     return context
 
 
-VERDICT_TEXT = {"passed": "within policy", "breached": "breached", "inconclusive": "inconclusive — weak audit"}
+VERDICT_TEXT = {VerdictState.PASSED: "within policy", VerdictState.BREACHED: "breached",
+                VerdictState.INCONCLUSIVE: "inconclusive — weak audit"}
 
 
 def _run_row(run: dict) -> dict:
@@ -131,7 +134,7 @@ def _run_row(run: dict) -> dict:
     return {"id": run["id"], "status": run["status"], "trigger": run["trigger"], "created_at": run["created_at"],
             "finished_at": run["finished_at"], "tpr": _pct(rate.get("value")), "interval": _interval(rate),
             "auc": _num(headline.get("auc")), "epsilon": _num(headline.get("epsilon_lower"), 2),
-            "verdict": "" if run["status"] != "done" else VERDICT_TEXT[verdict_of(verdict) or "breached"],
+            "verdict": "" if run["status"] != RunStatus.DONE else VERDICT_TEXT[verdict_of(verdict) or VerdictState.BREACHED],
             "passed": verdict.get("passed"), "error": run.get("error")}
 
 
@@ -201,10 +204,10 @@ def _attack_parameters(attack: dict, attack_config: dict) -> str:
 
 def _control_status(document: dict, main: dict | None) -> list[dict]:
     alerts = document["alerts"]
-    handled = sum(1 for a in alerts if a["status"] in ("acknowledged", "resolved", "muted"))
+    handled = sum(1 for a in alerts if a["status"] in (AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.MUTED))
     if main is None:
         tested = "No audit run in the period."
-    elif main["status"] != "done":
+    elif main["status"] != RunStatus.DONE:
         tested = f"Audit {main['id']} {main['status']}."
     else:
         tested = f"Audit {main['id']}: {'within policy' if (main.get('policy') or {}).get('passed') else 'policy breached'}."

@@ -89,6 +89,14 @@ def create_channel(*, name: str, kind: str, target: str, min_severity: str = "wa
     return channel
 
 
+def enable_channel(channel: NotificationChannel, *, user: Any = None, ip: str | None = None) -> None:
+    """Turn a channel back on (a permanent failure or an admin turned it off)."""
+    with transaction.atomic():
+        NotificationChannel.objects.filter(pk=channel.pk).update(enabled=True, disabled_reason="")
+        TrailEntry.record(action="channel.enabled", actor=user, ip=ip, obj=channel)
+    channel.enabled, channel.disabled_reason = True, ""
+
+
 def delete_channel(channel: NotificationChannel, *, user: Any = None, ip: str | None = None) -> None:
     with transaction.atomic():
         TrailEntry.record(action="channel.deleted", actor=user, ip=ip, obj=channel,

@@ -1,5 +1,8 @@
 """Alert lifecycle: open or update by fingerprint, acknowledge, resolve, mute; each change is an event,
-an audit-log entry, and (where people must hear of it) an outbox row per matching channel."""
+an audit-log entry, and (where people must hear of it) an outbox row per matching channel.
+
+The one writer of alerts: a detector incident's accounts and findings are attached here, and the model's automatic
+gateway restriction fires from here when a detector alert opens, escalates or gains an account."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +13,22 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from monitor.models import SEVERITY_RANK, Alert, AlertEvent, Delivery, NotificationChannel, RegisteredModel
+from monitor.alerts.timeline import record_event
+from monitor.gateway.restrictions import auto_restrict
+from monitor.models import (
+    SEVERITY_RANK,
+    Alert,
+    AlertAccount,
+    AlertEventKind,
+    AlertSource,
+    AlertStatus,
+    Delivery,
+    DeliveryEvent,
+    DetectorFinding,
+    NotificationChannel,
+    RegisteredModel,
+    Severity,
+)
 from monitor.platform.broker import publish_on_commit
 from monitor.trail.models import TrailEntry
 
@@ -23,7 +41,7 @@ class AlertActionError(ValueError):
 class Signal:
     """What a detector or an audit reports; the fingerprint decides which alert it belongs to."""
 
-    source: str  # audit | detector
+    source: AlertSource
     kind: str  # detector or attack/policy name
     model: RegisteredModel
     severity: str
@@ -33,6 +51,8 @@ class Signal:
     group: str = ""  # e.g. a linked-accounts group id, in place of one client
     incident: bool = False
     quiet_period: timedelta | None = None
+    accounts: tuple[str, ...] = ()  # every client the alert is about (AlertAccount rows), the own one included
+    finding_ids: tuple[int, ...] = ()  # the DetectorFinding rows this raise reports
 
     @property
     def fingerprint(self) -> str:
@@ -40,10 +60,9 @@ class Signal:
         return f"{self.source}:{self.model.slug}:{self.kind}:{subject}"[:200]
 
 
-def _log(alert: Alert, kind: str, *, actor: Any = None, note: str = "", data: dict | None = None,
+def _log(alert: Alert, kind: AlertEventKind, *, actor: Any = None, note: str = "", data: dict | None = None,
          before: dict | None = None, ip: str | None = None) -> None:
-    name = actor.get_username() if actor is not None else "system"
-    AlertEvent.objects.create(alert=alert, kind=kind, actor=actor, actor_name=name, note=note, data=data or {})
+    record_event(alert, kind, actor=actor, note=note, data=data)
     TrailEntry.record(action=f"alert.{kind}", actor=actor, ip=ip, obj=alert, before=before,
                          after={**alert.snapshot(), "note": note} if note else alert.snapshot())
 
@@ -69,8 +88,9 @@ def _raise_once(signal: Signal, now: datetime) -> tuple[Alert, bool]:
             severity=signal.severity, first_seen=now, last_seen=now, evidence=signal.evidence,
             quiet_period=signal.quiet_period,
         )
-        _log(alert, "opened", data={"severity": alert.severity})
-        notify(alert, "opened", now=now)
+        _log(alert, AlertEventKind.OPENED, data={"severity": alert.severity})
+        notify(alert, DeliveryEvent.OPENED, now=now)
+        _attach(alert, signal, changed=True, now=now)
         return alert, True
     before = alert.snapshot()
     rose = SEVERITY_RANK[signal.severity] > SEVERITY_RANK[alert.severity]
@@ -80,17 +100,31 @@ def _raise_once(signal: Signal, now: datetime) -> tuple[Alert, bool]:
         alert.severity = signal.severity
     alert.save(update_fields=["last_seen", "occurrences", "evidence", "title", "severity"])
     if rose:
-        _log(alert, "escalated", data={"from": before["severity"], "to": alert.severity}, before=before)
-        notify(alert, "escalated", key=alert.severity, now=now)
+        _log(alert, AlertEventKind.ESCALATED, data={"from": before["severity"], "to": alert.severity}, before=before)
+        notify(alert, DeliveryEvent.ESCALATED, key=alert.severity, now=now)
+    _attach(alert, signal, changed=rose, now=now)
     return alert, False
 
 
-def notify(alert: Alert, event: str, *, key: str = "", now: datetime | None = None) -> int:
+def _attach(alert: Alert, signal: Signal, *, changed: bool, now: datetime) -> None:
+    """The incident's accounts and findings; then the model's automatic restriction when the alert opened,
+    escalated or gained an account (clients already restricted are left as they are)."""
+    known = set(AlertAccount.objects.filter(alert=alert).values_list("client_id", flat=True))
+    new = sorted(set(signal.accounts) - known)  # ingestion let no id past CLIENT_ID_MAX_LENGTH
+    AlertAccount.objects.bulk_create([AlertAccount(alert=alert, client_id=client) for client in new],
+                                     ignore_conflicts=True)
+    if signal.finding_ids:
+        DetectorFinding.objects.filter(pk__in=signal.finding_ids).update(alert=alert)
+    if signal.source == AlertSource.DETECTOR and (changed or new):
+        auto_restrict(signal.model, alert, now=now)
+
+
+def notify(alert: Alert, event: DeliveryEvent, *, key: str = "", now: datetime | None = None) -> int:
     """Queue one delivery per matching channel, unless the alert is muted or covered by an incident."""
-    if alert.status == "muted" and event != "resolved":
+    if alert.status == AlertStatus.MUTED and event != DeliveryEvent.RESOLVED:
         return 0
     if alert.suppressed_by_incident():
-        AlertEvent.objects.create(alert=alert, kind="suppressed", note=f"{event}: an open incident on the model covers it")
+        record_event(alert, AlertEventKind.SUPPRESSED, note=f"{event}: an open incident on the model covers it")
         return 0
     queued = 0
     for channel in NotificationChannel.objects.filter(enabled=True):
@@ -107,28 +141,28 @@ def notify(alert: Alert, event: str, *, key: str = "", now: datetime | None = No
 def acknowledge(alert: Alert, *, user: Any, note: str = "", ip: str | None = None) -> Alert:
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
-        if alert.status not in ("open", "muted"):
+        if alert.status not in (AlertStatus.OPEN, AlertStatus.MUTED):
             raise AlertActionError(f"the alert is {alert.status}; only open or muted alerts can be acknowledged")
         before = alert.snapshot()
-        alert.status, alert.acknowledged_by, alert.acknowledged_at, alert.ack_note = "acknowledged", user, timezone.now(), note
+        alert.status, alert.acknowledged_by, alert.acknowledged_at, alert.ack_note = AlertStatus.ACKNOWLEDGED, user, timezone.now(), note
         alert.muted_until, alert.mute_reason = None, ""
         alert.save()
-        _log(alert, "acknowledged", actor=user, note=note, before=before, ip=ip)
-        notify(alert, "acknowledged")  # webhook and PagerDuty channels only (NotificationChannel.wants_event)
+        _log(alert, AlertEventKind.ACKNOWLEDGED, actor=user, note=note, before=before, ip=ip)
+        notify(alert, DeliveryEvent.ACKNOWLEDGED)  # webhook and PagerDuty channels only (NotificationChannel.wants_event)
     return alert
 
 
 def resolve(alert: Alert, *, user: Any = None, note: str = "", ip: str | None = None) -> Alert:
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
-        if alert.status == "resolved":
+        if alert.status == AlertStatus.RESOLVED:
             raise AlertActionError("the alert is already resolved")
         before = alert.snapshot()
-        alert.status, alert.resolved_by, alert.resolved_at = "resolved", user, timezone.now()
+        alert.status, alert.resolved_by, alert.resolved_at = AlertStatus.RESOLVED, user, timezone.now()
         alert.save()
-        _log(alert, "resolved", actor=user, note=note or ("" if user else "quiet period elapsed"), before=before, ip=ip)
-        if before["status"] != "muted":
-            notify(alert, "resolved")
+        _log(alert, AlertEventKind.RESOLVED, actor=user, note=note or ("" if user else "quiet period elapsed"), before=before, ip=ip)
+        if before["status"] != AlertStatus.MUTED:
+            notify(alert, DeliveryEvent.RESOLVED)
     return alert
 
 
@@ -141,12 +175,12 @@ def mute(alert: Alert, *, user: Any, until: datetime, reason: str, ip: str | Non
         raise AlertActionError("a reason is required to mute an alert")
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
-        if alert.status == "resolved":
+        if alert.status == AlertStatus.RESOLVED:
             raise AlertActionError("a resolved alert cannot be muted")
         before = alert.snapshot()
-        alert.status, alert.muted_until, alert.mute_reason = "muted", until, reason.strip()[:500]
+        alert.status, alert.muted_until, alert.mute_reason = AlertStatus.MUTED, until, reason.strip()[:500]
         alert.save()
-        _log(alert, "muted", actor=user, note=reason, before=before, ip=ip)
+        _log(alert, AlertEventKind.MUTED, actor=user, note=reason, before=before, ip=ip)
     return alert
 
 
@@ -154,29 +188,29 @@ def housekeeping(*, now: datetime | None = None) -> dict[str, int]:
     """Lift expired mutes, resolve alerts quiet for their period, remind about open critical alerts."""
     now = now or timezone.now()
     counts = {"unmuted": 0, "auto_resolved": 0, "reminders": 0}
-    for alert in Alert.objects.filter(status="muted", muted_until__lte=now):
+    for alert in Alert.objects.filter(status=AlertStatus.MUTED, muted_until__lte=now):
         with transaction.atomic():
             locked = Alert.objects.select_for_update().get(pk=alert.pk)
-            if locked.status != "muted":
+            if locked.status != AlertStatus.MUTED:
                 continue
             before = locked.snapshot()
-            locked.status = "acknowledged" if locked.acknowledged_at else "open"
+            locked.status = AlertStatus.ACKNOWLEDGED if locked.acknowledged_at else AlertStatus.OPEN
             locked.muted_until = None
             locked.save()
-            _log(locked, "unmuted", note="mute expired", before=before)
+            _log(locked, AlertEventKind.UNMUTED, note="mute expired", before=before)
             counts["unmuted"] += 1
-    for alert in Alert.objects.filter(status__in=("open", "acknowledged"), quiet_period__isnull=False):
+    for alert in Alert.objects.filter(status__in=(AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED), quiet_period__isnull=False):
         if alert.last_seen + alert.quiet_period <= now:
             resolve(alert)
             counts["auto_resolved"] += 1
     interval = timedelta(seconds=settings.ALERT_REMINDER_SECONDS)
-    for alert in Alert.objects.filter(status="open", severity="critical"):
+    for alert in Alert.objects.filter(status=AlertStatus.OPEN, severity=Severity.CRITICAL):
         last = alert.last_notified_at or alert.first_seen
         if last + interval <= now:
             with transaction.atomic():
                 number = alert.reminders_sent + 1
                 Alert.objects.filter(pk=alert.pk).update(reminders_sent=number, last_notified_at=now)
-                AlertEvent.objects.create(alert=alert, kind="reminder", note=f"reminder {number}: still open")
-                notify(alert, "reminder", key=str(number), now=now)
+                record_event(alert, AlertEventKind.REMINDER, note=f"reminder {number}: still open")
+                notify(alert, DeliveryEvent.REMINDER, key=str(number), now=now)
                 counts["reminders"] += 1
     return counts

@@ -78,7 +78,8 @@ def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 
 @api.exception_handler(IngestError)
 def on_ingest_error(request: HttpRequest, exc: IngestError) -> HttpResponse:
-    return error_response(request, exc.status, exc.message, exc.details)
+    """A refusal no router mapped itself: the one mapping from the domain's reasons to HTTP statuses."""
+    return on_api_error(request, ApiError.from_ingest(exc))
 
 
 @api.exception_handler(RateLimited)

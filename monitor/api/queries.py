@@ -18,7 +18,7 @@ from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import IngestResultOut, PredictOut
 from monitor.gateway.predict import predict_and_log
 from monitor.ingestion.store import store_queries
-from monitor.ingestion.validate import validate_columns, validate_queries
+from monitor.ingestion.validate import IngestError, validate_columns, validate_queries
 from monitor.registry.artifacts import ArtifactError
 
 router = Router(tags=["queries"])
@@ -115,13 +115,16 @@ def log_queries(request: HttpRequest, slug: str) -> Status:
     """Atomic: any invalid row rejects the batch and nothing is stored. Idempotent on `request_id`."""
     model = model_for_write(request, slug, user_roles=(roles.ADMIN,))
     shape, rows = parse_query_body(request)
-    if shape == "columns":
-        client_ids = rows.get("client_id") if isinstance(rows, dict) else None
-        charge_token(request, len(client_ids) if isinstance(client_ids, list) else 1)
-        batch = validate_columns(rows, model=model, max_queries=settings.INGEST_MAX_QUERIES)
-    else:
-        charge_token(request, len(rows) if isinstance(rows, list) else 1)
-        batch = validate_queries(rows, model=model, max_queries=settings.INGEST_MAX_QUERIES)
+    try:
+        if shape == "columns":
+            client_ids = rows.get("client_id") if isinstance(rows, dict) else None
+            charge_token(request, len(client_ids) if isinstance(client_ids, list) else 1)
+            batch = validate_columns(rows, model=model, max_queries=settings.INGEST_MAX_QUERIES)
+        else:
+            charge_token(request, len(rows) if isinstance(rows, list) else 1)
+            batch = validate_queries(rows, model=model, max_queries=settings.INGEST_MAX_QUERIES)
+    except IngestError as exc:
+        raise ApiError.from_ingest(exc) from exc
     result = store_queries(model, batch)
     return Status(201, {"accepted": result.accepted, "duplicates": result.duplicates})
 
@@ -129,7 +132,7 @@ def log_queries(request: HttpRequest, slug: str) -> Status:
 @router.post(
     "/models/{slug}/predict",
     summary="Predict through the gateway (output policy applied, every row logged)",
-    response={200: PredictOut, 400: dict, 403: dict, 404: dict, 413: dict, 429: dict, 502: dict},
+    response={200: PredictOut, 400: dict, 403: dict, 404: dict, 409: dict, 413: dict, 429: dict, 502: dict},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["client_id", "features"],
         "properties": {"client_id": {"type": "string", "maxLength": 128},
@@ -145,5 +148,7 @@ def predict(request: HttpRequest, slug: str) -> dict:
     charge_token(request, len(features) if isinstance(features, list) else 1)
     try:
         return predict_and_log(model, payload)
+    except IngestError as exc:
+        raise ApiError.from_ingest(exc) from exc
     except ArtifactError as exc:
         raise ApiError(502, f"the model could not answer: {exc}") from exc

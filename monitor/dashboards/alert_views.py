@@ -5,20 +5,26 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from monitor.access import roles
 from monitor.alerts import lifecycle as alerting
-from monitor.alerts.channels import ChannelError, create_channel, delete_channel
+from monitor.alerts.channels import ChannelError, create_channel, delete_channel, enable_channel
 from monitor.alerts.lifecycle import AlertActionError
 from monitor.alerts.outbox import send_test
 from monitor.gateway import restrictions
-from monitor.models import SEVERITIES, Alert, NotificationChannel, RegisteredModel
+from monitor.models import (
+    CLIENT_ID_MAX_LENGTH,
+    SEVERITIES,
+    Alert,
+    DeliveryStatus,
+    NotificationChannel,
+    RegisteredModel,
+)
 from monitor.trail.hooks import client_ip
-from monitor.trail.models import TrailEntry
 
 STATUS_FILTERS = ["unresolved", "open", "acknowledged", "muted", "resolved", "all"]
 MUTE_CHOICES = {"1h": timedelta(hours=1), "8h": timedelta(hours=8), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -60,7 +66,7 @@ RESTRICT_HOURS = {"1", "24", "168", ""}
 def client_restriction(request: HttpRequest, slug: str) -> HttpResponse:
     """Restrict a client at the gateway, or lift its restriction (the alert and client pages' buttons)."""
     model = get_object_or_404(RegisteredModel, slug=slug)
-    client_id = request.POST.get("client_id", "")[:128]
+    client_id = request.POST.get("client_id", "")[:CLIENT_ID_MAX_LENGTH]
     hours = request.POST.get("hours", "24")
     try:
         if request.POST.get("op") == "lift":
@@ -148,14 +154,16 @@ def channel_action(request: HttpRequest, channel_id: int, action: str) -> HttpRe
         messages.success(request, f"Channel {channel.name} deleted.")
     elif action == "test":
         delivery = send_test(channel)
-        if delivery.status == "sent":
+        if delivery.status == DeliveryStatus.SENT:
             messages.success(request, f"Test message sent to {channel.name}.")
         else:
             messages.error(request, f"Test message to {channel.name} failed: {delivery.last_error}")
     elif action == "enable":
-        NotificationChannel.objects.filter(pk=channel.pk).update(enabled=True, disabled_reason="")
-        TrailEntry.record(action="channel.enabled", actor=request.user, ip=client_ip(request), obj=channel)
+        enable_channel(channel, user=request.user, ip=client_ip(request))
         messages.success(request, f"Channel {channel.name} enabled.")
+    else:
+        return HttpResponseBadRequest(f"unknown channel action {action[:40]!r}: use delete, test or enable",
+                                      content_type="text/plain")
     return redirect("channel-list")
 
 

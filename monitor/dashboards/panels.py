@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audits.models import AuditPolicy, AuditRun, headline_rate
 from monitor.dashboards import audit_charts, charts
+from monitor.ingestion import counts
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import (
     Alert,
@@ -73,14 +74,26 @@ def overview_rows() -> list[dict]:
 
 
 def top_clients_in(model: RegisteredModel, *, since: datetime, search: str = "") -> list[dict]:
-    """The 20 busiest clients since `since` (client ids containing `search`), from the client-day rollup."""
+    """The 20 busiest clients since `since` (client ids containing `search`), from the client-day rollup and the
+    log's unfolded tail."""
     in_period = ClientDayRollup.objects.filter(model=model, day__gte=since.date())
     if search:
         in_period = in_period.filter(client_id__icontains=search)
-    top_clients = (in_period.values("client_id")
-                   .annotate(queries=Sum("count"), days=Count("id"), last=Max("day"),
-                             confidence=Sum("confidence_sum"))
-                   .order_by("-queries", "client_id")[:20])
+    rows = {row["client_id"]: row for row in in_period.values("client_id").annotate(
+        queries=Sum("count"), days=Count("id"), last=Max("day"), confidence=Sum("confidence_sum"))}
+    new_days: dict[str, set] = {}
+    for tail in counts.unfolded_minutes(model, since=since, search=search):
+        row = rows.setdefault(tail.client_id, {"client_id": tail.client_id, "queries": 0, "days": 0, "last": None,
+                                               "confidence": 0.0})
+        row["queries"] += tail.count
+        row["confidence"] += tail.confidence_sum
+        day = tail.minute.date()
+        if row["last"] is None or day > row["last"]:
+            new_days.setdefault(tail.client_id, set()).add(day)
+    for client, days in new_days.items():
+        rows[client]["days"] += len(days)
+        rows[client]["last"] = max(days)
+    top_clients = sorted(rows.values(), key=lambda row: (-row["queries"], row["client_id"]))[:20]
     for row in top_clients:
         row["mean_confidence"] = row["confidence"] / row["queries"] if row["queries"] else None
     return top_clients
@@ -88,10 +101,14 @@ def top_clients_in(model: RegisteredModel, *, since: datetime, search: str = "")
 
 def volume_series(model: RegisteredModel, since, *, hourly: bool) -> dict:
     """Counts per hour (24 h) or per day (longer periods) for the busiest clients; the rest folded into
-    'other clients'. Reads rollups only, and the fine ones for six clients at most: the cost grows with
-    neither the number of clients nor the length of the log."""
-    top = list(ClientDayRollup.objects.filter(model=model, day__gte=since.date()).values("client_id")
-               .annotate(n=Sum("count")).order_by("-n", "client_id").values_list("client_id", flat=True)[:TOP_CLIENTS])
+    'other clients'. Reads rollups (the fine ones for six clients at most) and the log's unfolded tail: the cost
+    grows with neither the number of clients nor the length of the log."""
+    tails = counts.unfolded_minutes(model, since=since)  # what the rollups do not hold yet
+    per_client_total = dict(ClientDayRollup.objects.filter(model=model, day__gte=since.date()).values("client_id")
+                            .annotate(n=Sum("count")).values_list("client_id", "n"))
+    for tail in tails:
+        per_client_total[tail.client_id] = per_client_total.get(tail.client_id, 0) + tail.count
+    top = sorted(per_client_total, key=lambda client: (-per_client_total[client], client))[:TOP_CLIENTS]
     buckets: dict[str, dict] = {client: {} for client in top}
     if hourly:
         per_client = (QueryRollup.objects.filter(model=model, client_id__in=top, minute__gte=since)
@@ -105,14 +122,19 @@ def volume_series(model: RegisteredModel, since, *, hourly: bool) -> dict:
                   .values("bucket").annotate(n=Sum("count")))
     for client, bucket, count in per_client.values_list("client_id", "bucket", "n"):
         buckets[client][bucket] = count
-    others = {bucket: total - sum(b.get(bucket, 0) for b in buckets.values())
-              for bucket, total in totals.values_list("bucket", "n")}
+    all_clients = dict(totals.values_list("bucket", "n"))
+    for tail in tails:
+        bucket = tail.minute.replace(minute=0) if hourly else tail.minute.date()
+        all_clients[bucket] = all_clients.get(bucket, 0) + tail.count
+        if tail.client_id in buckets:
+            buckets[tail.client_id][bucket] = buckets[tail.client_id].get(bucket, 0) + tail.count
+    others = {bucket: total - sum(b.get(bucket, 0) for b in buckets.values()) for bucket, total in all_clients.items()}
     buckets["other clients"] = {bucket: n for bucket, n in others.items() if n > 0}
     series = {}
-    for client, counts in buckets.items():
-        if counts:
-            keys = sorted(counts)
-            series[client] = (keys, [counts[k] for k in keys])
+    for client, per_bucket in buckets.items():
+        if per_bucket:
+            keys = sorted(per_bucket)
+            series[client] = (keys, [per_bucket[k] for k in keys])
     return series
 
 

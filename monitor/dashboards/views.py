@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
-from django.db.models import Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -22,13 +21,14 @@ from monitor.dashboards.panels import (
 )
 from monitor.dashboards.projection import project
 from monitor.gateway import restrictions
-from monitor.ingestion.rollups import fold_all, fold_rollups
+from monitor.ingestion import counts
 from monitor.models import (
+    CLIENT_ID_MAX_LENGTH,
     Alert,
-    ClientDayRollup,
     QueryLog,
     QueryRollup,
     RegisteredModel,
+    RollupWatermark,
     WorkerHeartbeat,
 )
 from monitor.registry.registration import RegistrationError, Upload, register_model
@@ -43,7 +43,6 @@ def overview(request: HttpRequest) -> HttpResponse:
     period = period if period in PERIODS else "7d"
     now = timezone.now()
     since = now - PERIODS[period]
-    fold_all()  # the rollups count every query logged so far
     rows = overview_rows()
     timeline_alerts = list(Alert.objects.filter(first_seen__gte=since).select_related("model")
                            .order_by("-first_seen")[:2000])
@@ -60,7 +59,6 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @roles.role_required(*roles.READ)
 def model_list(request: HttpRequest) -> HttpResponse:
-    fold_all()  # client counts read the rollups
     return render(request, "monitor/model_list.html", {
         "models": [model_summary(model) for model in RegisteredModel.objects.all()],
     })
@@ -72,9 +70,8 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     period = request.GET.get("period", "7d")
     period = period if period in PERIODS else "7d"
     since = timezone.now() - PERIODS[period]
-    fold_rollups(model)
     series = volume_series(model, since, hourly=period == "24h")
-    search = request.GET.get("q", "").strip()[:128]
+    search = request.GET.get("q", "").strip()[:CLIENT_ID_MAX_LENGTH]
     top_clients = top_clients_in(model, since=since, search=search)
     audit = audit_panel(model)
     detection = detection_panel(model, since)
@@ -87,6 +84,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "periods": list(PERIODS),
         "top_clients": top_clients,
         "search": search,
+        "rollups_as_of": RollupWatermark.objects.filter(model=model).values_list("folded_at", flat=True).first(),
         "volume_figure": charts.query_volume_figure(
             series=series, title=f"Queries per {'hour' if period == '24h' else 'day'}, last {period}") if series else None,
     })
@@ -132,10 +130,13 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
     period = request.GET.get("period", "7d")
     period = period if period in PERIODS else "7d"
     since = timezone.now() - PERIODS[period]
-    fold_rollups(model)
-    rollups = list(QueryRollup.objects.filter(model=model, client_id=client_id, minute__gte=since)
-                   .order_by("minute").values_list("minute", "count", "confidence_sum"))
-    total = ClientDayRollup.objects.filter(model=model, client_id=client_id).aggregate(n=Sum("count"))["n"] or 0
+    minutes = {minute: (count, confidence) for minute, count, confidence in QueryRollup.objects.filter(
+        model=model, client_id=client_id, minute__gte=since).values_list("minute", "count", "confidence_sum")}
+    for tail in counts.unfolded_minutes(model, since=since, client_id=client_id):  # not folded yet
+        count, confidence = minutes.get(tail.minute, (0, 0.0))
+        minutes[tail.minute] = (count + tail.count, confidence + tail.confidence_sum)
+    rollups = [(minute, *minutes[minute]) for minute in sorted(minutes)]
+    total = counts.client_queries(model, client_id)
     if not total:
         raise Http404(f"no queries from client {client_id!r} on {model.slug}")
     timeline = None

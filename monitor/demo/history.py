@@ -15,16 +15,19 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from audits.attacks.verdict import AuditAlertKind
 from audits.models import AuditRun, RunStatus, Trigger
+from monitor.alerts import timeline
 from monitor.models import (
     Alert,
-    AlertEvent,
+    AlertSource,
     ClientDayRollup,
     ClientRestriction,
     DetectorFinding,
     ModelArtifact,
     ModelHourRollup,
     RegisteredModel,
+    Severity,
 )
 
 DAYS = 30
@@ -113,24 +116,15 @@ def write_audits(model: RegisteredModel, real: AuditRun, *, now: datetime, seed:
     return runs
 
 
-def _alert(model: RegisteredModel, *, source: str, kind: str, title: str, severity: str, client_id: str,
-           evidence: dict, events: list[tuple[str, datetime, str, dict]], status: str) -> Alert:
+def _alert(model: RegisteredModel, *, kind: str, client_id: str, **fields: Any) -> Alert:
     fingerprint = hashlib.sha256(f"demo-history\x1f{model.slug}\x1f{kind}\x1f{client_id}".encode()).hexdigest()[:32]
-    first, last = events[0][1], events[-1][1]
-    alert = Alert.objects.create(
-        fingerprint=fingerprint, source=source, kind=kind, title=title, model=model, client_id=client_id,
-        severity=severity, status=status, first_seen=first, last_seen=last, occurrences=len(events),
-        evidence=evidence, resolved_at=last if status == "resolved" else None,
-        acknowledged_at=next((at for name, at, _, _ in events if name == "acknowledged"), None))
-    AlertEvent.objects.bulk_create([AlertEvent(alert=alert, kind=name, at=at, actor_name=actor, note=data.pop("note", ""),
-                                               data=data) for name, at, actor, data in events])
-    return alert
+    return timeline.record_past_alert(model, fingerprint=fingerprint, kind=kind, client_id=client_id, **fields)
 
 
 def write_story(forest: RegisteredModel, *, now: datetime, real_tpr: float) -> None:
     """The retrain's regression alert on day 18 and the low-and-slow attacker of week 2."""
     retrain = day_start(RETRAIN_DAY, now=now) + timedelta(hours=2, minutes=1)
-    _alert(forest, source="audit", kind="leakage_regression", severity="warning", client_id="",
+    _alert(forest, source=AlertSource.AUDIT, kind=AuditAlertKind.LEAKAGE_REGRESSION, severity=Severity.WARNING, client_id="",
            title=f"Audit: TPR@1%FPR rose from {real_tpr / 2:.3g} to {real_tpr:.3g}",
            evidence={"metric": "tpr_at_1pct_fpr", "previous": real_tpr / 2, "now": real_tpr, "factor": 2.0},
            events=[("opened", retrain, "system", {"severity": "warning"}),
@@ -141,7 +135,7 @@ def write_story(forest: RegisteredModel, *, now: datetime, real_tpr: float) -> N
     evidence = {"n_members_hit": 31, "n_regions": 34, "members_hit_per_region": 0.91, "base_rate": 0.02,
                 "member_ids": ["1187", "2044", "2919", "3310", "507"], "window_days": 5,
                 "note": "38 queries a day, at a benign client's rate"}
-    _alert(forest, source="detector", kind="training_proximity", severity="critical", client_id=SLOW_ATTACKER,
+    _alert(forest, source=AlertSource.DETECTOR, kind="training_proximity", severity=Severity.CRITICAL, client_id=SLOW_ATTACKER,
            title=f"training_proximity: {SLOW_ATTACKER} queried training records across five days",
            evidence=evidence,
            events=[("opened", first, "system", {"severity": "warning"}),

@@ -131,7 +131,8 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
     # have something to show before the worker's first tick.
     from audits import runner
     from audits.scheduling import request_audit
-    from monitor.detection.scanning import calibrate_model, scan_model
+    from monitor.detection.calibration import calibrate_model
+    from monitor.detection.scanning import scan_model
 
     stdout.write("running the first audit (threshold, RMIA offline and online, LiRA offline; 4 reference models "
                  "of each kind) …")

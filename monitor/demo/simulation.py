@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from monitor.demo import traffic as gen
-from monitor.gateway.predict import predictor_for
 from monitor.models import RegisteredModel
+from monitor.registry.predictors import predictor_for
 
 ATTACKS = ("noise_sweep", "augmentation_sweep", "boundary_search", "candidate_testing", "shadow_harvest",
            "adaptive_sweep", "low_and_slow", "slow_sweep")

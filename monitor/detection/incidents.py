@@ -8,18 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts.lifecycle import Signal, raise_signal
-from monitor.detection.detectors import Finding
-from monitor.models import Alert, AlertAccount, RegisteredModel
+from monitor.detection.detectors import Finding, detector_title
+from monitor.models import Alert, AlertAccount, AlertSource, AlertStatus, RegisteredModel
 from monitor.platform.severity import Severity
 
-TITLES = {
-    "volume": "Query volume far above baseline",
-    "near_duplicate_sweep": "Near-duplicate sweep around records (label-only attack pattern)",
-    "boundary_probing": "Queries piling up at the decision boundary",
-    "training_proximity": "Queries matching training records",
-    "distribution_shift": "Queries unlike production traffic",
-    "account_linking": "Same probing pattern across several accounts",
-}
 MAX_ACCOUNTS = 50
 
 
@@ -59,8 +51,8 @@ def group_by_actor(model: RegisteredModel, findings: list[Finding]) -> list[Acto
     for finding in findings:
         actors[root[finding.client_id]].findings.append(finding)
     open_accounts = list(AlertAccount.objects.select_related("alert")
-                         .filter(alert__model=model, alert__source="detector", client_id__in=set(root))
-                         .exclude(alert__status="resolved"))
+                         .filter(alert__model=model, alert__source=AlertSource.DETECTOR, client_id__in=set(root))
+                         .exclude(alert__status=AlertStatus.RESOLVED))
     for actor in actors.values():
         known = [account.alert for account in open_accounts if account.client_id in actor.clients]
         if known:
@@ -80,7 +72,8 @@ def _signal_entry(finding: Finding) -> dict[str, Any]:
             "evidence": finding.evidence}
 
 
-def raise_incident(model: RegisteredModel, actor: Actor, *, quiet_period: Any) -> tuple[Alert, bool]:
+def raise_incident(model: RegisteredModel, actor: Actor, *, quiet_period: Any,
+                   finding_ids: list[int]) -> tuple[Alert, bool]:
     """Open or update the actor's incident with its new findings."""
     existing = actor.alert
     signals: dict[str, Any] = dict((existing.evidence or {}).get("signals") or {}) if existing else {}
@@ -96,14 +89,11 @@ def raise_incident(model: RegisteredModel, actor: Actor, *, quiet_period: Any) -
     lead = signals.get(kind) or _signal_entry(strongest)
     severity = max((s["severity"] for s in signals.values()), key=lambda s: Severity(s).rank)
     others = sorted(set(signals) - {kind})
-    title = TITLES.get(kind, kind) + (f" + {', '.join(others)}" if others else "")
+    title = detector_title(kind) + (f" + {', '.join(others)}" if others else "")
     if len(accounts) > 1:
         title += f" ({len(accounts)} linked accounts)"
     evidence = {"score": max(s["score"] for s in signals.values()), **lead["evidence"],
                 "signals": signals, "accounts": sorted(accounts)[:MAX_ACCOUNTS], "n_accounts": len(accounts)}
-    alert, opened = raise_signal(Signal(source="detector", kind=kind, model=model, severity=severity,
-                                        client_id=primary[:128], title=title[:200], evidence=evidence,
-                                        quiet_period=quiet_period))
-    for client in sorted(accounts)[:MAX_ACCOUNTS]:
-        AlertAccount.objects.get_or_create(alert=alert, client_id=client[:128])
-    return alert, opened
+    return raise_signal(Signal(source=AlertSource.DETECTOR, kind=kind, model=model, severity=severity,
+                               client_id=primary, title=title, evidence=evidence, quiet_period=quiet_period,
+                               accounts=tuple(sorted(accounts)[:MAX_ACCOUNTS]), finding_ids=tuple(finding_ids)))

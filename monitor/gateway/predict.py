@@ -7,23 +7,15 @@ from django.utils import timezone
 
 from monitor.gateway.restrictions import gateway_policy
 from monitor.ingestion.store import store_queries
-from monitor.ingestion.validate import IngestError, QueryBatch, identifier_problem, vector_problem
-from monitor.models import ModelArtifact, RegisteredModel
-from monitor.registry.artifacts import EndpointPredictor, Predictor, cached_predictor
-
-
-def predictor_for(model: RegisteredModel) -> Predictor:
-    if model.source == RegisteredModel.ENDPOINT:
-        return EndpointPredictor(url=model.endpoint_url, classes=model.class_labels, n_features=model.n_features,
-                                 timeout=settings.REMOTE_MODEL_TIMEOUT)
-    artifact = model.artifacts.filter(version=model.version).values("sha256", "format").first()
-    if artifact is None:
-        raise IngestError(f"model {model.slug!r} has no artifact for version {model.version}", status=409)
-
-    def load_bytes() -> bytes:
-        return bytes(ModelArtifact.objects.values_list("data", flat=True).get(model=model, version=model.version))
-
-    return cached_predictor(sha256=artifact["sha256"], fmt=artifact["format"], load_bytes=load_bytes)
+from monitor.ingestion.validate import (
+    IngestError,
+    IngestRefusal,
+    QueryBatch,
+    identifier_problem,
+    vector_problem,
+)
+from monitor.models import RegisteredModel
+from monitor.registry.predictors import NoArtifact, predictor_for
 
 
 def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
@@ -41,7 +33,8 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
         rows = []
     elif len(rows) > settings.PREDICT_MAX_ROWS:
         raise IngestError(f"{len(rows):,} rows; at most {settings.PREDICT_MAX_ROWS:,} per request",
-                          [{"index": None, "field": "features", "message": "too many rows"}], status=413)
+                          [{"index": None, "field": "features", "message": "too many rows"}],
+                          refusal=IngestRefusal.TOO_LARGE)
     for index, row in enumerate(rows):
         problem = vector_problem(row, length=model.n_features, what="features", unit_interval=False)
         if problem:
@@ -56,7 +49,11 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
         raise IngestError("a feature does not fit in float32", [{"index": None, "field": "features", "message": "out of range"}])
     # A restricted client: refused here (Restricted: 403 blocked, 429 throttled), or its outputs reduced further.
     restricted = gateway_policy(model, payload["client_id"], len(X))
-    proba = predictor_for(model).predict_proba(X.astype(np.float32).astype(np.float64))
+    try:
+        predictor = predictor_for(model)
+    except NoArtifact as exc:
+        raise IngestError(str(exc), refusal=IngestRefusal.NO_ARTIFACT) from None
+    proba = predictor.predict_proba(X.astype(np.float32).astype(np.float64))
     outputs = model.policy.apply(proba)
     if restricted is not None:
         outputs = restricted.apply(outputs)

@@ -12,7 +12,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from monitor.access.ratelimit import add_to_window, window_of
-from monitor.models import Alert, AlertEvent, ClientRestriction, RegisteredModel, RestrictionUsage
+from monitor.alerts import timeline
+from monitor.models import Alert, AlertEventKind, ClientRestriction, RegisteredModel, RestrictionUsage
 from monitor.platform.output_policy import OutputPolicy
 from monitor.platform.severity import Severity
 from monitor.trail.models import TrailEntry
@@ -85,7 +86,7 @@ def restrict(model: RegisteredModel, client_id: str, *, action: Any, until: date
             raise RestrictionError("client_id", "another restriction of this client was saved at the same time; "
                                                 "read the restrictions and retry") from None
         TrailEntry.record(action="restriction.created", actor=user, ip=ip, obj=restriction, after=describe(restriction))
-        _on_alerts(restriction, "restricted", user=user, note=f"{action}: {restriction.reason}")
+        _on_alerts(restriction, AlertEventKind.RESTRICTED, user=user, note=f"{action}: {restriction.reason}")
     return restriction
 
 
@@ -135,7 +136,7 @@ def expire_due(*, now: datetime | None = None) -> int:
                 restriction.refresh_from_db()
                 TrailEntry.record(action="restriction.expired", actor_name="gateway", obj=restriction,
                                   after=describe(restriction))
-                _on_alerts(restriction, "unrestricted", user=None, note=f"{restriction.action} expired")
+                _on_alerts(restriction, AlertEventKind.UNRESTRICTED, user=None, note=f"{restriction.action} expired")
                 expired += 1
     return expired
 
@@ -145,15 +146,14 @@ def _close(restriction: ClientRestriction, *, at: datetime, how: str, user: Any,
     restriction.lifted_by = user if getattr(user, "pk", None) else None
     restriction.save(update_fields=["lifted_at", "lift_reason", "lifted_by"])
     TrailEntry.record(action=f"restriction.{how}", actor=user, ip=ip, obj=restriction, after=describe(restriction))
-    _on_alerts(restriction, "unrestricted", user=user, note=f"{restriction.action} {how}")
+    _on_alerts(restriction, AlertEventKind.UNRESTRICTED, user=user, note=f"{restriction.action} {how}")
 
 
-def _on_alerts(restriction: ClientRestriction, kind: str, *, user: Any, note: str) -> None:
-    """The event on the timeline of every unresolved alert about this client."""
-    actor = user if getattr(user, "pk", None) else None
-    for alert in Alert.objects.filter(model_id=restriction.model_id, client_id=restriction.client_id).unresolved():
-        AlertEvent.objects.create(alert=alert, kind=kind, actor=actor, actor_name=actor.get_username() if actor else "system",
-                                  note=note[:500], data={"restriction": restriction.pk, "action": restriction.action})
+def _on_alerts(restriction: ClientRestriction, kind: AlertEventKind, *, user: Any, note: str) -> None:
+    """On the timeline of every unresolved alert about this client (written by monitor.alerts, their one writer)."""
+    timeline.record_on_client_alerts(model_id=restriction.model_id, client_id=restriction.client_id, kind=kind,
+                                     actor=user, note=note,
+                                     data={"restriction": restriction.pk, "action": restriction.action})
 
 
 def describe(restriction: ClientRestriction) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection, transaction
 
+from monitor.platform.locks import ModelLock, lock_model
+
 PARENT = "monitor_querylog"
 DEFAULT = f"{PARENT}_default"
-PARTITION_LOCK_CLASS = 7332  # advisory-lock namespace (7331 is ingestion's, see monitor.ingestion.store)
 NAME = re.compile(rf"^{PARENT}_m(\d+)_d(\d{{8}})$")
 
 
@@ -79,8 +80,7 @@ def create_partition(model_id: int, day: date) -> bool:
     name = partition_name(model_id, day)
     part = Partition(name, model_id, day)
     with transaction.atomic(), connection.cursor() as cursor:
-        # One creator at a time per model (a registration and the hourly task may meet).
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PARTITION_LOCK_CLASS, int(model_id)])
+        lock_model(ModelLock.PARTITIONS, model_id)
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
         if cursor.fetchone()[0]:
             return False

@@ -15,15 +15,13 @@ from monitor.ingestion import pgcopy
 from monitor.ingestion.validate import QueryBatch
 from monitor.ingestion.vectors import encode_vectors
 from monitor.models import QueryLog, RegisteredModel
-
-INGEST_LOCK_CLASS = 7331  # advisory-lock namespace; monitor.detection.scanning waits on it
+from monitor.platform.locks import ModelLock, lock_model
 
 
 @dataclass(frozen=True)
 class StoreResult:
     accepted: int
     duplicates: int
-    ids_known: bool = False
 
 
 def store_queries(model: RegisteredModel, batch: QueryBatch, *, attempts: int = 3) -> StoreResult:
@@ -84,11 +82,9 @@ def _stored_request_ids(model_id: int, wanted: list[str], timestamps: list[datet
 
 
 def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: bool) -> StoreResult:
-    if connection.vendor == "postgresql":
-        # Shared with every other ingestion; the scanner takes it exclusively to wait out batches in
-        # flight before it moves its watermark (see safe_high_water).
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
+    # Shared with every other ingestion; the scanner takes it exclusively to wait out batches in
+    # flight before it moves its watermark (see safe_high_water).
+    lock_model(ModelLock.INGESTION, model.pk, shared=True)
     keep = np.ones(len(batch), dtype=bool)
     wanted = [rid for rid in batch.request_ids if rid is not None] if check_duplicates else []
     if wanted:
@@ -147,9 +143,8 @@ def safe_high_water(model: RegisteredModel) -> int:
     single writer, so its committed max(id) is already safe.
     """
     with transaction.atomic():
+        lock_model(ModelLock.INGESTION, model.pk)
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INGEST_LOCK_CLASS, model.pk])
             cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {QueryLog._meta.db_table} WHERE model_id = %s",  # noqa: S608  # nosec B608
                            [model.pk])
             return int(cursor.fetchone()[0])

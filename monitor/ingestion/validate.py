@@ -4,26 +4,37 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 import numpy as np
 from django.utils import timezone
 
-from monitor.models import RegisteredModel
+from monitor.models import CLIENT_ID_MAX_LENGTH, RegisteredModel
 
-MAX_ID_LENGTH = 128
+MAX_ID_LENGTH = CLIENT_ID_MAX_LENGTH  # client ids and request ids alike
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 OLDEST_ACCEPTED = timedelta(days=400)
 
 
+class IngestRefusal(StrEnum):
+    """Why a batch or a predict request was refused, in the domain's words: each interface (the API's HTTP status,
+    a command's message) decides what that means for its caller."""
+
+    INVALID = "invalid"  # a row or field is wrong: the request must change
+    TOO_LARGE = "too_large"  # more rows than one request may carry: send them in smaller requests
+    NO_ARTIFACT = "no_artifact"  # the model has no artifact for its current version: nothing can predict
+
+
 class IngestError(ValueError):
-    def __init__(self, message: str, details: list[dict] | None = None, status: int = 400) -> None:
+    def __init__(self, message: str, details: list[dict] | None = None, *,
+                 refusal: IngestRefusal = IngestRefusal.INVALID) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
-        self.status = status
+        self.refusal = refusal
 
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,7 +48,6 @@ class QueryBatch:
     features: np.ndarray  # float32 (n, d)
     outputs: np.ndarray  # float32 (n, k)
     request_ids: list[str | None]
-    details: list[dict] = field(default_factory=list)
     server_stamped: int = 0  # rows sent without a ts, stamped with the time they arrived
     epoch_micros: np.ndarray | None = None  # int64 microseconds since the Unix epoch, when the parser had them
 
@@ -129,7 +139,8 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
         raise IngestError("the batch is empty", [{"field": "queries", "message": "at least one query is needed"}])
     if len(rows) > max_queries:
         raise IngestError(f"the batch has {len(rows):,} queries; at most {max_queries:,} per request",
-                          [{"field": "queries", "message": f"at most {max_queries} queries"}], status=413)
+                          [{"field": "queries", "message": f"at most {max_queries} queries"}],
+                          refusal=IngestRefusal.TOO_LARGE)
     n_features, n_classes = model.n_features, len(model.class_labels)
     fast = _validate_fast(rows, n_features=n_features, n_classes=n_classes, now=now)
     if fast is not None:
@@ -251,7 +262,8 @@ def validate_columns(columns: object, *, model: RegisteredModel, max_queries: in
                           [{"field": f"columns.{name}", "message": f"{length} values"} for name, length in lengths.items()])
     if n > max_queries:
         raise IngestError(f"the batch has {n:,} queries; at most {max_queries:,} per request",
-                          [{"field": "columns", "message": f"at most {max_queries} queries"}], status=413)
+                          [{"field": "columns", "message": f"at most {max_queries} queries"}],
+                          refusal=IngestRefusal.TOO_LARGE)
     fast = _columns_fast(columns, n=n, n_features=model.n_features, n_classes=len(model.class_labels), now=now)
     if fast is not None:
         return fast

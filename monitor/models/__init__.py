@@ -28,9 +28,18 @@ from monitor.models.registry import (
 from monitor.models.restrictions import ClientRestriction, RestrictionUsage
 from monitor.models.scanning import DetectorFinding, DetectorState, ScannerState, ScanShard
 from monitor.models.tokens import ApiToken, TokenUsage, hash_token
+from monitor.models.vocabulary import (
+    CLIENT_ID_MAX_LENGTH,
+    UNRESOLVED,
+    AlertEventKind,
+    AlertSource,
+    DeliveryEvent,
+    DeliveryStatus,
+)
 from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
+    "CLIENT_ID_MAX_LENGTH", "UNRESOLVED", "AlertEventKind", "AlertSource", "DeliveryEvent", "DeliveryStatus",
     "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertAccount", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
     "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",

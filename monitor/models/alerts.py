@@ -6,29 +6,28 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from monitor.models.registry import RegisteredModel
+from monitor.models.vocabulary import (
+    CLIENT_ID_MAX_LENGTH,
+    UNRESOLVED,
+    AlertEventKind,
+    AlertSource,
+    AlertStatus,
+    DeliveryEvent,
+    DeliveryStatus,
+)
 from monitor.platform.crypto import data_fernet
 from monitor.platform.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
 
-__all__ = ["SEVERITIES", "SEVERITY_RANK", "UNRESOLVED", "Alert", "AlertEvent", "AlertStatus", "Delivery",
-           "NotificationChannel", "Severity"]
+__all__ = ["SEVERITIES", "SEVERITY_RANK", "UNRESOLVED", "Alert", "AlertEvent", "AlertEventKind", "AlertSource",
+           "AlertStatus", "Delivery", "DeliveryEvent", "DeliveryStatus", "NotificationChannel", "Severity"]
 
 
 def _username(user: Any) -> str | None:
     return user.get_username() if user is not None else None
-
-
-class AlertStatus(models.TextChoices):
-    OPEN = "open", "open"
-    ACKNOWLEDGED = "acknowledged", "acknowledged"
-    RESOLVED = "resolved", "resolved"
-    MUTED = "muted", "muted"
-
-
-UNRESOLVED = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.MUTED)
 
 
 class AlertQuerySet(models.QuerySet):
@@ -66,14 +65,12 @@ class AlertQuerySet(models.QuerySet):
 class Alert(models.Model):
     """One alert per fingerprint (source + model + detector/attack + client or group); repeats update it."""
 
-    SOURCES = [("audit", "audit"), ("detector", "detector")]
-
     fingerprint = models.CharField(max_length=200)
-    source = models.CharField(max_length=16, choices=SOURCES)
+    source = models.CharField(max_length=16, choices=AlertSource.choices)
     kind = models.CharField(max_length=64)
     title = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="alerts")
-    client_id = models.CharField(max_length=128, blank=True)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, blank=True)
     # A model-level incident (e.g. a failed audit policy) silences the per-client alerts of its model.
     incident = models.BooleanField(default=False)
     severity = models.CharField(max_length=16, choices=Severity.choices())
@@ -102,7 +99,7 @@ class Alert(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["fingerprint"], condition=~models.Q(status="resolved"), name="alert_one_unresolved_per_fingerprint"
+                fields=["fingerprint"], condition=~models.Q(status=AlertStatus.RESOLVED), name="alert_one_unresolved_per_fingerprint"
             )
         ]
         ordering = ["-last_seen"]
@@ -147,16 +144,16 @@ class Alert(models.Model):
     def suppressed_by_incident(self) -> bool:
         """An open model-level incident silences this model's per-client detail alerts, except critical
         ones: a standing audit breach must not hide an attack in progress."""
-        if self.incident or not self.client_id or self.severity == "critical":
+        if self.incident or not self.client_id or self.severity == Severity.CRITICAL:
             return False
-        return Alert.objects.unresolved().filter(model_id=self.model_id, incident=True).exclude(status="muted").exists()
+        return Alert.objects.unresolved().filter(model_id=self.model_id, incident=True).exclude(status=AlertStatus.MUTED).exists()
 
 
 class AlertAccount(models.Model):
     """A client (API account) an alert is about: the incident's own client and the accounts linked to it."""
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="accounts")
-    client_id = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["alert", "client_id"], name="alertaccount_once")]
@@ -166,11 +163,8 @@ class AlertAccount(models.Model):
 class AlertEvent(models.Model):
     """The alert's timeline: what happened, when, and who did it."""
 
-    KINDS = ["opened", "repeated", "escalated", "acknowledged", "resolved", "muted", "unmuted", "reminder", "suppressed",
-             "restricted", "unrestricted"]
-
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=16, choices=[(k, k) for k in KINDS])
+    kind = models.CharField(max_length=16, choices=AlertEventKind.choices)
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     actor_name = models.CharField(max_length=150, default="system")
@@ -246,7 +240,7 @@ class NotificationChannel(models.Model):
         return self.target
 
     def wants_event(self, event: str) -> bool:
-        return event != "acknowledged" or self.kind in self.LIFECYCLE_KINDS
+        return event != DeliveryEvent.ACKNOWLEDGED or self.kind in self.LIFECYCLE_KINDS
 
     def signing_secret(self) -> str:
         return data_fernet().decrypt(bytes(self.secret)).decode() if self.secret else ""
@@ -260,22 +254,29 @@ class NotificationChannel(models.Model):
         with transaction.atomic():
             NotificationChannel.objects.filter(pk=self.pk).update(enabled=False, disabled_reason=reason, last_error=reason,
                                                                   last_error_at=now)
-            Delivery.objects.filter(channel=self, status="pending").update(status="failed", last_error=f"channel disabled: {reason}")
+            Delivery.objects.filter(channel=self, status=DeliveryStatus.PENDING).update(status=DeliveryStatus.FAILED, last_error=f"channel disabled: {reason}")
         self.enabled, self.disabled_reason, self.last_error, self.last_error_at = False, reason, reason, now
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def claim(self, delivery_id: int, *, now: datetime) -> bool:
+        """pending -> sending by one conditional UPDATE: True for the one worker that got the row."""
+        return bool(self.filter(id=delivery_id, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1))
+
+    def release_stuck(self, *, before: datetime) -> int:
+        """Rows a worker claimed before `before` and never finished (it died) go back to pending."""
+        return self.filter(status=DeliveryStatus.SENDING, claimed_at__lt=before).update(status=DeliveryStatus.PENDING)
 
 
 class Delivery(models.Model):
     """The outbox: one row per (alert, channel, event, key); a worker claims it by conditional UPDATE."""
 
-    EVENTS = ["opened", "escalated", "acknowledged", "reminder", "resolved", "summary", "digest", "test"]
-    STATUSES = [("pending", "pending"), ("sending", "sending"), ("sent", "sent"), ("failed", "failed"),
-                ("folded", "folded into a summary")]
-
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.CharField(max_length=16, choices=[(e, e) for e in EVENTS])
+    event = models.CharField(max_length=16, choices=DeliveryEvent.choices)
     key = models.CharField(max_length=64, blank=True, default="")
-    status = models.CharField(max_length=16, choices=STATUSES, default="pending")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -283,6 +284,8 @@ class Delivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     payload = models.JSONField(default=dict, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]

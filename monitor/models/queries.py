@@ -4,13 +4,14 @@ from __future__ import annotations
 from django.db import models
 
 from monitor.models.registry import RegisteredModel
+from monitor.models.vocabulary import CLIENT_ID_MAX_LENGTH
 
 
 class QueryLog(models.Model):
     """One prediction query: features and outputs as little-endian float32 bytes."""
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="queries")
-    client_id = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     ts = models.DateTimeField()
     features = models.BinaryField()
     outputs = models.BinaryField()
@@ -37,7 +38,7 @@ class QueryRollup(models.Model):
     """Per model, client and minute: what dashboards read instead of scanning the raw log."""
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="rollups")
-    client_id = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     minute = models.DateTimeField()
     count = models.PositiveIntegerField()
     confidence_sum = models.FloatField()
@@ -61,7 +62,7 @@ class ClientDayRollup(models.Model):
     """Per model, client and day: what lists of clients read (thousands of clients, weeks of traffic)."""
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="client_days")
-    client_id = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     day = models.DateField()
     count = models.PositiveIntegerField()
     confidence_sum = models.FloatField()

@@ -92,11 +92,6 @@ class RegisteredModel(models.Model):
     def current_artifact(self) -> ModelArtifact | None:
         return self.artifacts.filter(version=self.version).first()
 
-    def queries_logged(self) -> int:
-        return self.hours.aggregate(n=models.Sum("count"))["n"] or 0
-
-    def client_count(self) -> int:
-        return self.client_days.values("client_id").distinct().count()
 
 
 class ModelArtifact(models.Model):

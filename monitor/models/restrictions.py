@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from monitor.models.registry import RegisteredModel
+from monitor.models.vocabulary import CLIENT_ID_MAX_LENGTH
 
 
 class ClientRestrictionQuerySet(models.QuerySet["ClientRestriction"]):
@@ -26,7 +27,7 @@ class ClientRestriction(models.Model):
     """
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="restrictions")
-    client_id = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     action = models.CharField(max_length=32)
     until = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)

@@ -1,12 +1,19 @@
 """Per-model detector state between scans, and the findings each scan produced."""
 from __future__ import annotations
 
+import os
+import socket
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from monitor.models.alerts import Alert
 from monitor.models.registry import RegisteredModel
+from monitor.models.vocabulary import CLIENT_ID_MAX_LENGTH
+from monitor.platform.severity import Severity
 
 
 class DetectorState(models.Model):
@@ -60,7 +67,7 @@ class ScannerState(models.Model):
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="scanner_states")
     detector = models.CharField(max_length=64)
-    client_id = models.CharField(max_length=200)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     # JSON as bytes: written and read whole, never queried inside; jsonb would parse every number on the server.
     data = models.BinaryField()
     seen_at = models.FloatField()
@@ -72,6 +79,20 @@ class ScannerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.detector} state of {self.client_id} ({self.model_id})"
+
+
+class ScanShardQuerySet(models.QuerySet["ScanShard"]):
+    def claim(self, shard_id: int, *, seconds: int, now: datetime | None = None) -> bool:
+        """Lease one part to this worker for `seconds` (a conditional UPDATE): one worker per part at a time, as beat
+        ticks may overlap with a manual scan. A lease past its time (a worker that vanished) may be claimed again."""
+        now = now or timezone.now()
+        return bool(self.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=shard_id)
+                    .update(lease_until=now + timedelta(seconds=seconds),
+                            held_by=f"{socket.gethostname()}:{os.getpid()}"))
+
+    def release(self, shard_id: int) -> None:
+        """End this part's lease (the worker is done with it, whether the scan finished or failed)."""
+        self.filter(pk=shard_id).update(lease_until=None)
 
 
 class ScanShard(models.Model):
@@ -90,6 +111,8 @@ class ScanShard(models.Model):
     held_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that claimed it last")
     last_scan_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ScanShardQuerySet.as_manager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "count", "index"], name="scanshard_once")]
 
@@ -102,9 +125,9 @@ class DetectorFinding(models.Model):
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="findings")
     detector = models.CharField(max_length=64)
-    client_id = models.CharField(max_length=200)
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     score = models.FloatField()
-    severity = models.CharField(max_length=16)
+    severity = models.CharField(max_length=16, choices=Severity.choices())
     evidence = models.JSONField(default=dict)
     range_start = models.BigIntegerField()
     range_end = models.BigIntegerField()

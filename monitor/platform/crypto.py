@@ -7,4 +7,6 @@ from django.conf import settings
 
 
 def data_fernet() -> Fernet:
-    return Fernet(settings.DATA_ENCRYPTION_KEY.encode())
+    # str(): on a localhost-only install the setting is a lazy string, generated on first use
+    # (monitor/platform/local_secrets.py); a key set in the environment was checked when settings loaded.
+    return Fernet(str(settings.DATA_ENCRYPTION_KEY).encode())

@@ -2,6 +2,7 @@
 latest audit."""
 from __future__ import annotations
 
+from monitor.ingestion import counts
 from monitor.models import RegisteredModel
 
 
@@ -24,8 +25,8 @@ def model_summary(model: RegisteredModel) -> dict:
         "artifact_sha256": artifact["sha256"] if artifact else None,
         "datasets": {d["kind"]: {"rows": d["n_rows"], "sha256": d["sha256"]}
                      for d in model.datasets.values("kind", "n_rows", "sha256")},
-        "queries_logged": model.queries_logged(),
-        "clients": model.client_count(),
+        "queries_logged": counts.queries_logged(model),
+        "clients": counts.client_count(model),
         "open_alerts": model.alerts.unresolved().count(),
         "latest_audit": latest.summary() if (latest := model.audit_runs.order_by("-created_at").first()) else None,
     }

@@ -8,7 +8,8 @@ from audits import runner
 from audits.scheduling import request_audit
 from monitor.alerts.lifecycle import raise_signal
 from monitor.demo.simulation import ApiClient, Plan, build_traffic, send
-from monitor.detection.scanning import calibrate_model, scan_model
+from monitor.detection.calibration import calibrate_model
+from monitor.detection.scanning import scan_model
 from tests.factories import ingest_token, make_audited_model, make_channel, make_user, signal
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from monitor.alerts.evidence_text import as_time, describe, evidence_lines, odds
+from monitor.alerts.evidence_text import describe, evidence_lines, odds
+from monitor.detection.detectors.wording import as_time
 
 EPOCH_FLOAT = re.compile(r"\b1[5-9]\d{8}(\.\d+)?\b")  # seconds since 1970 left as a number
 

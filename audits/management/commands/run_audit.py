@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from audits import runner
+from audits.attacks.verdict import VerdictState
 from audits.models import AuditRun, RunStatus
 from audits.scheduling import request_audit
 from monitor.models import RegisteredModel
@@ -71,7 +72,7 @@ class Command(BaseCommand):
         verdict = run.policy_result or {}
         if verdict.get("passed"):
             self.stdout.write(self.style.SUCCESS("  within the model's audit policy"))
-        elif run.verdict == "inconclusive":
+        elif run.verdict == VerdictState.INCONCLUSIVE:
             self.stdout.write(self.style.WARNING("  INCONCLUSIVE — weak audit: the figures may under-report the leakage"))
             for reason in verdict.get("weak_audit", []):
                 self.stdout.write(self.style.WARNING(f"    {reason}"))

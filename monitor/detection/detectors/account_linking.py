@@ -30,6 +30,7 @@ from monitor.detection.detectors.base import (
 )
 from monitor.detection.detectors.fingerprints import FINGERPRINT_BITS
 from monitor.detection.detectors.registry import register
+from monitor.detection.detectors.wording import as_count, short_value
 
 HASH_SPACE = float(1 << FINGERPRINT_BITS)
 MAX_POPULAR_CELLS = 5000
@@ -136,6 +137,7 @@ def negative_binomial_tail(shared: np.ndarray, expected: np.ndarray, dispersion:
 @dataclass(frozen=True)
 class AccountLinkingDetector(Detector):
     name: ClassVar[str] = "account_linking"
+    title: ClassVar[str] = "Same probing pattern across several accounts"
     compares_clients: ClassVar[bool] = True
 
     false_alarm_rate: float = 1e-3  # per benign client-day
@@ -146,6 +148,12 @@ class AccountLinkingDetector(Detector):
     max_clients_per_cell: int = 32
     popular_share: float = 0.01  # cells used by this share of reference clients are ignored
     max_calibration_clients: int = 3000  # pairs grow quadratically; the dispersion fit needs no more
+
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        return (f"Shares {as_count(evidence.get('shared_fingerprints'))} rare query fingerprints with "
+                f"{evidence.get('strongest_link')} (about {short_value(evidence.get('expected_shared'))} expected by "
+                f"chance); linked to {as_count(evidence.get('n_linked_clients'))} account(s): "
+                f"{short_value((evidence.get('linked_clients') or [])[:5])}.")
 
     @property
     def state_horizon_seconds(self) -> float:

@@ -5,7 +5,6 @@ Pure numpy/scipy; the Django task converts rows to these arrays and findings to 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -100,11 +99,6 @@ class Finding:
     evidence: dict[str, Any]
 
     @property
-    def fingerprint(self) -> str:
-        """Stable key for deduplicating repeats of the same finding (the caller adds the model)."""
-        return hashlib.sha256(f"{self.detector}\x1f{self.client_id}".encode()).hexdigest()[:32]
-
-    @property
     def member_ids(self) -> list[Any]:
         return list(self.evidence.get("member_ids", []))
 
@@ -114,7 +108,6 @@ class Finding:
             "client_id": self.client_id,
             "score": self.score,
             "severity": self.severity,
-            "fingerprint": self.fingerprint,
             "evidence": self.evidence,
         }
 
@@ -445,14 +438,16 @@ class PreparedBatch:
 class Detector(ABC):
     """One detector: `calibrate` on benign reference traffic, then `scan` new batches with carried state.
 
-    Subclasses are frozen dataclasses whose fields are their settings. `calibrate` and `scan` are
-    deterministic: the same inputs give the same findings and the same state, so a rescan is harmless.
+    Subclasses are frozen dataclasses whose fields are their settings, and carry their own words for people
+    (`title`, `describe`). `calibrate` and `scan` are deterministic: the same inputs give the same findings and
+    the same state, so a rescan is harmless.
     Calibration and state are JSON-serialisable dicts; neither ever holds member records. A state is
     {section: {client id: entry}}: the scanner stores each client's entries apart and passes a scan only
     the clients of its batch, or, for a detector that `compares_clients`, every client it still holds.
     """
 
     name: ClassVar[str]
+    title: ClassVar[str]  # an incident's title when this detector leads it ("Query volume far above baseline")
     compares_clients: ClassVar[bool] = False
 
     @property
@@ -469,6 +464,13 @@ class Detector(ABC):
         self, batch: QueryBatch, context: ModelContext, state: Mapping[str, Any] | None = None
     ) -> tuple[list[Finding], dict[str, Any]]:
         """Findings for the new queries and the state to pass to the next scan."""
+
+    @abstractmethod
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        """What the client did, in one sentence with the evidence's own numbers (what alerts and reports lead with).
+
+        `evidence` is one of this detector's findings' (stored ones may come from an older version: a reader
+        catches TypeError, ValueError and ZeroDivisionError and shows the evidence lines alone)."""
 
     def settings(self) -> dict[str, Any]:
         """This detector's settings (its dataclass fields), as recorded in its calibration."""

@@ -21,6 +21,7 @@ from monitor.detection.detectors.base import (
 )
 from monitor.detection.detectors.client_blocks import block_findings, calibrate_share, region_keys, scan_share
 from monitor.detection.detectors.registry import register
+from monitor.detection.detectors.wording import as_count, as_share
 
 
 def top_two_margin(outputs: np.ndarray) -> np.ndarray:
@@ -35,6 +36,7 @@ def top_two_margin(outputs: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class BoundaryProbingDetector(Detector):
     name: ClassVar[str] = "boundary_probing"
+    title: ClassVar[str] = "Queries piling up at the decision boundary"
 
     false_alarm_rate: float = 1e-3  # per benign client-day
     base_share: float = 0.05  # the margin threshold is the benign 5th percentile of margins
@@ -42,6 +44,12 @@ class BoundaryProbingDetector(Detector):
     # Evidence unit: a 1-sigma cell with at least one hesitant answer. An honest client re-scoring
     # one borderline customer with small edits is one borderline region, not fifty.
     region_cell_size: float = 1.0
+
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        near, regions = evidence.get("n_regions_near_boundary"), evidence.get("n_regions")
+        return (f"{as_count(near)} of {as_count(regions)} distinct query regions sat at the decision boundary "
+                f"({as_share(evidence.get('share_near_boundary'))}; benign clients "
+                f"{as_share(evidence.get('base_rate'))}).")
 
     def calibrate(self, reference: QueryBatch, context: ModelContext) -> dict[str, Any]:
         prepared = context.prepared(reference)

@@ -26,6 +26,7 @@ from monitor.detection.detectors.base import (
 from monitor.detection.detectors.client_blocks import block_findings, calibrate_mean, region_keys, scan_mean
 from monitor.detection.detectors.fingerprints import quantised_fingerprints
 from monitor.detection.detectors.registry import register
+from monitor.detection.detectors.wording import as_count, short_value
 
 # Quantiles kept of the reference distances: enough for a rank to within 0.1 %.
 N_QUANTILES = 1001
@@ -60,6 +61,7 @@ def _mid_rank(values: np.ndarray, levels: np.ndarray, below: np.ndarray, at: np.
 @dataclass(frozen=True)
 class DistributionShiftDetector(Detector):
     name: ClassVar[str] = "distribution_shift"
+    title: ClassVar[str] = "Queries unlike production traffic"
 
     false_alarm_rate: float = 1e-3  # per benign client-day
     min_queries: int = 100  # the mean ranks need this many distinct queries before they say anything
@@ -68,6 +70,12 @@ class DistributionShiftDetector(Detector):
     # edited sends near-copies whose ranks are the customer's, and counting them as independent queries made blocks
     # of a few dozen customers look like hundreds (measured: 7 benign clients in 2,000 client-days flagged at 1e-4).
     unit_cell_size: float = 0.5
+
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        benign = evidence.get("benign_mean_ranks") or []
+        return (f"{as_count(evidence.get('n_queries'))} queries unlike production traffic: mean distance rank "
+                f"{short_value(evidence.get('mean_distance_rank'))}"
+                + (f" where benign clients average {short_value(benign[0])}" if benign else "") + ".")
 
     def _hashes(self, prepared: PreparedBatch) -> np.ndarray:
         return prepared.fingerprints(cell_size=self.cell_size, n_grids=1)[:, 0]

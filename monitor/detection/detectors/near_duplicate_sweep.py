@@ -33,6 +33,7 @@ from monitor.detection.detectors.client_blocks import calibrate_share, scan_shar
 from monitor.detection.detectors.fingerprints import mix64
 from monitor.detection.detectors.registry import register
 from monitor.detection.detectors.significance import CountTail
+from monitor.detection.detectors.wording import as_count
 
 # Rows per block of the banded distance computation: large enough for BLAS, small enough for cache.
 BLOCK_ROWS = 128
@@ -144,6 +145,7 @@ def _cell_keys(groups: np.ndarray, grids: np.ndarray, coarse: np.ndarray) -> np.
 @dataclass(frozen=True)
 class NearDuplicateSweepDetector(Detector):
     name: ClassVar[str] = "near_duplicate_sweep"
+    title: ClassVar[str] = "Near-duplicate sweep around records (label-only attack pattern)"
 
     false_alarm_rate: float = 1e-3  # per benign client-day
     # Fingerprint grid in standard deviations: keeps about 60 % of 0.1-sigma noise copies together.
@@ -157,6 +159,17 @@ class NearDuplicateSweepDetector(Detector):
     min_queries: int = 30
     max_entries_per_client: int = 256  # fingerprint entries carried per client between scans
     member_radius_fraction: float = 0.5
+
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        minutes = (evidence.get("window_seconds") or 3600) / 60
+        text = (f"Sent {as_count(evidence.get('max_records_near_one_point'))} distinct records around one point "
+                f"within {minutes:g} minutes (benign clients stay under {as_count(evidence.get('sweep_threshold'))}), "
+                f"in {as_count(evidence.get('n_swept_cells'))} such neighbourhoods")
+        if evidence.get("n_dense_queries"):
+            tested = evidence.get("n_records_tested_for_density")
+            text += (f"; {as_count(evidence['n_dense_queries'])} of {as_count(tested)} records had close neighbours "
+                     "among its own recent queries")
+        return text + "."
 
     # ---- fingerprint counter -------------------------------------------------------------------
 

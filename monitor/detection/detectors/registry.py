@@ -19,7 +19,10 @@ D = TypeVar("D", bound=type[Detector])
 
 
 def register(cls: D) -> D:
-    """Class decorator: make a detector available by its `name`."""
+    """Class decorator: make a detector available by its `name` (it must carry its `title` too)."""
+    missing = [attr for attr in ("name", "title") if not getattr(cls, attr, "")]
+    if missing:
+        raise TypeError(f"{cls.__name__} must set {', '.join(missing)} to be registered")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"a detector named {cls.name!r} is already registered")
     _REGISTRY[cls.name] = cls
@@ -28,6 +31,12 @@ def register(cls: D) -> D:
 
 def detector_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def detector_title(name: str) -> str:
+    """The detector's title, or the name itself for one no longer registered (the kind of an old alert)."""
+    cls = _REGISTRY.get(name)
+    return cls.title if cls is not None else name
 
 
 def get_detector(name: str, **settings: Any) -> Detector:

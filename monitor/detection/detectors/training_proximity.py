@@ -19,12 +19,14 @@ from monitor.detection.detectors.base import (
 )
 from monitor.detection.detectors.client_blocks import block_findings, calibrate_share, region_keys, scan_share
 from monitor.detection.detectors.registry import register
+from monitor.detection.detectors.wording import as_count, short_value
 
 
 @register
 @dataclass(frozen=True)
 class TrainingProximityDetector(Detector):
     name: ClassVar[str] = "training_proximity"
+    title: ClassVar[str] = "Queries matching training records"
 
     false_alarm_rate: float = 1e-3  # per benign client-day
     radius_fraction: float = 0.5  # of each member's nearest-member distance
@@ -32,6 +34,14 @@ class TrainingProximityDetector(Detector):
     # Evidence unit: a region is a 1-sigma cell; a hit is a distinct member. An honest client
     # editing one customer who resembles a member hits that one member, however often it asks.
     region_cell_size: float = 1.0
+
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        members = evidence.get("member_ids") or []
+        return (f"Queried {as_count(evidence.get('n_members_hit'))} training records in "
+                f"{as_count(evidence.get('n_regions'))} distinct regions "
+                f"({short_value(evidence.get('members_hit_per_region'))} per region; benign clients "
+                f"{short_value(evidence.get('base_rate'))})"
+                + (f", e.g. member ids {short_value(members[:5])}" if members else "") + ".")
 
     def calibrate(self, reference: QueryBatch, context: ModelContext) -> dict[str, Any]:
         prepared = context.prepared(reference)

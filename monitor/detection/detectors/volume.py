@@ -30,6 +30,7 @@ from monitor.detection.detectors.base import (
 )
 from monitor.detection.detectors.registry import register
 from monitor.detection.detectors.significance import CountTail
+from monitor.detection.detectors.wording import as_count, as_time
 
 # A client's baseline remembers about this many windows (a running mean, not a full history).
 BASELINE_MEMORY_WINDOWS = 1000
@@ -62,6 +63,7 @@ def _windows(prepared: PreparedBatch, window_seconds: float) -> _Windows:
 @dataclass(frozen=True)
 class VolumeDetector(Detector):
     name: ClassVar[str] = "volume"
+    title: ClassVar[str] = "Query volume far above baseline"
 
     false_alarm_rate: float = 1e-3  # per benign client-day
     window_seconds: float = 600.0
@@ -69,6 +71,18 @@ class VolumeDetector(Detector):
     # peaks run 2-3x the daily mean), on top of clearing the population threshold.
     baseline_factor: float = 3.0
     min_baseline_windows: int = 6
+
+    def describe(self, evidence: Mapping[str, Any]) -> str:
+        minutes = (evidence.get("window_seconds") or 600) / 60
+        text = (f"Sent {as_count(evidence.get('peak_window_count'))} queries in {minutes:g} minutes from "
+                f"{as_time(evidence.get('peak_window_start'))}")
+        baseline = evidence.get("baseline_mean_per_window") or 0
+        if baseline:
+            text += f", {evidence.get('peak_window_count', 0) / baseline:,.0f}× its own usual {baseline:.3g} per window"
+        threshold = evidence.get("population_threshold")
+        if threshold:
+            text += f"; benign clients stay under {as_count(threshold)}"
+        return text + "."
 
     def calibrate(self, reference: QueryBatch, context: ModelContext) -> dict[str, Any]:
         prepared = context.prepared(reference)

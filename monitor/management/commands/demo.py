@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from monitor.demo.seed import ensure_users, seed_demo
+from monitor.ingestion import counts
 from monitor.models import RegisteredModel
 
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
             self.stdout.write("models are registered already; the demo model was not seeded")
         else:
             model = seed_demo(stdout=self.stdout)
-            self.stdout.write(f"demo model: {model.slug} ({model.queries_logged():,} queries, {model.client_count()} clients)")
+            self.stdout.write(f"demo model: {model.slug} ({counts.queries_logged(model):,} queries, {counts.client_count(model)} clients)")
         logins = ensure_users(self.stdout)
         self.stdout.write("demo logins (role: username / password):")
         for role, username, password in logins:

@@ -4,8 +4,10 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from monitor.detection.scanning import ScanError, calibrate_model, scan_model
-from monitor.models import RegisteredModel
+from monitor.detection.calibration import calibrate_model
+from monitor.detection.context import ScanError
+from monitor.detection.scanning import scan_model
+from monitor.models import AlertSource, RegisteredModel
 
 
 class Command(BaseCommand):
@@ -48,5 +50,5 @@ class Command(BaseCommand):
                               f"{summary.findings} finding(s), {summary.new_alerts} new alert(s); watermark #{summary.watermark}")
             for detector, count in sorted(summary.by_detector.items()):
                 self.stdout.write(f"  {detector}: {count}")
-            for alert in model.alerts.filter(source="detector").unresolved().by_severity("client_id")[:20]:
+            for alert in model.alerts.filter(source=AlertSource.DETECTOR).unresolved().by_severity("client_id")[:20]:
                 self.stdout.write(f"  [{alert.severity}] {alert.kind} — {alert.client_id} (seen {alert.occurrences}×)")
