@@ -2,7 +2,7 @@
 
 The response Schemas mirror `model_summary()`, `AuditRun.summary()`, `Alert.summary()` and
 `NotificationChannel.summary()` key for key and in their order: ninja drops a key its response schema does not
-declare, so a key added there must be added here too (tests/test_openapi_shapes.py fails until it is). Numbers
+declare, so a key added there must be added here too (tests/api/test_openapi_shapes.py fails until it is). Numbers
 that the summaries may hold as int or float are `Number`, which keeps the value as it came (`float` would turn a
 stored 0 into 0.0). Free-form content (evidence, ROC points, configs) is `dict[str, Any]`.
 """

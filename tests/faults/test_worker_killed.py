@@ -3,7 +3,7 @@ outbox hand the work to a new worker; the audit completes, the message goes out 
 idempotency key, and nothing is left half-done.
 
 The other outcome of a killed audit, failing with the reason once MAX_ATTEMPTS workers died on it, is
-tests/test_audit_runs.py (the same reaper, driven with a clock instead of real minutes)."""
+tests/audits/test_audit_runs.py (the same reaper, driven with a clock instead of real minutes)."""
 from __future__ import annotations
 
 import time

@@ -1,0 +1,248 @@
+"""Who may use what: every URL of the URL conf × every role × anonymous × each kind of token.
+
+The expected table below is the specification. URLs are collected from the URL conf, API operations from the
+OpenAPI schema and admin pages from the admin registry, so a new URL without an entry here fails the test.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.contrib import admin
+from django.test import Client
+from django.urls import URLPattern, URLResolver, reverse
+from django.utils import timezone
+
+from monitor.api import api
+from tests.factories import ingest_token, make_model, make_user, query, user_token
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("admin", "security", "compliance", "viewer")
+READ = {f"{how}:{role}" for how in ("session", "token") for role in ROLES}
+OPERATE = {f"{how}:{role}" for how in ("session", "token") for role in ("admin", "security")}
+EXPORT = OPERATE | {"session:compliance", "token:compliance"}
+CONFIGURE = {"session:admin", "token:admin"}
+OWN_INGEST = {"ingest:own"}
+PAGE_READ = {f"session:{role}" for role in ROLES}
+PAGE_OPERATE = {"session:admin", "session:security"}
+PAGE_EXPORT = PAGE_OPERATE | {"session:compliance"}
+PRINCIPALS = ("anonymous", "token:invalid", "ingest:own", "ingest:other", "session:staff-without-role",
+              *(f"session:{role}" for role in ROLES), *(f"token:{role}" for role in ROLES))
+EVERYONE = set(PRINCIPALS)
+
+# (method, URL name or API path) -> principals that get through. Pages never accept bearer tokens.
+PAGES = {
+    ("GET", "overview"): PAGE_READ,
+    ("GET", "model-list"): PAGE_READ,
+    ("GET", "model-detail"): PAGE_READ,
+    ("GET", "model-register"): {"session:admin"},
+    ("POST", "model-register"): {"session:admin"},
+    ("GET", "client-detail"): PAGE_READ,
+    ("POST", "audit-start"): PAGE_OPERATE,
+    ("POST", "client-restriction"): PAGE_OPERATE,
+    ("GET", "audit-run"): PAGE_READ,
+    ("GET", "audit-evidence"): PAGE_EXPORT,
+    ("GET", "record-exposure"): PAGE_EXPORT,
+    ("GET", "hardened-download"): PAGE_OPERATE,
+    ("GET", "exposure-download"): PAGE_EXPORT,
+    ("GET", "evidence-public-key"): PAGE_READ,
+    ("GET", "alert-list"): PAGE_READ,
+    ("GET", "alert-detail"): PAGE_READ,
+    ("POST", "alert-action"): PAGE_OPERATE,
+    ("GET", "channel-list"): {"session:admin"},
+    ("POST", "channel-list"): {"session:admin"},
+    ("POST", "channel-action"): {"session:admin"},
+    ("GET", "metrics"): READ,  # the one page that also takes a bearer token (Prometheus scrapes it)
+    ("GET", "login"): EVERYONE,
+    ("GET", "oidc_authentication_init"): EVERYONE,  # 404 until OIDC_* is set (tests/access/test_sso.py signs in for real)
+    ("GET", "oidc_authentication_callback"): EVERYONE,
+    ("GET", "sso-denied"): EVERYONE,
+    ("POST", "logout"): EVERYONE,
+}
+API = {
+    ("POST", "/api/v1/models/{slug}/queries"): OWN_INGEST | {"session:admin", "token:admin"},
+    ("POST", "/api/v1/models/{slug}/predict"): OWN_INGEST | OPERATE,
+    ("GET", "/api/v1/models"): READ,
+    ("GET", "/api/v1/models/{slug}"): READ,
+    ("PATCH", "/api/v1/models/{slug}"): CONFIGURE,
+    ("GET", "/api/v1/alerts"): READ,
+    ("GET", "/api/v1/alerts/{alert_id}"): READ,
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): OPERATE,
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): OPERATE,
+    ("POST", "/api/v1/alerts/{alert_id}/mute"): OPERATE,
+    ("GET", "/api/v1/channels"): CONFIGURE,
+    ("POST", "/api/v1/channels"): CONFIGURE,
+    ("POST", "/api/v1/channels/{channel_id}/test"): CONFIGURE,
+    ("DELETE", "/api/v1/channels/{channel_id}"): CONFIGURE,
+    ("GET", "/api/v1/models/{slug}/audit-policy"): READ,
+    ("POST", "/api/v1/models/{slug}/clients/{client_id}/restriction"): OPERATE,
+    ("DELETE", "/api/v1/models/{slug}/clients/{client_id}/restriction"): OPERATE,
+    ("GET", "/api/v1/models/{slug}/restrictions"): READ | OWN_INGEST,
+    ("PATCH", "/api/v1/models/{slug}/audit-policy"): CONFIGURE,
+    ("POST", "/api/v1/models/{slug}/audits"): OPERATE,
+    ("GET", "/api/v1/models/{slug}/audits"): READ,
+    ("GET", "/api/v1/audits/{run_id}"): READ,
+    ("GET", "/api/v1/audits/{run_id}/evidence.zip"): EXPORT,
+    ("GET", "/api/v1/models/{slug}/evidence.zip"): EXPORT,
+    ("GET", "/api/v1/models/{slug}/records/{record_id}/exposure"): EXPORT,
+    ("GET", "/api/v1/models/{slug}/exposure.csv"): EXPORT,
+    ("GET", "/api/v1/audits/{run_id}/remediation/artifact"): OPERATE,
+    ("GET", "/api/v1/alerts/export"): OPERATE,
+}
+# The API's own documentation: any signed-in role (it names every endpoint, so not the public).
+DOCS = {("GET", "/api/v1/openapi.json"): PAGE_READ, ("GET", "/api/v1/docs"): PAGE_READ}
+ADMIN_PAGES = {"session:admin"}
+
+
+def api_operations() -> set[tuple[str, str]]:
+    schema = api.get_openapi_schema()
+    return {(method.upper(), path) for path, operations in schema["paths"].items() for method in operations}
+
+
+def named_patterns(patterns: list, prefix: str = "") -> set[str]:
+    names = set()
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace in ("admin", "api"):
+                continue
+            names |= named_patterns(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            names.add(pattern.name or f"{prefix}{pattern.pattern}")
+    return names
+
+
+def admin_pages() -> list[str]:
+    pages = ["/admin/"]
+    for model in admin.site._registry:
+        pages.append(f"/admin/{model._meta.app_label}/{model._meta.model_name}/")
+    return pages
+
+
+def test_every_url_has_an_entry_in_the_table():
+    from django.urls import get_resolver
+
+    assert named_patterns(get_resolver().url_patterns) == {name for _, name in PAGES}
+    assert api_operations() == set(API)
+    api_routes = {str(p.pattern) for p in api.urls[0] if isinstance(p, URLPattern)}
+    assert {"openapi.json", "docs"} <= api_routes
+
+
+@pytest.fixture
+def world(db, tmp_path) -> dict:
+    """The objects the URLs name, and one client per principal."""
+    from audits.scheduling import request_audit
+    from monitor.alerts.lifecycle import raise_signal
+    from monitor.ingestion.store import store_queries
+    from monitor.ingestion.validate import QueryBatch
+    from tests.factories import make_channel, signal
+
+    model = make_model()
+    other = make_model(slug="other")
+    rows = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    store_queries(model, QueryBatch(client_ids=["client-1"] * 20, timestamps=[timezone.now()] * 20, features=rows,
+                                    outputs=np.full((20, 2), 0.5, dtype=np.float32), request_ids=[None] * 20))
+    alert, _ = raise_signal(signal(model=model, client_id="client-1"))
+    run = request_audit(model, enqueue=False)
+    return {"model": model, "other": other, "alert": alert, "run": run,
+            "channel": make_channel(kind="email", target="sec@example.com"), "make_channel": make_channel}
+
+
+def client_for(principal: str, world: dict) -> Client:
+    how, _, who = principal.partition(":")
+    if how == "session":
+        user = make_user(role=None if who == "staff-without-role" else who)
+        user.is_staff = who in ("admin", "staff-without-role")
+        user.save()
+        client = Client()
+        client.force_login(user)
+        return client
+    if how == "ingest":
+        clear = ingest_token(model=world["model"] if who == "own" else world["other"])
+    elif how == "token":
+        clear = "mim_user_" + "x" * 43 if who == "invalid" else user_token(role=who)
+    else:
+        return Client()
+    return Client(HTTP_AUTHORIZATION=f"Bearer {clear}")
+
+
+def page_request(client: Client, method: str, name: str, world: dict):
+    kwargs = {"model-detail": {"slug": "credit"}, "client-detail": {"slug": "credit"}, "audit-start": {"slug": "credit"},
+              "client-restriction": {"slug": "credit"}, "record-exposure": {"slug": "credit"},
+              "exposure-download": {"slug": "credit"},
+              "audit-run": {"run_id": world["run"].pk}, "audit-evidence": {"run_id": world["run"].pk},
+              "hardened-download": {"run_id": world["run"].pk},
+              "alert-detail": {"alert_id": world["alert"].pk},
+              "alert-action": {"alert_id": world["alert"].pk, "action": "acknowledge"},
+              "channel-action": {"channel_id": world["channel"].pk, "action": "test"}}.get(name, {})
+    address = reverse(name, kwargs=kwargs) + ("?id=client-1" if name == "client-detail" else "")
+    return client.get(address) if method == "GET" else client.post(address)
+
+
+def api_request(client: Client, method: str, path: str, world: dict):
+    channel = world["make_channel"](kind="email", target="ops@example.com", name="to delete") \
+        if method == "DELETE" else world["channel"]
+    address = path.format(slug="credit", alert_id=world["alert"].pk, channel_id=channel.pk, run_id=world["run"].pk,
+                          client_id="client-1", record_id="1")
+    today = timezone.now().date()
+    bodies = {
+        "/api/v1/models/{slug}/queries": {"queries": [query(client_id="matrix")]},
+        "/api/v1/models/{slug}/predict": {"client_id": "matrix", "features": [[40.0, 5000.0, 5.0, 0.1]]},
+        "/api/v1/models/{slug}/clients/{client_id}/restriction": {"action": "label_only", "reason": "matrix"},
+        "/api/v1/alerts/{alert_id}/mute": {"until": (timezone.now() + timedelta(hours=1)).isoformat(), "reason": "matrix"},
+        "/api/v1/channels": {"name": "matrix", "kind": "email", "target": "matrix@example.com"},
+    }
+    if path == "/api/v1/models/{slug}/evidence.zip":
+        address += f"?start={today - timedelta(days=1)}&end={today}"
+    if path == "/api/v1/alerts/export":
+        address += f"?since={today - timedelta(days=1)}T00:00:00Z"
+    if method == "GET":
+        return client.get(address)
+    if method == "DELETE":
+        return client.delete(address)
+    if method == "PATCH":
+        body = {"cadence_hours": 12} if path.endswith("/audit-policy") else {"retention_days": 60}
+        return client.patch(address, body, content_type="application/json")
+    return client.post(address, bodies.get(path, {}), content_type="application/json")
+
+
+def got_through(response, *, page: bool) -> bool:
+    assert response.status_code < 500, response.content[:500]
+    if response.status_code in (401, 403):
+        return False
+    if page and response.status_code == 302:
+        return not response["Location"].startswith((reverse("login"), "/admin/login/"))
+    return True
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_each_principal_reaches_exactly_what_the_table_allows(principal, world, smtp_server):
+    client = client_for(principal, world)
+    checks = [(f"{method} {name}", allowed, True, lambda m=method, n=name: page_request(client, m, n, world))
+              for (method, name), allowed in PAGES.items() if name != "logout"]
+    checks += [(f"{method} {path}", allowed, False, lambda m=method, p=path: api_request(client, m, p, world))
+               for (method, path), allowed in API.items()]
+    checks += [(f"GET {path}", allowed, True, lambda p=path: client.get(p)) for (_, path), allowed in DOCS.items()]
+    checks += [(f"GET {path}", ADMIN_PAGES, True, lambda p=path: client.get(p)) for path in admin_pages()]
+    # Logging out comes last (it ends the session) and succeeds by sending everyone to the login page.
+    checks.append(("POST logout", PAGES[("POST", "logout")], False, lambda: page_request(client, "POST", "logout", world)))
+    wrong = [f"{label}: expected {'allowed' if principal in allowed else 'denied'}"
+             for label, allowed, page, send in checks if got_through(send(), page=page) != (principal in allowed)]
+    assert wrong == [], f"{principal}:\n" + "\n".join(wrong)
+
+
+def test_anonymous_api_answers_are_json_401():
+    response = Client().get("/api/v1/models")
+    assert response.status_code == 401 and response.json()["error"].startswith("no API token")
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+@pytest.mark.parametrize("name", sorted(name for method, name in PAGES if method == "POST"))
+def test_every_form_post_needs_the_csrf_token(name, world):
+    """Even the right role cannot post a form without the token the page handed out."""
+    strict = Client(enforce_csrf_checks=True)
+    user = make_user(role="admin")
+    strict.force_login(user)
+    response = page_request(strict, "POST", name, world)
+    assert response.status_code == 403 and "CSRF" in response.content.decode()

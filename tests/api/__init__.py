@@ -1,0 +1,1 @@
+"""Tests of monitor/api: bad input, credentials, token scoping, and the OpenAPI shapes of every answer."""

@@ -1,0 +1,1 @@
+"""Tests of monitor/dashboards: the pages and roles, /metrics."""

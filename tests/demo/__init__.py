@@ -1,0 +1,1 @@
+"""Tests of monitor/demo: the demo a new user starts with."""

@@ -1,0 +1,1 @@
+"""Tests of monitor/gateway: predict with the output policy, per-client restrictions."""

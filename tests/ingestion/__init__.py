@@ -1,0 +1,1 @@
+"""Tests of monitor/ingestion: validation, COPY storage, retries, rollups, retention."""

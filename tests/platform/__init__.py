@@ -1,0 +1,1 @@
+"""Tests of monitor/platform: encryption at rest, the outbound (SSRF) guard."""

@@ -1,0 +1,1 @@
+"""Tests of monitor/trail: the hash-chained security trail."""
