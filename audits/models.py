@@ -233,15 +233,21 @@ class AuditRun(models.Model):
         """"within policy", "policy breached" or "inconclusive — weak audit" ("" before a verdict)."""
         return VERDICT_LABELS.get(self.verdict or "", "")
 
-    def summary(self, *, full: bool = False) -> dict:
-        """The audit run shape of DESIGN.md; `full` adds ROC points, per-class slices, what-if and provenance."""
+    def summary(self, *, full: bool = False, member_ids: bool = True) -> dict:
+        """The audit run shape of DESIGN.md; `full` adds ROC points, per-class slices, what-if and provenance, and
+        each attack's most exposed member records: their count (`n_top_exposed`) and, with `member_ids`, their ids
+        (`top_exposed`; the caller decides who may see them: monitor.access.roles.may_see_member_ids)."""
         result = self.result or {}
         attacks = []
         for attack in self.attack_results:
             item = {key: attack.get(key) for key in ("name", "auc", "advantage", "balanced_accuracy", "epsilon_lower",
                                                       "tpr_at_fpr", "n_members", "n_nonmembers")}
             if full:
-                item.update({key: attack.get(key) for key in ("roc", "per_class", "top_exposed", "seconds", "details")})
+                item.update({key: attack.get(key) for key in ("roc", "per_class", "seconds", "details")})
+                exposed = attack.get("top_exposed") or []
+                item["n_top_exposed"] = len(exposed)
+                if member_ids:
+                    item["top_exposed"] = exposed
             attacks.append(item)
         summary = {
             "id": self.pk, "model": self.model.slug, "status": self.status, "trigger": self.trigger,

@@ -16,6 +16,11 @@ READ = ROLES
 OPERATE = (ADMIN, SECURITY)
 EXPORT = (ADMIN, SECURITY, COMPLIANCE)
 CONFIGURE = (ADMIN,)
+# Training-member record ids are personal data about the people the product protects: they are shown to the roles
+# that may look a record up ("was this record exposed?", its CSV), every read goes to the trail, and no other role
+# and nothing sent out of the product (email, Slack, webhooks, PagerDuty, Teams, the SIEM export) ever carries them.
+MEMBER_IDS = EXPORT
+MEMBER_IDS_READ = "member_ids.read"  # the trail action of each read
 
 
 def role_groups(names: Iterable[str]) -> list[Any]:
@@ -43,6 +48,30 @@ def roles_of(user: Any) -> set[str]:
 
 def has_role(user: Any, allowed: Iterable[str]) -> bool:
     return bool(roles_of(user) & set(allowed))
+
+
+def may_see_member_ids(who: Any) -> bool:
+    """Whether a user, or an API token, may see training-member record ids. A personal token has its owner's roles;
+    ingestion and metrics tokens have none."""
+    from monitor.models.tokens import ApiToken
+
+    if isinstance(who, ApiToken):
+        who = who.user if who.kind == ApiToken.USER else None
+    return has_role(who, MEMBER_IDS)
+
+
+def record_member_id_read(*, user: Any, ip: str | None, via: str, shown: Iterable[tuple[Any, int]]) -> None:
+    """Put one read of member ids in the trail: who, where (`via`), which runs or alerts and how many ids each
+    showed, never the ids themselves. Objects that showed none are left out; nothing is written if none showed any."""
+    from monitor.trail.models import TrailEntry
+
+    counts = {f"{obj._meta.label_lower}:{obj.pk}": n for obj, n in shown if n}
+    if not counts:
+        return
+    only = next(iter(counts)) if len(counts) == 1 else ""
+    object_type, _, object_id = only.partition(":")
+    TrailEntry.record(action=MEMBER_IDS_READ, actor=user, ip=ip, object_type=object_type, object_id=object_id,
+                      after={"via": via, "member_ids": sum(counts.values()), "objects": counts})
 
 
 def role_required(*allowed: str) -> Callable:

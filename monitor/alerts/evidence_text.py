@@ -1,7 +1,8 @@
 """An alert's evidence for people: first one sentence saying what the client (or the audit) did, then `key: value`
 lines with times as UTC times, p-values as odds for a benign client, floats to 4 significant digits, long lists
 cut, nested objects on one line. Email, Slack, the pages and the evidence report all show it this way. Each detector
-says its own sentence (`Detector.describe`); the audit alerts' sentences are here. Pure."""
+says its own sentence (`Detector.describe`); the audit alerts' sentences are here. Training-member record ids are
+left out unless asked for (`without_member_ids`): only the roles that may look a record up see them. Pure."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,9 @@ MAX_LINE = 300
 # Evidence keys holding epoch seconds, shown as times.
 TIME_KEYS = ("peak_window_start", "window_start", "first_seen", "last_seen")
 P_VALUE_KEYS = ("p_value", "counter_p_value", "density_p_value")
+# Keys whose value lists training-member record ids (detector evidence, an audit's most exposed records). Where ids may
+# not be shown each becomes a count under "n_" + the key, so the reader still learns how many.
+MEMBER_ID_KEYS = frozenset({"member_ids", "most_exposed_member_ids", "top_exposed"})
 
 
 def truncate(text: str, limit: int) -> str:
@@ -80,6 +84,46 @@ def _sentence_for(kind: str) -> Callable[[Mapping[str, Any]], str] | None:
         return None
 
 
+def _ids(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+
+
+def without_member_ids(value: Any) -> Any:
+    """A copy of `value` with every list of member ids, at any depth (an incident keeps each detector's evidence under
+    `signals`), replaced by its length under "n_" + its key. Anything else is kept as it is."""
+    if isinstance(value, Mapping):
+        kept: dict[Any, Any] = {}
+        for key, item in value.items():
+            if key in MEMBER_ID_KEYS:
+                kept[f"n_{key}"] = len(_ids(item))
+            else:
+                kept[key] = without_member_ids(item)
+        return kept
+    if isinstance(value, (list, tuple)):
+        return [without_member_ids(item) for item in value]
+    return value
+
+
+def member_id_count(value: Any) -> int:
+    """How many distinct member ids `value` holds under MEMBER_ID_KEYS, at any depth (what a trail entry records of
+    a read: the number, never the ids)."""
+    found: set[str] = set()
+
+    def walk(item: Any) -> None:
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                if key in MEMBER_ID_KEYS:
+                    found.update(str(record_id) for record_id in _ids(inner))
+                else:
+                    walk(inner)
+        elif isinstance(item, (list, tuple)):
+            for inner in item:
+                walk(inner)
+
+    walk(value)
+    return len(found)
+
+
 def describe(kind: str | None, evidence: Any) -> str:
     """What the client (or the audit) did, in one sentence ("" when the kind has no sentence)."""
     sentence = _sentence_for(kind or "")
@@ -91,11 +135,13 @@ def describe(kind: str | None, evidence: Any) -> str:
         return ""
 
 
-def evidence_lines(evidence: Any, limit: int = 12, *, kind: str | None = None) -> list[str]:
+def evidence_lines(evidence: Any, limit: int = 12, *, kind: str | None = None, member_ids: bool = False) -> list[str]:
     """The sentence for `kind`, then the first `limit` keys of an evidence dict as readable lines ([] for
-    anything that is not a dict)."""
+    anything that is not a dict). Member ids are shown only with `member_ids=True`, else their counts."""
     if not isinstance(evidence, dict):
         return []
+    if not member_ids:
+        evidence = without_member_ids(evidence)
     sentence = describe(kind, evidence)
     # An incident folds several detectors and accounts: one sentence per other signal, then the accounts.
     signals = evidence.get("signals") if isinstance(evidence.get("signals"), dict) else {}

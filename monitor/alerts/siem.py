@@ -1,6 +1,7 @@
 """Alert events for a SIEM: one OCSF Detection Finding (class_uid 2004, built with py-ocsf-models) per alert event,
 or a CSV row. Opened creates the finding, resolved closes it, everything in between updates it; the severity and
-status are the ones the event set. Evidence is counts and ids (detectors never put feature values in it)."""
+status are the ones the event set. Evidence is counts and ids (detectors never put feature values in it); training-member
+ids leave the product as their counts only, with the link back to the alert."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from py_ocsf_models.objects.metadata import Metadata
 from py_ocsf_models.objects.product import Product
 from py_ocsf_models.objects.resource_details import ResourceDetails
 
-from monitor.alerts.evidence_text import describe, evidence_lines
+from monitor.alerts.evidence_text import describe, evidence_lines, without_member_ids
 from monitor.alerts.transports import alert_url
 from monitor.models import AlertEvent
 
@@ -54,6 +55,7 @@ def _millis(at: datetime) -> int:
 
 def ocsf_finding(event: AlertEvent) -> dict[str, Any]:
     alert = event.alert
+    evidence = without_member_ids(alert.evidence)
     url = alert_url(alert)
     activity, type_uid = ACTIVITY.get(event.kind, (ActivityID.Update, DetectionFindingTypeID.Update))
     severity = severity_at(event)
@@ -66,17 +68,17 @@ def ocsf_finding(event: AlertEvent) -> dict[str, Any]:
         activity_id=activity, activity_name=activity.name, type_uid=type_uid, type_name=f"Detection Finding: {activity.name}",
         severity_id=SEVERITY_ID.get(severity, SeverityID.Unknown), severity=severity.capitalize(),
         status_id=STATUS_ID.get(event.kind, StatusID.Other), status=event.kind, time=millis,
-        message=describe(alert.kind, alert.evidence) or alert.title,
+        message=describe(alert.kind, evidence) or alert.title,
         metadata=Metadata(version=OCSF_VERSION, uid=f"alert-event-{event.pk}", correlation_uid=alert.fingerprint,
                           logged_time=millis, product=Product(name="MI Monitor", vendor_name="MI Monitor",
                                                               uid="mi-monitor")),
         finding_info=FindingInformation(
-            uid=str(alert.pk), title=alert.title or alert.kind, desc="\n".join(evidence_lines(alert.evidence, kind=alert.kind)),
+            uid=str(alert.pk), title=alert.title or alert.kind, desc="\n".join(evidence_lines(evidence, kind=alert.kind)),
             types=[f"{alert.source}/{alert.kind}", "OWASP ML04:2023 membership inference"], src_url=url,
             created_time=_millis(alert.first_seen), first_seen_time=_millis(alert.first_seen),
             last_seen_time=_millis(alert.last_seen)),
         resources=resources,
-        evidences=[EvidenceArtifacts(data={"evidence": alert.evidence, "occurrences": alert.occurrences})],
+        evidences=[EvidenceArtifacts(data={"evidence": evidence, "occurrences": alert.occurrences})],
         unmapped={"event": event.kind, "actor": event.actor_name, "note": event.note, "incident": alert.incident},
     )
     return finding.model_dump(mode="json", exclude_none=True)

@@ -1,5 +1,6 @@
 """Email and Slack transports. A transport raises NotifyError; `permanent` errors disable the channel
-(healthchecks' pattern), temporary ones are retried with backoff."""
+(healthchecks' pattern), temporary ones are retried with backoff. What goes out never carries training-member ids:
+each message says how many and links back to the alert, where the roles that may see them do."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ from django.core.validators import validate_email
 from django.template.loader import render_to_string
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
-from monitor.alerts.evidence_text import evidence_lines, truncate
+from monitor.alerts.evidence_text import evidence_lines, truncate, without_member_ids
 from monitor.models import Alert, Delivery, NotificationChannel
 from monitor.platform import outbound
 
@@ -91,7 +92,8 @@ def alert_url(alert: Alert) -> str:
 
 
 def event_payload(delivery: Delivery) -> dict[str, Any]:
-    """The JSON event every HTTP integration starts from: what happened, to which alert, and a link."""
+    """The JSON event every HTTP integration starts from: what happened, to which alert, and a link. Member ids in
+    the evidence go out as their counts (`n_member_ids`, ...)."""
     alert = delivery.alert
     now = delivery.created_at.astimezone(UTC).isoformat()  # when it happened: the same body on every retry
     if alert is None:
@@ -102,7 +104,7 @@ def event_payload(delivery: Delivery) -> dict[str, Any]:
         "id": alert.pk, "fingerprint": alert.fingerprint, "model": alert.model.slug, "client_id": alert.client_id or None,
         "source": alert.source, "kind": alert.kind, "title": alert.title, "severity": alert.severity,
         "status": alert.status, "first_seen": alert.first_seen, "last_seen": alert.last_seen,
-        "occurrences": alert.occurrences, "evidence": alert.evidence,
+        "occurrences": alert.occurrences, "evidence": without_member_ids(alert.evidence),
         "summary": evidence_lines(alert.evidence, kind=alert.kind), "url": alert_url(alert)}}
 
 

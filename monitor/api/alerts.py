@@ -11,6 +11,7 @@ from ninja import Router
 from audits.evidence.format import csv_bytes
 from monitor.access import roles
 from monitor.alerts import lifecycle, siem
+from monitor.alerts.evidence_text import member_id_count, without_member_ids
 from monitor.alerts.lifecycle import AlertActionError
 from monitor.api.auth import needs, request_user
 from monitor.api.errors import ApiError, problem
@@ -48,7 +49,18 @@ def list_alerts(request: HttpRequest, status: str = "", model: Text = "", severi
         raise ApiError(400, "invalid filter", problems)
     alerts = Alert.objects.select_related("model", "acknowledged_by", "resolved_by").matching(
         status=status, model=model, severity=severity, client=client)
-    return [a.summary() for a in alerts.order_by("-last_seen", "-id")[offset:offset + limit]]
+    return _answer(request, list(alerts.order_by("-last_seen", "-id")[offset:offset + limit]))
+
+
+def _answer(request: HttpRequest, alerts: list[Alert]) -> list[dict]:
+    """The alerts' summaries. Member ids in the evidence go to the roles that may look a record up, and each answer
+    that shows some is recorded in the security trail; other roles get their counts (`n_member_ids`, ...)."""
+    if not roles.may_see_member_ids(request.auth):
+        return [{**summary, "evidence": without_member_ids(summary["evidence"])} for summary in
+                (alert.summary() for alert in alerts)]
+    roles.record_member_id_read(user=request_user(request), ip=client_ip(request), via="api:alerts",
+                                shown=[(alert, member_id_count(alert.evidence)) for alert in alerts])
+    return [alert.summary() for alert in alerts]
 
 
 @router.get("/alerts/export", auth=needs(roles.OPERATE), summary="Alert events for a SIEM: OCSF NDJSON or CSV",
@@ -93,13 +105,13 @@ def export_alerts(request: HttpRequest, since: datetime, format: str = "ocsf", u
 
 @router.get("/alerts/{alert_id}", auth=needs(roles.READ), summary="One alert", response={200: AlertOut, 403: dict, 404: dict})
 def get_alert(request: HttpRequest, alert_id: int) -> dict:
-    return _alert(alert_id).summary()
+    return _answer(request, [_alert(alert_id)])[0]
 
 
 def _act(request: HttpRequest, alert_id: int, action: Callable[[Alert], Alert]) -> dict:
     alert = _alert(alert_id)
     try:
-        return action(alert).summary()
+        return _answer(request, [action(alert)])[0]
     except AlertActionError as exc:
         raise ApiError(409, str(exc)) from exc
 

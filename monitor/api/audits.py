@@ -18,12 +18,14 @@ from audits.exposure import UnknownRecord, csv_filename, exposure_csv, record_ex
 from audits.models import AuditPolicy, AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
+from monitor.alerts.evidence_text import member_id_count
 from monitor.api.auth import get_model, needs, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import (
     AuditPolicyOut,
     AuditPolicyPatchIn,
     AuditRunFullOut,
+    AuditRunMemberIdsOut,
     AuditRunOut,
     AuditStartedOut,
     RecordExposureOut,
@@ -52,10 +54,18 @@ def start_audit(request: HttpRequest, slug: str, remediation: bool | None = None
 
 
 @router.get("/audits/{run_id}", auth=needs(roles.READ), summary="An audit run: status, progress, per-attack metrics with intervals",
-            response={200: AuditRunOut | AuditRunFullOut, 403: dict, 404: dict})
+            response={200: AuditRunOut | AuditRunFullOut | AuditRunMemberIdsOut, 403: dict, 404: dict})
 def get_audit(request: HttpRequest, run_id: int, full: bool = False) -> dict:
-    """`full=true` adds ROC points, per-class slices, what-if, recommendations and provenance."""
-    return _run(run_id).summary(full=full)
+    """`full=true` adds ROC points, per-class slices, what-if, recommendations and provenance, and how many member
+    records each attack names as most exposed (`n_top_exposed`). Their ids (`top_exposed`) go only to the roles that
+    may look a record up (admin, security, compliance), and each such answer is recorded in the security trail."""
+    run = _run(run_id)
+    member_ids = full and roles.may_see_member_ids(request.auth)
+    answer = run.summary(full=full, member_ids=member_ids)
+    if member_ids:
+        roles.record_member_id_read(user=request_user(request), ip=client_ip(request), via="api:audit",
+                                    shown=[(run, member_id_count(answer["attacks"]))])
+    return answer
 
 
 @router.get("/models/{slug}/audits", auth=needs(roles.READ), summary="A model's audit runs, newest first",
@@ -145,7 +155,7 @@ def model_evidence(request: HttpRequest, slug: str, start: datetime, end: dateti
     return _zip_response(data, f"evidence-{model.slug}-{start:%Y%m%d}-{end:%Y%m%d}.zip")
 
 
-@router.get("/models/{slug}/records/{record_id}/exposure", auth=needs(roles.EXPORT),
+@router.get("/models/{slug}/records/{record_id}/exposure", auth=needs(roles.MEMBER_IDS),
             summary="Was this member's record exposed? Its rank in each audit",
             response={200: RecordExposureOut, 403: dict, 404: dict})
 def get_record_exposure(request: HttpRequest, slug: str, record_id: str) -> dict:
@@ -160,7 +170,7 @@ def get_record_exposure(request: HttpRequest, slug: str, record_id: str) -> dict
         raise ApiError(404, str(exc), [problem("record_id", "not a registered member id of this model")]) from None
 
 
-@router.get("/models/{slug}/exposure.csv", auth=needs(roles.EXPORT),
+@router.get("/models/{slug}/exposure.csv", auth=needs(roles.MEMBER_IDS),
             summary="Every evaluated member's exposure in the latest audit, as CSV (ids and ranks only)",
             response={200: None, 403: dict, 404: dict})
 def export_exposure(request: HttpRequest, slug: str) -> HttpResponse:

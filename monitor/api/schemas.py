@@ -78,9 +78,15 @@ class AttackOut(Schema):
 class AttackFullOut(AttackOut):
     roc: dict[str, Any] = Field(..., description='{"fpr": [...], "tpr": [...]}, exact below 1 % FPR')
     per_class: list[dict[str, Any]]
-    top_exposed: list[int | str] = Field(..., description="member record ids, most exposed first (ids only)")
     seconds: Number
     details: dict[str, Any]
+    n_top_exposed: int = Field(..., description="how many member records the attack names as most exposed")
+
+
+class AttackMemberIdsOut(AttackFullOut):
+    """For the roles that may look a record up (admin, security, compliance) only; each answer is in the trail."""
+
+    top_exposed: list[int | str] = Field(..., description="member record ids, most exposed first (ids only)")
 
 
 class PolicyVerdictOut(Schema):
@@ -161,6 +167,12 @@ class AuditRunFullOut(AuditRunOut):
     config: dict[str, Any]
     environment: dict[str, Any]
     attack_config: dict[str, Any] | None
+
+
+class AuditRunMemberIdsOut(AuditRunFullOut):
+    """`?full=true` to a role that may look a record up: each attack's most exposed member ids as well."""
+
+    attacks: list[AttackMemberIdsOut]
 
 
 class AuditStartedOut(Schema):

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from monitor.access import roles
 from monitor.alerts import lifecycle as alerting
 from monitor.alerts.channels import ChannelError, create_channel, delete_channel, enable_channel
+from monitor.alerts.evidence_text import evidence_lines, member_id_count
 from monitor.alerts.lifecycle import AlertActionError
 from monitor.alerts.outbox import send_test
 from monitor.gateway import restrictions
@@ -51,8 +52,15 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = get_object_or_404(Alert.objects.select_related("model", "acknowledged_by", "resolved_by"), pk=alert_id)
     timeline = [{"at": e.at, "what": e.kind, "who": e.actor_name, "note": e.note, "data": e.data} for e in alert.events.all()]
     deliveries = alert.deliveries.select_related("channel").order_by("created_at", "id")
+    # Member ids in the evidence only for the roles that may look a record up, each view in the trail; others
+    # read their counts.
+    member_ids = roles.may_see_member_ids(request.user)
+    if member_ids:
+        roles.record_member_id_read(user=request.user, ip=client_ip(request), via="page:alert",
+                                    shown=[(alert, member_id_count(alert.evidence))])
     return render(request, "monitor/alert_detail.html", {
         "alert": alert, "timeline": timeline, "deliveries": deliveries, "mute_choices": list(MUTE_CHOICES),
+        "evidence_lines": evidence_lines(alert.evidence, kind=alert.kind, member_ids=member_ids),
         "restriction": restrictions.active(alert.model, alert.client_id) if alert.client_id else None,
         "restriction_client": alert.client_id, "model": alert.model, "restrict_next": request.path,
     })

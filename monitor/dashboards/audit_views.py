@@ -14,6 +14,7 @@ from audits.evidence.keys import public_key_pem
 from audits.models import AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
+from monitor.alerts.evidence_text import without_member_ids
 from monitor.dashboards import audit_charts as charts
 from monitor.models import RegisteredModel
 from monitor.platform.downloads import attachment
@@ -23,16 +24,24 @@ from monitor.trail.hooks import client_ip
 @roles.role_required(*roles.READ)
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(AuditRun.objects.select_related("model", "requested_by"), pk=run_id)
-    result = run.result or {}
+    # Member ids only for the roles that may look a record up, each view in the trail; the others see how many.
+    exposed = _exposed(run)
+    member_ids = roles.may_see_member_ids(request.user)
+    result = (run.result or {}) if member_ids else without_member_ids(run.result or {})
     attacks = result.get("attacks", [])
     for attack in attacks:
         attack["label"] = ATTACK_LABELS.get(attack["name"], attack["name"])
+    if exposed and member_ids:
+        roles.record_member_id_read(user=request.user, ip=client_ip(request), via="page:audit-run",
+                                    shown=[(run, exposed["count"])])
+    elif exposed:
+        del exposed["ids"]
     return render(request, "audits/run_detail.html", {
         "run": run, "model": run.model, "result": result, "attacks": attacks,
         "headline": result.get("headline"), "verdict": run.policy_result or {},
         "roc_figure": charts.roc_figure(attacks) if attacks else None,
         "fprs": ["0.001", "0.01", "0.1"],
-        "exposed": _exposed(run),
+        "exposed": exposed, "member_id_roles": ", ".join(roles.MEMBER_IDS),
         "remediation": _remediation(result),
         "remediation_figure": charts.privacy_utility_figure(result["remediation"], result.get("what_if") or [])
         if (result.get("remediation") or {}).get("candidates") else None,
@@ -53,9 +62,12 @@ def _remediation(result: dict) -> dict | None:
 
 
 def _exposed(run: AuditRun) -> dict | None:
-    """The most exposed member records (ids only) under the leading attack."""
+    """The most exposed member records (ids only) under the leading attack, and how many."""
     leader = run.leading_attack()
-    return {"attack": leader["name"], "ids": run.most_exposed_ids()} if leader else None
+    if leader is None:
+        return None
+    ids = run.most_exposed_ids()
+    return {"attack": leader["name"], "ids": ids, "count": len(ids)}
 
 
 @roles.role_required(*roles.OPERATE)
@@ -85,7 +97,7 @@ def public_key(request: HttpRequest) -> HttpResponse:
     return HttpResponse(public_key_pem(), content_type="application/x-pem-file")
 
 
-@roles.role_required(*roles.EXPORT)
+@roles.role_required(*roles.MEMBER_IDS)
 def record_exposure(request: HttpRequest, slug: str) -> HttpResponse:
     """Compliance: was this person's record exposed? A search box over member record ids; each lookup is in the
     security trail."""
@@ -105,7 +117,7 @@ def record_exposure(request: HttpRequest, slug: str) -> HttpResponse:
                                                            "missing": missing, "latest": latest})
 
 
-@roles.role_required(*roles.EXPORT)
+@roles.role_required(*roles.MEMBER_IDS)
 def exposure_download(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, slug=slug)
     run, body = exposure.exposure_csv(model, user=request.user, ip=client_ip(request))

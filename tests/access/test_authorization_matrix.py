@@ -5,6 +5,7 @@ OpenAPI schema and admin pages from the admin registry, so a new URL without an 
 """
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -13,6 +14,7 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
+from ninja.responses import NinjaJSONEncoder
 
 from monitor.api import api
 from tests.factories import ingest_token, make_model, make_user, query, user_token
@@ -246,3 +248,109 @@ def test_every_form_post_needs_the_csrf_token(name, world):
     strict.force_login(user)
     response = page_request(strict, "POST", name, world)
     assert response.status_code == 403 and "CSRF" in response.content.decode()
+
+
+# --- training-member ids --------------------------------------------------------------------------
+# Member record ids are personal data about the people the product protects. They go to exactly the roles that may
+# look a record up (the exposure lookup above), in the API and on the pages, and each read is in the trail (how many
+# ids, never which); every other role gets no `top_exposed` / `member_ids` key at all, only the count under another.
+MEMBER_ID_READERS = {f"{how}:{role}" for how in ("session", "token") for role in ("admin", "security", "compliance")}
+PEOPLE = tuple(f"{how}:{role}" for how in ("session", "token") for role in ROLES)
+EXPOSED_IDS = [f"person-{n:04d}" for n in range(7)]  # record ids no page or answer could show by chance
+HIT_IDS = ["person-0001", "person-0002", "person-9001"]
+
+
+def test_member_ids_go_to_the_roles_that_may_look_a_record_up():
+    assert API[("GET", "/api/v1/models/{slug}/records/{record_id}/exposure")] == MEMBER_ID_READERS
+    assert PAGES[("GET", "record-exposure")] == {p for p in MEMBER_ID_READERS if p.startswith("session:")}
+
+
+@pytest.fixture
+def exposed(db) -> dict:
+    """A finished audit whose attacks name EXPOSED_IDS as most exposed, and an incident whose evidence names HIT_IDS
+    (at the top and inside a folded detector's evidence)."""
+    from audits import runner
+    from audits.models import AuditRun
+    from audits.scheduling import request_audit
+    from monitor.alerts.lifecycle import raise_signal
+    from tests.factories import make_audited_model, signal
+
+    model = make_audited_model(slug="credit", n=200)
+    run = runner.execute(request_audit(model, enqueue=False).pk)
+    assert run.status == "done", run.error
+    for attack in run.result["attacks"]:
+        attack["top_exposed"] = list(EXPOSED_IDS)
+    AuditRun.objects.filter(pk=run.pk).update(result=run.result)
+    evidence = {"n_members_hit": 3, "member_ids": HIT_IDS, "most_exposed_member_ids": HIT_IDS[:2],
+                "signals": {"near_duplicate_sweep": {"score": 9.0, "evidence": {"member_ids": HIT_IDS[1:]}}}}
+    alert, _ = raise_signal(signal(model=model, kind="training_proximity", client_id="probe-1", evidence=evidence))
+    return {"model": model, "run": AuditRun.objects.get(pk=run.pk), "alert": alert}
+
+
+def id_keys(value) -> set[str]:
+    """The member-id keys anywhere in an answer."""
+    if isinstance(value, dict):
+        found = {key for key in value if key in ("top_exposed", "member_ids", "most_exposed_member_ids")}
+        return found.union(*(id_keys(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(id_keys(item) for item in value))
+    return set()
+
+
+def says_how_many(what: str, answer, text: str, *, alert_id: int) -> bool:
+    """What a role without member ids reads instead: the count, under another key or in words."""
+    if what == "api audit":
+        return {attack.get("n_top_exposed") for attack in answer["attacks"]} == {len(EXPOSED_IDS)}
+    if what == "api alert":
+        folded = answer["evidence"]["signals"]["near_duplicate_sweep"]["evidence"]
+        return answer["evidence"].get("n_member_ids") == len(HIT_IDS) and folded.get("n_member_ids") == 2
+    if what == "api alerts":
+        return [a["evidence"].get("n_member_ids") for a in answer if a["id"] == alert_id] == [len(HIT_IDS)]
+    if what == "audit page":
+        return f"names {len(EXPOSED_IDS)} member records as most exposed" in text
+    return f"n_member_ids: {len(HIT_IDS)}" in text
+
+
+def test_member_ids_reach_exactly_the_roles_that_may_look_a_record_up_and_each_read_is_in_the_trail(exposed):
+    from monitor.trail.models import TrailEntry
+
+    run, alert = exposed["run"], exposed["alert"]
+    reads = TrailEntry.objects.filter(action="member_ids.read")
+    asked = {"api audit": (f"/api/v1/audits/{run.pk}?full=true", run, EXPOSED_IDS),
+             "api alert": (f"/api/v1/alerts/{alert.pk}", alert, HIT_IDS),
+             "api alerts": ("/api/v1/alerts", alert, HIT_IDS),
+             "audit page": (reverse("audit-run", kwargs={"run_id": run.pk}), run, EXPOSED_IDS),
+             "alert page": (reverse("alert-detail", kwargs={"alert_id": alert.pk}), alert, HIT_IDS)}
+    wrong = []
+    for principal in PEOPLE:
+        client, reader = client_for(principal, exposed), principal in MEMBER_ID_READERS
+        for what, (path, obj, ids) in asked.items():
+            if what.endswith("page") and not principal.startswith("session:"):
+                continue  # pages never accept bearer tokens
+            last = reads.order_by("-seq").values_list("seq", flat=True).first() or 0
+            response = client.get(path)
+            assert response.status_code == 200, (principal, what, response.content[:300])
+            text = response.content.decode()
+            shown = [i for i in EXPOSED_IDS + HIT_IDS if i in text]
+            new = list(reads.filter(seq__gt=last))
+            if reader:
+                if set(shown) != set(ids):
+                    wrong.append(f"{principal} {what}: shows {shown}, not the {len(ids)} ids")
+                if [(e.object_type, e.object_id, e.after["member_ids"]) for e in new] != [
+                        (obj._meta.label_lower, str(obj.pk), len(ids))] or new[0].actor_name == "system":
+                    wrong.append(f"{principal} {what}: not one trail entry naming who, the object and how many")
+                elif any(i in str(new[0].after) for i in EXPOSED_IDS + HIT_IDS):
+                    wrong.append(f"{principal} {what}: the trail entry holds the ids themselves")
+                continue
+            if shown or new:
+                wrong.append(f"{principal} {what}: shows {shown}, {len(new)} trail entries")
+            answer = response.json() if what.startswith("api") else None
+            if answer is not None and id_keys(answer):
+                wrong.append(f"{principal} {what}: keeps the keys {sorted(id_keys(answer))}")
+            if not says_how_many(what, answer, text, alert_id=alert.pk):
+                wrong.append(f"{principal} {what}: does not say how many member ids there are")
+        # Either way the audit answers exactly its summary (its schema drops or adds nothing).
+        full = client.get(f"/api/v1/audits/{run.pk}?full=true").json()
+        if full != json.loads(json.dumps(run.summary(full=True, member_ids=reader), cls=NinjaJSONEncoder)):
+            wrong.append(f"{principal}: the audit answer is not its summary (member_ids={reader})")
+    assert wrong == [], "\n".join(wrong)
