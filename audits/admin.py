@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from audits.models import AuditPolicy, AuditRun
+from monitor.access.admin_site import EvidenceAdmin
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -31,13 +32,9 @@ class AuditPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditRun)
-class AuditRunAdmin(admin.ModelAdmin):
+class AuditRunAdmin(EvidenceAdmin):
+    """Evidence: read here, never deleted (a run's result is what a bundle signs)."""
+
     list_display = ("id", "model", "status", "trigger", "progress", "created_at", "finished_at")
     list_filter = ("status", "trigger")
     exclude = ("result",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 
+from monitor.access.admin_site import EvidenceAdmin
 from monitor.alerts import integrations
 from monitor.alerts.channels import ChannelError, check_target
 from monitor.models import (
@@ -19,7 +20,6 @@ from monitor.models import (
     TrailEntry,
     WorkerHeartbeat,
 )
-from monitor.trail.hooks import client_ip
 
 
 class ArtifactInline(admin.TabularInline):
@@ -51,14 +51,12 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         # Registration validates an artifact and up to three CSVs together, so "Add" opens that form.
         return redirect("model-register")
 
-    def save_model(self, request, obj, form, change) -> None:
-        """Changed settings (retention_days, output policy, ...) go to the security trail, as through the API."""
-        changed = [name for name in form.changed_data if name in self.fields]
-        before = RegisteredModel.objects.filter(pk=obj.pk).values(*changed).first() if changed else None
-        super().save_model(request, obj, form, change)
-        if changed:
-            TrailEntry.record(action="model.updated", actor=request.user, ip=client_ip(request), obj=obj,
-                              before=before, after={name: getattr(obj, name) for name in changed})
+    # Changed settings reach the trail from the model's save (monitor/trail/changes.py), as from the API or a shell.
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A model's delete cascades to its alerts, findings, audit runs and query log: the evidence refused below.
+        # Retention (retention_days) is how its data goes; a delete elsewhere is recorded with what went with it.
+        return False
 
 
 @admin.register(ApiToken)
@@ -73,18 +71,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(QueryLog)
-class QueryLogAdmin(admin.ModelAdmin):
+class QueryLogAdmin(EvidenceAdmin):
+    """What the detectors read: retention (retention_days) drops it, nobody else."""
+
     list_display = ("id", "model", "client_id", "ts", "label", "confidence", "request_id")
     list_filter = ("model",)
     search_fields = ("client_id", "request_id")
     exclude = ("features", "outputs")
     show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class AlertEventInline(admin.TabularInline):
@@ -96,19 +90,13 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(EvidenceAdmin):
     """Read-only here: lifecycle changes go through the alert pages and API, which log who did what."""
 
     list_display = ("id", "model", "kind", "client_id", "severity", "status", "last_seen", "occurrences")
     list_filter = ("status", "severity", "source")
     search_fields = ("client_id", "fingerprint", "title")
     inlines = [AlertEventInline]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ChannelForm(forms.ModelForm):
@@ -160,18 +148,9 @@ admin.site.register(WorkerHeartbeat)
 
 
 @admin.register(TrailEntry)
-class TrailEntryAdmin(admin.ModelAdmin):
+class TrailEntryAdmin(EvidenceAdmin):
     """Read-only: the security trail has no edit or delete path."""
 
     list_display = ("seq", "at", "actor_name", "ip", "action", "object_type", "object_id")
     list_filter = ("action",)
     search_fields = ("actor_name", "object_id", "action")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

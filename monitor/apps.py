@@ -10,7 +10,10 @@ class MonitorConfig(AppConfig):
     def ready(self) -> None:
         # Bind @shared_task to our configured Celery app in every process (web, worker, commands).
         from monitor.celery import app  # noqa: F401
+        from monitor.trail import changes as trail_changes
         from monitor.trail import hooks as audit_hooks  # noqa: F401  (connects the login signals)
+
+        trail_changes.connect()  # every change to tokens, channels, users, groups, lockouts and models, from any path
 
 
 class MonitorAdminConfig(admin_apps.AdminConfig):

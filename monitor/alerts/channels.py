@@ -11,6 +11,7 @@ from monitor.alerts.transports import email_addresses
 from monitor.models import SEVERITIES, NotificationChannel, RegisteredModel
 from monitor.platform.outbound import OutboundBlocked, check_url
 from monitor.trail.models import TrailEntry
+from monitor.trail.recording import recorded_by_caller
 
 URL_KINDS = {NotificationChannel.SLACK: "the incoming-webhook URL, https://hooks.slack.com/services/…",
              NotificationChannel.WEBHOOK: "where the signed JSON events are POSTed",
@@ -75,7 +76,7 @@ def create_channel(*, name: str, kind: str, target: str, min_severity: str = "wa
         if missing:
             raise ChannelError("models", f"unknown model(s): {', '.join(missing)}")
         selected = list(found.values())
-    with transaction.atomic():
+    with transaction.atomic(), recorded_by_caller():  # channel.created below is the one entry
         channel = NotificationChannel(
             name=name.strip(), kind=kind, target=target, min_severity=min_severity, all_models=not selected,
             rate_limit_per_hour=rate_limit_per_hour, digest=digest, created_by=user if getattr(user, "pk", None) else None)
@@ -98,7 +99,7 @@ def enable_channel(channel: NotificationChannel, *, user: Any = None, ip: str | 
 
 
 def delete_channel(channel: NotificationChannel, *, user: Any = None, ip: str | None = None) -> None:
-    with transaction.atomic():
+    with transaction.atomic(), recorded_by_caller():
         TrailEntry.record(action="channel.deleted", actor=user, ip=ip, obj=channel,
                              before={"name": channel.name, "kind": channel.kind})
         channel.delete()

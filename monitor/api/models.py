@@ -14,6 +14,7 @@ from monitor.models import RegisteredModel
 from monitor.registry.summary import model_summary
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
+from monitor.trail.recording import recorded_by_caller
 
 router = Router(tags=["models"])
 
@@ -45,7 +46,7 @@ def update_model(request: HttpRequest, slug: str, body: ModelPatchIn) -> dict:
     except ValidationError as exc:
         raise ApiError(400, "nothing was changed", [problem(field, message) for field, messages
                                                     in exc.message_dict.items() for message in messages]) from None
-    with transaction.atomic():
+    with transaction.atomic(), recorded_by_caller():  # this entry names the request's user and IP
         model.save(update_fields=[*changes, "updated_at"])
         TrailEntry.record(action="model.updated", actor=request_user(request), ip=client_ip(request), obj=model,
                           before=before, after=changes)

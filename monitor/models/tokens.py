@@ -52,16 +52,19 @@ class ApiToken(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.model.slug if self.model_id else self.user.get_username()
+        owner = self.model.slug if self.model_id else self.user.get_username() if self.user_id else "metrics"
         return f"{self.get_kind_display()} token {self.prefix}… for {owner}"
 
     @classmethod
     def issue(cls, *, kind: str, model: RegisteredModel | None = None, user=None) -> tuple[ApiToken, str]:
         """Create a token; the clear value is returned once and never stored."""
         from monitor.trail.models import TrailEntry
+        from monitor.trail.recording import recorded_by_caller
 
         clear = f"mim_{kind}_{secrets.token_urlsafe(32)}"
-        token = cls.objects.create(kind=kind, model=model, user=user, token_hash=hash_token(clear), prefix=clear[:12])
+        with recorded_by_caller():  # the token.issued entry below, not the save signal's token.created
+            token = cls.objects.create(kind=kind, model=model, user=user, token_hash=hash_token(clear),
+                                       prefix=clear[:12])
         # The prefix identifies the token in the log; the secret part never leaves this function but once.
         TrailEntry.record(action="token.issued", obj=token, after={
             "kind": kind, "prefix": token.prefix, "model": model.slug if model else None,

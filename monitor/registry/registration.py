@@ -18,6 +18,7 @@ from monitor.platform.output_policy import OutputPolicy
 from monitor.registry.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
 from monitor.registry.reference_data import DatasetError, ParsedCsv, parse_reference_csv
 from monitor.trail.models import TrailEntry
+from monitor.trail.recording import recorded_by_caller
 
 
 @dataclass
@@ -118,7 +119,7 @@ def register_model(
             )
         _check_predictions(predictor, parsed["members"].arrays.X[:8], n_classes=len(known_classes))
 
-    with transaction.atomic():
+    with transaction.atomic(), recorded_by_caller():  # one model.registered entry for the model and its files
         model = RegisteredModel.objects.create(
             slug=slug, name=name.strip(), team=team.strip(),
             source=fmt if artifact is not None else RegisteredModel.ENDPOINT,
