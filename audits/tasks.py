@@ -5,6 +5,7 @@ from celery import shared_task
 from django.conf import settings
 
 from audits import runner, scheduling
+from monitor.trail import signing
 
 
 @shared_task(acks_late=True, time_limit=settings.AUDIT_TIME_LIMIT_SECONDS, soft_time_limit=settings.AUDIT_TIME_LIMIT_SECONDS - 60)
@@ -21,3 +22,10 @@ def schedule_audits() -> list[int]:
 @shared_task(time_limit=120, soft_time_limit=100)
 def reap_stuck_audits() -> dict:
     return scheduling.reap_stuck_runs()
+
+
+@shared_task(time_limit=300, soft_time_limit=240)
+def sign_trail_head() -> int | None:
+    """Hourly: the security trail's head signed with the evidence key, when it moved (monitor.trail.signing)."""
+    signed = signing.sign_trail_head()
+    return signed.seq if signed is not None else None

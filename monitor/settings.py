@@ -317,6 +317,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-restrictions": {"task": "monitor.tasks.expire_client_restrictions", "schedule": 60.0},
     "query-partitions": {"task": "monitor.tasks.maintain_query_partitions", "schedule": 3600.0},
     "query-retention": {"task": "monitor.tasks.enforce_query_retention", "schedule": crontab(hour=3, minute=15)},
+    "sign-trail-head": {"task": "audits.tasks.sign_trail_head", "schedule": crontab(minute=5)},
 }
 # Query scanning: rows read per chunk, reference window for calibration, one scan per model at a time.
 SCAN_CHUNK_ROWS = env.int("SCAN_CHUNK_ROWS", default=200_000)

@@ -18,6 +18,7 @@ from audits.evidence.format import (
     PUBLIC_KEY,
     ROC_COLUMNS,
     SIGNATURE,
+    TRAIL_HEAD,
     EvidenceError,
     alert_rows,
     csv_bytes,
@@ -102,6 +103,9 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
         "audit_log.jsonl": jsonl_bytes(segment["lines"]),
         PUBLIC_KEY: pem,
     }
+    signed_head = gather.signed_head()
+    if signed_head is not None:
+        files[TRAIL_HEAD] = json_bytes(signed_head)
     html = report_html(document, segment["lines"])
     files["report.html"] = html.encode()
     files["report.pdf"] = report_pdf(html)
@@ -134,6 +138,8 @@ Files
   MANIFEST.json            SHA-256 and size of every file above
   MANIFEST.sig             Ed25519 signature over the exact bytes of MANIFEST.json (64 raw bytes)
   public_key.pem           the public key (SHA-256 of the raw key: {meta['public_key_sha256']})
+  trail_head.json          (once one is signed) the audit log's latest head signed with the same key: the
+                           entry of that number in audit_log.jsonl must have that hash
 
 Verify
   python manage.py verify_evidence THIS.zip --public-key KEY_YOU_TRUST.pem

@@ -4,7 +4,6 @@ deterministic ZIP. Pure (stdlib and cryptography): the builder writes bundles wi
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import zipfile
@@ -12,11 +11,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+# The key id is defined with the chain, whose signed heads carry the same one.
+from monitor.trail.chain import key_fingerprint as key_fingerprint
 
 FORMAT = "mi-monitor-evidence/1"
 MANIFEST, SIGNATURE, PUBLIC_KEY = "MANIFEST.json", "MANIFEST.sig", "public_key.pem"
+# The latest signed head of the trail when the bundle was built (absent before the first one is signed).
+TRAIL_HEAD = "trail_head.json"
 REQUIRED_FILES = ("report.pdf", "report.html", "audit.json", "metrics.csv", "roc.csv", "alerts.csv",
                   "audit_log.jsonl", PUBLIC_KEY)
 FPRS = ("0.001", "0.01", "0.1")
@@ -43,11 +44,6 @@ ALERT_COLUMNS = ["alert_id", "fingerprint", "source", "kind", "title", "client_i
 
 class EvidenceError(ValueError):
     """A bundle that cannot be built, stated for the person who asked for it."""
-
-
-def key_fingerprint(key: Ed25519PublicKey) -> str:
-    """SHA-256 of the raw 32-byte public key, hex."""
-    return hashlib.sha256(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).hexdigest()
 
 
 # --- JSON ------------------------------------------------------------------------------------------------

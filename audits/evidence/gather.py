@@ -15,7 +15,7 @@ from monitor.models import Alert, AlertEvent, Delivery, RegisteredModel
 from monitor.models.alerts import UNRESOLVED
 from monitor.platform.versions import package_versions
 from monitor.trail.chain import GENESIS, canonical_json
-from monitor.trail.models import TrailEntry
+from monitor.trail.models import SignedTrailHead, TrailEntry
 
 SOFTWARE = ("Django", "weasyprint", "matplotlib", "cryptography", "pypdf")
 
@@ -104,6 +104,12 @@ def log_line(entry: TrailEntry) -> dict:
     payload = entry.payload()
     return {**payload, "actor_id": entry.actor_id, "prev_hash": entry.prev_hash, "hash": entry.hash,
             "payload": canonical_json(payload)}
+
+
+def signed_head() -> dict | None:
+    """The latest signed head of the trail (monitor.trail.signing), None before the first one is signed."""
+    latest = SignedTrailHead.objects.order_by("-seq").first()
+    return latest.as_json() if latest is not None else None
 
 
 def software() -> dict:

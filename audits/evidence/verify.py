@@ -1,5 +1,6 @@
 """The check of an evidence bundle someone handed over: the manifest's Ed25519 signature, every file's hash and
-size, missing and extra files, and the audit-log segment's hash chain.
+size, missing and extra files, the audit-log segment's hash chain, and the trail's signed head when the bundle
+carries one.
 
 Pure (stdlib, cryptography and monitor.trail.chain): an auditor runs it without Django installed. The bundle may
 be hostile, so every member is read in bounded steps and never inflated whole.
@@ -27,9 +28,10 @@ from audits.evidence.format import (
     REQUIRED_FILES,
     SAFE_COMPRESSION,
     SIGNATURE,
+    TRAIL_HEAD,
     key_fingerprint,
 )
-from monitor.trail.chain import canonical_json, entry_hash
+from monitor.trail.chain import canonical_json, entry_hash, head_statement
 
 # What a damaged, encrypted or oddly compressed member raises on reading.
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError)
@@ -67,7 +69,8 @@ class VerifyReport:
 
 def verify_bundle(data: bytes, *, public_key_pem: bytes | None = None) -> VerifyReport:
     """Check a bundle: the manifest's signature, every file's hash and size, missing and extra files,
-    the audit-log chain segment, and (when given) that the embedded public key is the trusted one.
+    the audit-log chain segment, the trail's signed head (when there is one), and (when given) that the embedded
+    public key is the trusted one.
 
     Without `public_key_pem` the embedded key is used, which proves integrity but not origin.
     """
@@ -130,8 +133,15 @@ def verify_bundle(data: bytes, *, public_key_pem: bytes | None = None) -> Verify
 
     log_entry = listed.get("audit_log.jsonl")
     log_bytes = _read(archive, infos, "audit_log.jsonl", limit=log_entry.get("size") if isinstance(log_entry, dict) else 0)
-    if log_bytes is not None:
-        _check_chain(report, log_bytes, manifest)
+    lines = _check_chain(report, log_bytes, manifest) if log_bytes is not None else []
+    if TRAIL_HEAD in listed:
+        head_bytes = _read(archive, infos, TRAIL_HEAD, limit=64 * 2**10)
+        try:
+            head = json.loads(head_bytes) if head_bytes is not None else None
+        except ValueError:
+            head = None
+        ok, message = check_signed_head(head, key=trusted, lines=lines)
+        report.add(f"{TRAIL_HEAD} signed head", ok, message)
     return report
 
 
@@ -214,7 +224,8 @@ def _check_file(report: VerifyReport, archive: zipfile.ZipFile, infos: dict, nam
     report.add(name, True, f"SHA-256 and size ({size} bytes) match")
 
 
-def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> None:
+def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> list[dict]:
+    """Adds the segment's checks; returns its lines (none if one is not a JSON object)."""
     item = "audit_log.jsonl chain"
     segment: dict = manifest["audit_log"] if isinstance(manifest.get("audit_log"), dict) else {}
     lines: list[dict] = []
@@ -225,12 +236,12 @@ def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> None
                 raise ValueError("not an object")
         except ValueError as exc:
             report.add(item, False, f"line {number} is not a JSON object ({exc})")
-            return
+            return []
         line["_line"] = number
         lines.append(line)
     if not lines:
         report.add(item, False, "no entries")
-        return
+        return []
     ok, message = check_segment(lines, anchor=segment.get("anchor_prev_hash"))
     problems = [] if ok else message.split("\n")
     first, last = lines[0], lines[-1]
@@ -251,6 +262,42 @@ def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> None
         report.add(item, False, f"… and {len(problems) - MAX_CHAIN_FAILURES} more")
     if not problems:
         report.add(item, True, f"{message}; ends with this export (#{last['seq']})")
+    return lines
+
+
+def check_signed_head(head: Any, *, key: Ed25519PublicKey | None, lines: list[dict]) -> tuple[bool, str]:
+    """The trail's signed head (trail_head.json): signed by the bundle's key over monitor.trail.chain's
+    head_statement, and, when the segment holds its entry, that entry has its hash. A database owner can rebuild
+    the keyless chain, its head and the segment with it; not this signature."""
+    fields = ("seq", "hash", "signed_at", "signature", "key_sha256")
+    if not isinstance(head, dict) or any(not isinstance(head.get(f), str) for f in fields[1:]) \
+            or not isinstance(head.get("seq"), int) or isinstance(head.get("seq"), bool):
+        return False, f"not a signed head (needs {', '.join(fields)})"
+    seq = head["seq"]
+    name = f"signed head #{seq} (signed {head['signed_at']})"
+    if key is None:
+        return False, f"{name}: cannot be checked: no usable public key"
+    if head["key_sha256"] != key_fingerprint(key):
+        return False, f"{name}: signed with key {head['key_sha256'][:16]}…, not the key of this bundle"
+    try:
+        key.verify(bytes.fromhex(head["signature"]),
+                   head_statement(seq=seq, hash=head["hash"], signed_at=head["signed_at"]))
+    except (InvalidSignature, ValueError):
+        return False, f"{name}: its signature does not verify (the head was changed)"
+    seqs: list[int] = [line["seq"] for line in lines if isinstance(line.get("seq"), int)]
+    if not seqs:
+        return True, f"{name}: valid signature; no audit-log entries to compare it with"
+    match = next((line for line in lines if line.get("seq") == seq), None)
+    if match is not None:
+        if match.get("hash") != head["hash"]:
+            return False, (f"{name}: entry #{seq} of audit_log.jsonl is not the entry that was signed: the audit "
+                           "log was rebuilt")
+        return True, f"{name}: valid signature, and entry #{seq} of audit_log.jsonl is the entry that was signed"
+    if seq > max(seqs):
+        return False, (f"{name}: the audit log ends at #{max(seqs)}, below the signed head: entries were removed "
+                       "after it was signed")
+    return True, (f"{name}: valid signature; before this segment (#{min(seqs)}–#{max(seqs)}), so "
+                  "verify_audit_log checks it against the whole trail")
 
 
 def check_segment(lines: list[dict], *, anchor: str | None) -> tuple[bool, str]:

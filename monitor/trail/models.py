@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from monitor.trail.chain import GENESIS, canonical_json, check_chain, entry_hash
+from monitor.trail.chain import GENESIS, canonical_json, check_chain, check_head, entry_hash, head_statement
 
 
 class TrailHead(models.Model):
@@ -90,6 +90,56 @@ class TrailEntry(models.Model):
         return entry
 
 
+class SignedTrailHead(models.Model):
+    """The trail's head at one moment, signed with the evidence key (monitor.trail.signing, hourly). The owner of
+    the database can rebuild a keyless chain and its head; not these signatures. Append-only like the trail."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    signature = models.CharField(max_length=128)  # Ed25519, hex, over head_statement()
+    key_sha256 = models.CharField(max_length=64)  # monitor.trail.chain.key_fingerprint of the signing key
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"trail head #{self.seq} signed {self.signed_at:%Y-%m-%d %H:%M:%S}"
+
+    def statement(self) -> bytes:
+        return head_statement(seq=self.seq, hash=self.hash, signed_at=self.signed_at.isoformat())
+
+    def as_json(self) -> dict:
+        """The signed head as an evidence bundle and the log carry it: everything needed to check it offline."""
+        return {"seq": self.seq, "hash": self.hash, "signed_at": self.signed_at.isoformat(),
+                "signature": self.signature, "key_sha256": self.key_sha256, "algorithm": "Ed25519",
+                "statement": self.statement().decode()}
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RuntimeError("signed trail heads are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("signed trail heads are append-only")
+
+
 def verify_chain(entries: Any = None) -> tuple[bool, str]:
-    """Walk the whole stored chain; (False, reason naming the first broken entry) or (True, summary)."""
-    return check_chain(entries if entries is not None else TrailEntry.objects.order_by("seq").iterator())
+    """Walk the whole stored chain and compare its end with the head row; (False, reason naming the first broken
+    entry or the missing end) or (True, summary). Given `entries`, only their chain is checked."""
+    if entries is not None:
+        return check_chain(entries)
+    last = {"seq": 0, "hash": GENESIS}
+
+    def walked() -> Any:
+        for entry in TrailEntry.objects.order_by("seq").iterator():
+            last["seq"], last["hash"] = entry.seq, entry.hash
+            yield entry
+
+    ok, message = check_chain(walked())
+    if not ok:
+        return ok, message
+    head = TrailHead.objects.filter(pk=1).values_list("seq", "hash").first()
+    at_head, head_message = check_head(last_seq=int(last["seq"]), last_hash=str(last["hash"]),
+                                       head_seq=head[0] if head else None, head_hash=head[1] if head else GENESIS)
+    return (True, message) if at_head else (False, head_message)
