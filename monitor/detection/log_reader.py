@@ -13,10 +13,25 @@ from monitor.ingestion.vectors import decode_vectors
 from monitor.models import QueryLog, RegisteredModel
 
 
-def _epoch_expression() -> str:
+def _epoch_micros_expression() -> str:
+    """A row's ts as exact integer microseconds since the epoch, in each database's SQL.
+
+    Both databases hand over the same integer and Python makes the float (`epoch_seconds`), so the same rows give
+    the same timestamps on both. SQLite's julianday() keeps milliseconds only and its float arithmetic put an exact
+    second about 12 µs early (12:00:00 read as 11:59:59.99998), so a query on a window's boundary fell in the window
+    before on SQLite and in its own on PostgreSQL. Django stores SQLite's ts as UTC text, 'YYYY-MM-DD HH:MM:SS'
+    with '.ffffff' unless the microseconds are 0: the whole seconds of its first 19 characters (strftime over the
+    whole text rounds to the millisecond, so 11:59:59.999999 became 12:00:00), then the six digits after them.
+    """
     if connection.vendor == "postgresql":
-        return "EXTRACT(EPOCH FROM ts)::float8"
-    return "(julianday(ts) - 2440587.5) * 86400.0"
+        return "(EXTRACT(EPOCH FROM ts) * 1000000)::int8"  # EXTRACT gives an exact numeric (PostgreSQL 14+)
+    return ("CAST(strftime('%%s', substr(ts, 1, 19)) AS INTEGER) * 1000000 "
+            "+ CAST(substr(ts || '.000000', 21, 6) AS INTEGER)")
+
+
+def epoch_seconds(micros: list[int]) -> np.ndarray:
+    """Seconds since the epoch from integer microseconds: one correctly rounded division, whatever the database."""
+    return np.asarray(micros, dtype=np.int64) / 1_000_000.0
 
 
 def client_shard(client_id: str, count: int) -> int:
@@ -33,7 +48,7 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
     if shard is not None and connection.vendor == "postgresql":
         where += " AND (hashtext(client_id) & 2147483647) %% %s = %s"
         params += [shard[1], shard[0]]
-    sql = (f"SELECT id, client_id, {_epoch_expression()}, features, outputs FROM {table} "  # noqa: S608  # nosec B608
+    sql = (f"SELECT id, client_id, {_epoch_micros_expression()}, features, outputs FROM {table} "  # noqa: S608  # nosec B608
            f"WHERE {where} ORDER BY id LIMIT %s")
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit])
@@ -48,7 +63,7 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
     batch = QueryBatch(
         query_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
         client_ids=np.array([r[1] for r in rows], dtype=str) if rows else np.empty(0, dtype=str),
-        timestamps=np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows)),
+        timestamps=epoch_seconds([r[2] for r in rows]),
         features=decode_vectors([r[3] for r in rows], d),
         outputs=decode_vectors([r[4] for r in rows], k),
     )

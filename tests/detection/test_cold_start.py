@@ -83,7 +83,13 @@ def test_a_small_window_is_calibrated_again_as_traffic_grows_and_an_attacker_fou
     # Which cells a query falls in depends on the fingerprint key: fixed, so the first scan's catch is reproducible
     # (CI drew a key under which this 7-client-day window did not flag the sweep).
     DetectorState.objects.create(model=model, fingerprint_key=data_fernet().encrypt(b"cold-start-growth-test-key-32byt"))
-    now = time.time()
+    # Five minutes past a 10-minute mark, in the past: the volume detector counts in 10-minute windows fixed to the
+    # clock, so where its traffic falls in them moved with the second the test started. In about a quarter of
+    # starts (47-191 s past a mark, on SQLite and PostgreSQL alike) the 3-hour first window's volume calibration put
+    # a heavy benign client of the next day at `warning`, which opened an incident and left that client out of the
+    # grown window. What this test asserts does not depend on that phase; the detector's dependence on it is noted
+    # for the detection issue.
+    now = (time.time() // 600) * 600 - 300
     first = build_traffic(model, Plan(benign_clients=60, hours=3, seed=24, attacks=("noise_sweep",), targets=9,
                                       queries_per_day=80), end=now - 3 * 86_400)
     attacker = next(iter(first.attackers))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from monitor.alerts.evidence_text import describe, evidence_lines, odds
+from monitor.alerts.evidence_text import describe, evidence_lines, odds, without_member_ids
 from monitor.detection.detectors.wording import as_time
 
 EPOCH_FLOAT = re.compile(r"\b1[5-9]\d{8}(\.\d+)?\b")  # seconds since 1970 left as a number
@@ -16,8 +16,12 @@ def test_every_detector_finding_reads_as_a_sentence_with_its_numbers(attack_scan
         evidence = {"score": finding.score, **finding.evidence}
         sentence = describe(finding.detector, evidence)
         assert sentence and sentence.endswith("."), (finding.detector, evidence)
-        lines = evidence_lines(evidence, limit=40, kind=finding.detector)
+        lines = evidence_lines(evidence, limit=40, kind=finding.detector, member_ids=True)
         assert lines[0] == sentence
+        # For the roles that may not see member ids, the same sentence is told from the counts alone.
+        counted = evidence_lines(evidence, limit=40, kind=finding.detector)
+        assert counted[0] == describe(finding.detector, without_member_ids(evidence))
+        assert counted[0].endswith(".") and "member ids" not in counted[0], counted[0]
         assert not EPOCH_FLOAT.search("\n".join(lines)), lines
         p_lines = [line for line in lines if line.startswith("p_value: ")]
         assert all("for a benign client" in line for line in p_lines), p_lines
