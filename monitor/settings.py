@@ -253,6 +253,8 @@ AXES_VERBOSE = False
 # Ingestion batches may be large; everything else stays small.
 INGEST_MAX_BYTES = strict_int("INGEST_MAX_BYTES", default=32 * 1024 * 1024, minimum=1)
 INGEST_MAX_QUERIES = strict_int("INGEST_MAX_QUERIES", default=10_000, minimum=1)
+# Longest period one evidence bundle covers (its trail segment runs from the period's start to the export).
+EVIDENCE_MAX_PERIOD_DAYS = strict_int("EVIDENCE_MAX_PERIOD_DAYS", default=366, minimum=1)
 PREDICT_MAX_ROWS = 1_000
 # The raw query log (see monitor/ingestion/partitions.py and retention.py): a model's own retention_days
 # overrides QUERY_RETENTION_DAYS; partitions are made this many days ahead; a retry whose request was first
@@ -315,6 +317,7 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stuck-audits": {"task": "audits.tasks.reap_stuck_audits", "schedule": 120.0},
     "fold-rollups": {"task": "monitor.tasks.fold_query_rollups", "schedule": 30.0},
     "expire-restrictions": {"task": "monitor.tasks.expire_client_restrictions", "schedule": 60.0},
+    "fold-login-failures": {"task": "monitor.tasks.fold_login_failures", "schedule": 60.0},
     "query-partitions": {"task": "monitor.tasks.maintain_query_partitions", "schedule": 3600.0},
     "query-retention": {"task": "monitor.tasks.enforce_query_retention", "schedule": crontab(hour=3, minute=15)},
     "sign-trail-head": {"task": "audits.tasks.sign_trail_head", "schedule": crontab(minute=5)},

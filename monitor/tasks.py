@@ -15,6 +15,7 @@ from monitor.detection.scanning import Skipped, prepare_scan, scan_model, scan_p
 from monitor.gateway import restrictions
 from monitor.ingestion import retention, rollups
 from monitor.models import RegisteredModel, WorkerHeartbeat
+from monitor.trail.models import LoginFailureWindow
 
 
 @shared_task(time_limit=30, soft_time_limit=20)
@@ -83,6 +84,12 @@ def scan_model_part(model_id: int, index: int, upto: int) -> dict:
 def expire_client_restrictions() -> int:
     """Every minute: restrictions past their `until` (no longer applied) are recorded as expired in the trail."""
     return restrictions.expire_due()
+
+
+@shared_task(time_limit=120, soft_time_limit=100)
+def fold_login_failures() -> int:
+    """Every minute: the failed-login counts of minutes that are over, one trail entry per busy address-minute."""
+    return LoginFailureWindow.objects.fold(now=timezone.now())
 
 
 @shared_task(time_limit=600, soft_time_limit=570)

@@ -1,12 +1,14 @@
-"""Building an evidence bundle: log the export, gather what goes in, write every file, hash them into the manifest,
-sign it, and zip. The export is in the audit log before the segment is cut, so the bundle ends with itself."""
+"""Building an evidence bundle: check the period, log the export, gather what goes in, write every file, hash them
+into the manifest, sign it, and zip. The export is in the audit log before the segment is cut, so the bundle ends
+with itself."""
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.utils import timezone
 
 from audits.evidence import gather
@@ -20,6 +22,7 @@ from audits.evidence.format import (
     SIGNATURE,
     TRAIL_HEAD,
     EvidenceError,
+    EvidencePeriodError,
     alert_rows,
     csv_bytes,
     iso,
@@ -54,13 +57,29 @@ def build_run_bundle(run: AuditRun, *, exported_by: AbstractBaseUser | None = No
 def build_period_bundle(*, model: RegisteredModel, start: datetime, end: datetime,
                         exported_by: AbstractBaseUser | None = None) -> bytes:
     """The bundle for every audit run of `model` requested in [start, end), the latest finished one in detail."""
-    if timezone.is_naive(start) or timezone.is_naive(end):
-        raise EvidenceError("start and end need a time zone")
-    if start >= end:
-        raise EvidenceError(f"the period is empty: {start.isoformat()} is not before {end.isoformat()}")
+    check_period(model=model, start=start, end=end)
     runs = list(AuditRun.objects.filter(model=model, created_at__gte=start, created_at__lt=end)
                 .select_related("model", "requested_by").order_by("created_at"))
     return _export(kind="period", model=model, runs=runs, start=start, end=end, subject=model, exported_by=exported_by)
+
+
+def check_period(*, model: RegisteredModel, start: datetime, end: datetime) -> None:
+    """EvidencePeriodError naming the field to change, before anything is built. The trail segment runs from `start`
+    to the export, so `start` may not precede the day the model was registered, and the period is at most
+    EVIDENCE_MAX_PERIOD_DAYS long: no web request reads the trail from its beginning."""
+    if timezone.is_naive(start) or timezone.is_naive(end):
+        raise EvidencePeriodError("start", "start and end need a time zone")
+    if start >= end:
+        raise EvidencePeriodError("end", f"the period is empty: {start.isoformat()} is not before {end.isoformat()}")
+    registered_day = timezone.localtime(model.created_at).replace(hour=0, minute=0, second=0, microsecond=0)
+    if start < registered_day:
+        raise EvidencePeriodError("start", f"{start.isoformat()} is before the model was registered "
+                                           f"({model.created_at.isoformat()}); start on {registered_day.date()} or later")
+    limit = settings.EVIDENCE_MAX_PERIOD_DAYS
+    if end - start > timedelta(days=limit):
+        raise EvidencePeriodError("end", f"the period is {(end - start).days} days long; a bundle covers at most "
+                                         f"{limit} days (EVIDENCE_MAX_PERIOD_DAYS): end by "
+                                         f"{(start + timedelta(days=limit)).isoformat()}, or export several bundles")
 
 
 def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: datetime, end: datetime | None,
@@ -75,7 +94,8 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
     })
     exported_at = entry.at
     period_end = end or exported_at
-    segment = gather.log_segment(start=start, last_seq=entry.seq)
+    segment = gather.log_segment(model=model, start=start, last_seq=entry.seq)
+    in_full = [line for line in segment["lines"] if "payload" in line]
     runs_data = [gather.run_data(run) for run in runs]
     alerts = gather.alerts_data(model=model, start=start, end=period_end)
     pem = public_key_pem()
@@ -87,10 +107,13 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
         "public_key_sha256": key_fingerprint(signing_key().public_key()),
     }
     chain = {"anchor_prev_hash": segment["anchor_prev_hash"], "first_seq": segment["first_seq"],
-             "last_seq": segment["last_seq"], "count": len(segment["lines"]), "export_seq": entry.seq,
+             "last_seq": segment["last_seq"], "count": len(segment["lines"]),
+             "links": len(segment["lines"]) - len(in_full), "export_seq": entry.seq,
              "head_hash": entry.hash, "intact_at_export": chain_ok, "message": chain_message,
              "hash": "sha256(prev_hash + payload), payload = canonical JSON of seq, at, actor, ip, action, "
-                     "object_type, object_id, before, after"}
+                     "object_type, object_id, before, after",
+             "links_are": "entries about other models or people: seq, prev_hash and hash only, so the chain "
+                          "verifies through them"}
     document = {
         "export": meta, "model": gather.model_data(model), "policy": gather.policy_data(model), "runs": runs_data,
         "alerts": alerts, "audit_log": chain, "controls": CONTROLS, "software": gather.software(),
@@ -106,7 +129,7 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
     signed_head = gather.signed_head()
     if signed_head is not None:
         files[TRAIL_HEAD] = json_bytes(signed_head)
-    html = report_html(document, segment["lines"])
+    html = report_html(document, in_full)
     files["report.html"] = html.encode()
     files["report.pdf"] = report_pdf(html)
     files["README.txt"] = _readme(meta).encode()
@@ -134,7 +157,8 @@ Files
   audit.json               everything needed to reproduce and judge the audit runs
   metrics.csv, roc.csv     the figures, one value per row
   alerts.csv               the model's alerts in the period, one row per lifecycle event
-  audit_log.jsonl          the hash-chained audit-log entries of the period, ending with this export
+  audit_log.jsonl          the hash-chained audit-log entries of the period, ending with this export: those
+                           about this model in full, every other one as a link (seq, prev_hash, hash only)
   MANIFEST.json            SHA-256 and size of every file above
   MANIFEST.sig             Ed25519 signature over the exact bytes of MANIFEST.json (64 raw bytes)
   public_key.pem           the public key (SHA-256 of the raw key: {meta['public_key_sha256']})
@@ -146,7 +170,7 @@ Verify
 or by hand:
   openssl pkeyutl -verify -pubin -inkey KEY_YOU_TRUST.pem -rawin -in MANIFEST.json -sigfile MANIFEST.sig
   sha256sum each file and compare with MANIFEST.json
-  each audit_log.jsonl line: sha256(prev_hash + payload) == hash, prev_hash == the previous line's hash,
-  the first line's prev_hash == MANIFEST.json audit_log.anchor_prev_hash.
+  each audit_log.jsonl line: sha256(prev_hash + payload) == hash (links have no payload), prev_hash == the
+  previous line's hash, the first line's prev_hash == MANIFEST.json audit_log.anchor_prev_hash.
 Use a public key obtained from the organisation, not only the one inside the bundle.
 """

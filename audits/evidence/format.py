@@ -23,6 +23,9 @@ REQUIRED_FILES = ("report.pdf", "report.html", "audit.json", "metrics.csv", "roc
 FPRS = ("0.001", "0.01", "0.1")
 # The fields of an audit-log entry its hash covers (TrailEntry.payload()).
 PAYLOAD_KEYS = ("seq", "at", "actor", "ip", "action", "object_type", "object_id", "before", "after")
+# An entry about another model or user, kept only as a link of the chain: enough to check the chain runs unbroken
+# through it, nothing of what it says.
+LINK_KEYS = ("seq", "prev_hash", "hash")
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"; NUL from
 # ASVS 5.0 1.2.10: an importer that drops a leading NUL would see the formula behind it).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\x00")
@@ -44,6 +47,14 @@ ALERT_COLUMNS = ["alert_id", "fingerprint", "source", "kind", "title", "client_i
 
 class EvidenceError(ValueError):
     """A bundle that cannot be built, stated for the person who asked for it."""
+
+
+class EvidencePeriodError(EvidenceError):
+    """A period that is not exported, naming the field (start or end) to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
 
 
 # --- JSON ------------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """What goes into an evidence bundle, read from the database as plain dicts: the model, its policy, the audit
-runs, the alerts with their lifecycle, the audit-log segment and the software versions. Reading never writes."""
+runs, the alerts with their lifecycle, the audit-log segment and the software versions. Reading never writes.
+
+The segment is the whole chain of the period, but only the entries about the bundle's model are in it in full;
+every other entry (other models' lookups, other people's logins) is a link of the chain: its number, its hash and
+the hash before it, so the chain still verifies without telling the auditor what the entry said."""
 from __future__ import annotations
 
 import platform
@@ -9,9 +13,9 @@ from urllib.parse import urlsplit
 
 from django.db.models import Prefetch, Q
 
-from audits.evidence.format import EVIDENCE_DENY_KEYS
+from audits.evidence.format import EVIDENCE_DENY_KEYS, LINK_KEYS
 from audits.models import AuditPolicy, AuditRun
-from monitor.models import Alert, AlertEvent, Delivery, RegisteredModel
+from monitor.models import Alert, AlertEvent, ApiToken, ClientRestriction, Delivery, RegisteredModel
 from monitor.models.alerts import UNRESOLVED
 from monitor.platform.versions import package_versions
 from monitor.trail.chain import GENESIS, canonical_json
@@ -87,16 +91,43 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def log_segment(*, start: datetime, last_seq: int) -> dict:
-    """Every entry from the first one at or after `start` through `last_seq`, contiguous, so it verifies alone."""
+def log_segment(*, model: RegisteredModel, start: datetime, last_seq: int) -> dict:
+    """Every entry from the first one at or after `start` through `last_seq`, contiguous, so it verifies alone: the
+    entries about `model` in full, the others as links."""
     first_seq = (TrailEntry.objects.filter(at__gte=start, seq__lte=last_seq).order_by("seq")
                  .values_list("seq", flat=True).first()) or last_seq
     previous = TrailEntry.objects.filter(seq=first_seq - 1).values_list("hash", flat=True).first()
     # A missing predecessor (deleted row) leaves no anchor: the bundle's check then names the first entry.
     anchor = GENESIS if first_seq == 1 else (previous or "")
-    lines = [log_line(entry) for entry in
-             TrailEntry.objects.filter(seq__gte=first_seq, seq__lte=last_seq).order_by("seq").iterator()]
+    objects = model_objects(model)
+    lines = [log_line(entry) if concerns(entry, objects=objects, slug=model.slug) else link_line(entry)
+             for entry in TrailEntry.objects.filter(seq__gte=first_seq, seq__lte=last_seq).order_by("seq")
+             .iterator(chunk_size=2000)]
     return {"anchor_prev_hash": anchor, "first_seq": first_seq, "last_seq": last_seq, "lines": lines}
+
+
+def model_objects(model: RegisteredModel) -> set[str]:
+    """"app_label.model:pk" of the model and of everything that is its own: audit runs, their policy, alerts, client
+    restrictions and tokens (the way TrailEntry.record names an entry's object)."""
+    objects = {f"{RegisteredModel._meta.label_lower}:{model.pk}"}
+    for kind in (AuditRun, AuditPolicy, Alert, ClientRestriction, ApiToken):
+        objects.update(f"{kind._meta.label_lower}:{pk}"
+                       for pk in kind._default_manager.filter(model=model).values_list("pk", flat=True))
+    return objects
+
+
+def concerns(entry: TrailEntry, *, objects: set[str], slug: str) -> bool:
+    """Whether the entry is about the model, as stored: its object is one of the model's `objects`, or its before
+    or after names the model (entries about a deleted run, alert or finding, exports) or lists one of its objects
+    (a read of member ids across several alerts)."""
+    if f"{entry.object_type}:{entry.object_id}" in objects:
+        return True
+    for side in (entry.before, entry.after):
+        if isinstance(side, dict):
+            listed = side.get("objects")
+            if side.get("model") == slug or (isinstance(listed, dict) and not objects.isdisjoint(listed)):
+                return True
+    return False
 
 
 def log_line(entry: TrailEntry) -> dict:
@@ -104,6 +135,11 @@ def log_line(entry: TrailEntry) -> dict:
     payload = entry.payload()
     return {**payload, "actor_id": entry.actor_id, "prev_hash": entry.prev_hash, "hash": entry.hash,
             "payload": canonical_json(payload)}
+
+
+def link_line(entry: TrailEntry) -> dict:
+    """An entry that is not the model's: what the chain needs of it, nothing of what it says."""
+    return {key: getattr(entry, key) for key in LINK_KEYS}
 
 
 def signed_head() -> dict | None:

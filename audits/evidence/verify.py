@@ -1,6 +1,6 @@
 """The check of an evidence bundle someone handed over: the manifest's Ed25519 signature, every file's hash and
-size, missing and extra files, the audit-log segment's hash chain, and the trail's signed head when the bundle
-carries one.
+size, missing and extra files, the audit-log segment's hash chain (through the links that stand for entries about
+other models), and the trail's signed head when the bundle carries one.
 
 Pure (stdlib, cryptography and monitor.trail.chain): an auditor runs it without Django installed. The bundle may
 be hostile, so every member is read in bounded steps and never inflated whole.
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audits.evidence.format import (
+    LINK_KEYS,
     MANIFEST,
     MAX_CHAIN_FAILURES,
     MAX_MANIFEST_BYTES,
@@ -302,19 +303,23 @@ def check_signed_head(head: Any, *, key: Ed25519PublicKey | None, lines: list[di
 
 def check_segment(lines: list[dict], *, anchor: str | None) -> tuple[bool, str]:
     """Each audit_log.jsonl line's payload matches its fields and its hash, links to the previous line, and the
-    first to the anchor. (False, one problem per line, naming the entry) or (True, summary).
+    first to the anchor; a link line (an entry about another model, LINK_KEYS only) has its number and hashes in
+    their place. (False, one problem per line, naming the entry) or (True, summary).
 
     The hash rule is monitor.trail.chain's, the one the database is checked with. Its check_chain stops at the
     first break; an auditor is told about every broken line, so the walk is done here.
     """
     problems = []
     previous_hash, previous_seq = anchor, None
+    links = 0
     for index, line in enumerate(lines, start=1):
         where = f"line {line.get('_line', index)} (entry #{line.get('seq')})"
         payload = line.get("payload")
         fields = {key: line.get(key) for key in PAYLOAD_KEYS}
-        if not isinstance(payload, str) or not isinstance(line.get("prev_hash"), str):
-            problems.append(f"{where}: no payload or prev_hash")
+        link = is_link(line)
+        if not (isinstance(payload, str) or link) or not isinstance(line.get("prev_hash"), str):
+            problems.append(f"{where}: no payload or prev_hash (a link to another model's entry holds "
+                            f"{', '.join(LINK_KEYS)} and nothing else)")
             previous_hash, previous_seq = line.get("hash"), line.get("seq")
             continue
         if not isinstance(line.get("seq"), int) or isinstance(line.get("seq"), bool):
@@ -327,6 +332,13 @@ def check_segment(lines: list[dict], *, anchor: str | None) -> tuple[bool, str]:
             target = "the segment's anchor (the hash of the entry before it)" if previous_seq is None else \
                 f"the hash of entry #{previous_seq}"
             problems.append(f"{where}: prev_hash does not match {target}")
+        if link:
+            # Only the link's place in the chain can be checked; the next entry's prev_hash holds it to its hash.
+            if not isinstance(line.get("hash"), str):
+                problems.append(f"{where}: a link without a hash")
+            links += 1
+            previous_hash, previous_seq = line.get("hash"), line.get("seq")
+            continue
         if canonical_json(fields) != payload:
             problems.append(f"{where}: its fields differ from the payload the hash covers (edited)")
         if not _hashes_to(line["prev_hash"], payload, line.get("hash")):
@@ -334,7 +346,14 @@ def check_segment(lines: list[dict], *, anchor: str | None) -> tuple[bool, str]:
         previous_hash, previous_seq = line.get("hash"), line.get("seq")
     if problems:
         return False, "\n".join(problems)
-    return True, f"{len(lines)} entries #{lines[0].get('seq')}–#{lines[-1].get('seq')}, chain intact from its anchor"
+    through = f" ({links} of them links to entries about other models or people)" if links else ""
+    return True, (f"{len(lines)} entries #{lines[0].get('seq')}–#{lines[-1].get('seq')}{through}, chain intact from "
+                  "its anchor")
+
+
+def is_link(line: dict) -> bool:
+    """A line that stands for another model's entry: its seq, prev_hash and hash and nothing else."""
+    return set(line) - {"_line"} == set(LINK_KEYS)
 
 
 def _hashes_to(prev_hash: str, payload: str, expected: Any) -> bool:

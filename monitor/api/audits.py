@@ -13,7 +13,7 @@ from ninja import Router, Status
 
 from audits import remediation as hardening
 from audits.evidence.build import build_period_bundle, build_run_bundle
-from audits.evidence.format import EvidenceError
+from audits.evidence.format import EvidenceError, EvidencePeriodError
 from audits.exposure import UnknownRecord, csv_filename, exposure_csv, record_exposure
 from audits.models import AuditPolicy, AuditRun
 from audits.scheduling import request_audit
@@ -140,6 +140,8 @@ def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
 @router.get("/models/{slug}/evidence.zip", auth=needs(roles.EXPORT), summary="The signed evidence bundle of a model over a date range",
             response={200: None, 400: dict, 403: dict, 404: dict, 409: dict})
 def model_evidence(request: HttpRequest, slug: str, start: datetime, end: datetime) -> HttpResponse:
+    """The bundle of [start, end): at most EVIDENCE_MAX_PERIOD_DAYS (366) days, starting no earlier than the day
+    the model was registered; otherwise a 400 naming `start` or `end`, and nothing is built or logged."""
     model = get_model(slug)
     if start.tzinfo is None or end.tzinfo is None or start >= end:
         raise ApiError(400, "invalid period", [problem("start", "start < end, both with a timezone")])
@@ -150,6 +152,8 @@ def model_evidence(request: HttpRequest, slug: str, start: datetime, end: dateti
             "start", f"start and end must lie within years 1-9999 in {settings.TIME_ZONE}")]) from exc
     try:
         data = build_period_bundle(model=model, start=start, end=end, exported_by=request_user(request))
+    except EvidencePeriodError as exc:  # before the model's registration day, or longer than EVIDENCE_MAX_PERIOD_DAYS
+        raise ApiError(400, "invalid period", [problem(exc.field, exc.message)]) from exc
     except EvidenceError as exc:
         raise ApiError(409, str(exc)) from exc
     return _zip_response(data, f"evidence-{model.slug}-{start:%Y%m%d}-{end:%Y%m%d}.zip")

@@ -3,6 +3,7 @@ registrations, alert actions, audits requested, evidence exported). Its tables k
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -122,6 +123,49 @@ class SignedTrailHead(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("signed trail heads are append-only")
+
+
+class LoginFailureWindowQuerySet(models.QuerySet):
+    def fold(self, *, now: datetime) -> int:
+        """Write the count of every window closed by `now` (its minute is over) to the trail and delete the
+        windows; returns the entries written. A window with one failure and at most one lockout needs none: the
+        entries its first failure and first lockout wrote say it all. Rows are locked, so two folds write a window
+        once."""
+        open_from = now.replace(second=0, microsecond=0)
+        written = 0
+        with transaction.atomic():
+            for window in self.select_for_update().filter(minute__lt=open_from).order_by("minute", "address"):
+                if window.failures > 1 or window.locked_out > 1:
+                    TrailEntry.record(action="auth.login_failures", actor_name="anonymous", ip=window.address or None,
+                                      after=window.summary())
+                    written += 1
+                window.delete()
+        return written
+
+
+class LoginFailureWindow(models.Model):
+    """Failed logins from one address in one minute (monitor.trail.hooks): the first failure and the first lockout
+    of the window are trail entries; the rest only count here until the window is folded into one more entry."""
+
+    address = models.CharField(max_length=64, blank=True)  # "" when the request (and so the address) is unknown
+    minute = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)
+    locked_out = models.PositiveIntegerField(default=0)
+    usernames = models.JSONField(default=list)  # the first hooks.USERNAMES_PER_WINDOW distinct names tried
+    more_usernames = models.BooleanField(default=False)
+
+    objects = LoginFailureWindowQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["address", "minute"], name="login_failure_window_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.address or 'unknown address'} {self.minute:%Y-%m-%d %H:%M}: {self.failures} failed logins"
+
+    def summary(self) -> dict[str, Any]:
+        """The folded entry's `after`: how many failures and lockouts the minute had, and which usernames."""
+        return {"minute": self.minute.isoformat(), "failures": self.failures, "locked_out": self.locked_out,
+                "usernames": list(self.usernames), "more_usernames": self.more_usernames}
 
 
 def verify_chain(entries: Any = None) -> tuple[bool, str]:

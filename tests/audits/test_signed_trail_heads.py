@@ -24,6 +24,7 @@ from audits import tasks
 from audits.evidence.build import build_period_bundle
 from audits.evidence.keys import public_key_pem, signing_key
 from audits.evidence.verify import check_signed_head, verify_bundle
+from monitor.models import RegisteredModel
 from monitor.trail.chain import GENESIS, head_statement, key_fingerprint
 from monitor.trail.models import SignedTrailHead, TrailEntry, TrailHead, verify_chain
 from monitor.trail.signing import TrailBroken, check_signed_heads, sign_trail_head
@@ -224,6 +225,9 @@ def test_a_head_signed_by_another_key_is_named(settings):
 def period_bundle() -> bytes:
     model = make_model(slug="signed-head")
     now = timezone.now()
+    # Registered two days ago, so the period (and its trail segment) may start before the entries written above.
+    RegisteredModel.objects.filter(pk=model.pk).update(created_at=now - timedelta(days=2))
+    model.refresh_from_db()
     return build_period_bundle(model=model, start=now - timedelta(days=1), end=now + timedelta(minutes=1))
 
 

@@ -344,7 +344,7 @@ def test_every_exported_text_cell_that_could_run_as_a_formula_is_escaped(db):
     acked, _ = raise_signal(signal(model=model, client_id="+SUM(1)", kind="boundary_probing"))
     acknowledge(acked, user=make_user(role="security", username="-2+3"), note="\tlooks scripted")
     now = timezone.now()
-    bundle = build_period_bundle(model=model, start=now - timedelta(days=1), end=now)
+    bundle = build_period_bundle(model=model, start=model.created_at, end=now)
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         rows = list(csv.DictReader(io.StringIO(archive.read("alerts.csv").decode())))
     assert {row["client_id"] for row in rows} == {"'=cmd|' /C calc'!A0", "'+SUM(1)"}
