@@ -16,6 +16,14 @@ from monitor.models import RegisteredModel
 from monitor.platform.crypto import data_fernet
 from monitor.registry.artifacts import TRUSTED_SKOPS_TYPES, validate_trees
 
+# Our own reference pipelines over raw values start with our function turning coded rows into the raw table
+# (SklearnPredictor.reference_estimator): trusted in the cache we write, never in an uploaded artifact.
+CACHE_TRUSTED_TYPES = TRUSTED_SKOPS_TYPES | {"monitor.platform.feature_schema.to_frame"}
+# The reference models of an XGBoost or LightGBM target are the library's own classifiers, rebuilt by skops through
+# their pickling state: trusted likewise only in the cache we write (an uploaded skops file with them is refused).
+CACHE_TRUSTED_TYPES |= {"xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "lightgbm.basic.Booster",
+                        "lightgbm.sklearn.LGBMClassifier", "collections.OrderedDict"}
+
 log = logging.getLogger(__name__)
 
 
@@ -43,8 +51,8 @@ def load_cached_references(model: RegisteredModel, key: str) -> ReferenceModels 
         with np.load(io.BytesIO(clear), allow_pickle=False) as npz:
             blob = npz["models"].tobytes()
             untrusted = set(sio.get_untrusted_types(data=blob))
-            if untrusted - TRUSTED_SKOPS_TYPES:
-                raise ValueError(f"untrusted types {sorted(untrusted - TRUSTED_SKOPS_TYPES)}")
+            if untrusted - CACHE_TRUSTED_TYPES:
+                raise ValueError(f"untrusted types {sorted(untrusted - CACHE_TRUSTED_TYPES)}")
             models = sio.loads(blob, trusted=sorted(untrusted))
             for fitted in models:
                 validate_trees(fitted, n_features=getattr(fitted, "n_features_in_", None))

@@ -25,13 +25,25 @@ def run(audit: AuditRun, *, data: AuditData, predictor: Any, config: AuditConfig
     """The remediation table of one run (JSON-ready), with the recommended candidate stored for download."""
     budget = audit.config.get("max_accuracy_cost")
     result = run_remediation(
-        data=data, target_predict_proba=predictor.predict_proba, estimator=predictor.estimator, config=config,
+        data=data, target_predict_proba=predictor.predict_proba, estimator=predictor.reference_estimator(), config=config,
         references=references, labels=predictor.estimator.classes_,
         max_accuracy_cost=DEFAULT_MAX_ACCURACY_COST if budget is None else float(budget), progress=progress)
     table = result.to_dict()
-    table["artifact"] = _store(audit, result.recommended, exportable(result.recommended_model, index_labels=result.recommended_index_labels)
-                               if result.recommended_model is not None else None, table)
+    plain = (exportable(without_raw_rows(result.recommended_model), index_labels=result.recommended_index_labels)
+             if result.recommended_model is not None else None)
+    table["artifact"] = _store(audit, result.recommended, plain, table)
     return table
+
+
+def without_raw_rows(model: Any) -> Any:
+    """A candidate of a pipeline over raw values, as the team's own shape: without the first step that turned the
+    audit's coded rows into the raw table (SklearnPredictor.reference_estimator), so it takes the raw table."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline) and model.steps[0][0] == "raw_rows":
+        rest = model.steps[1:]
+        return rest[0][1] if len(rest) == 1 and rest[0][0] == "model" else Pipeline(rest)
+    return model
 
 
 def _store(audit: AuditRun, index: int | None, plain: Any, table: dict) -> dict:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from audits import remediation
 from audits.attacks import AuditConfig, AuditData, AuditResult, run_attacks
 from audits.attacks.audit import ProgressCallback
+from audits.attacks.label_only import FeatureKinds
 from audits.attacks.stand_ins import stand_in_estimator
 from audits.attacks.verdict import AuditAlertKind, PolicyLimits, PreviousRun, Verdict, judge
 from audits.attacks.whatif import STANDARD_POLICIES
@@ -20,9 +21,11 @@ from audits.progress import RunProgress, ScaledProgress
 from audits.reference_cache import cache_keys, load_cached_references, store_cached_references
 from monitor.alerts.lifecycle import Signal, raise_signal
 from monitor.models import AlertSource, ReferenceDataset
+from monitor.platform.feature_schema import CATEGORICAL, FeatureSchema
 from monitor.platform.severity import Severity
 from monitor.platform.versions import python_environment
 from monitor.registry.artifacts import SklearnPredictor
+from monitor.registry.boosters import BoosterPredictor, reference_estimator
 from monitor.registry.predictors import predictor_for
 from monitor.trail.models import TrailEntry
 
@@ -60,14 +63,17 @@ def _run(run: AuditRun, report: ProgressCallback) -> tuple[AuditResult, dict | N
     datasets = {d.kind: d for d in model.datasets.all()}
     if "members" not in datasets or "nonmembers" not in datasets:
         raise AuditError("the model needs members and non-members reference data to be audited")
-    data = _audit_data(datasets)  # decrypted in memory only
+    data = _audit_data(datasets, schema=model.schema)  # decrypted in memory only
     predictor = predictor_for(model)
     config = run.config or AuditPolicy.objects.for_model(model).config()
+    inferred: dict[str, str] | None = None  # a booster's reference parameters its file did not state
     if isinstance(predictor, SklearnPredictor):
-        estimator, stand_in = predictor.estimator, None
+        estimator, stand_in = predictor.reference_estimator(), None
+    elif isinstance(predictor, BoosterPredictor):  # the same booster class, retrained with the file's parameters
+        (estimator, inferred), stand_in = reference_estimator(predictor), None
     else:
         estimator, stand_in = stand_in_estimator(config.get("stand_in", "random_forest")), config.get("stand_in")
-    _record_provenance(run, datasets=datasets, config=config, stand_in=stand_in)
+    _record_provenance(run, datasets=datasets, config=config, stand_in=stand_in, inferred=inferred)
 
     keys = cache_keys(model, run)
     cached = {kind: load_cached_references(model, key) for kind, key in keys.items()}
@@ -81,7 +87,7 @@ def _run(run: AuditRun, report: ProgressCallback) -> tuple[AuditResult, dict | N
         output_policy=model.output_policy, what_if_policies=_what_if(config),
         max_per_side=config["max_eval_records"],
     )
-    hardening = run.remediation and stand_in is None
+    hardening = run.remediation and isinstance(predictor, SklearnPredictor)
     result = run_attacks(
         data=data, target_predict_proba=predictor.predict_proba, estimator_for_reference=estimator,
         config=audit_config, references={kind: refs for kind, refs in cached.items() if refs is not None},
@@ -92,6 +98,11 @@ def _run(run: AuditRun, report: ProgressCallback) -> tuple[AuditResult, dict | N
             store_cached_references(model, keys[kind], refs)
     if not run.remediation:
         return result, None
+    if inferred is not None:
+        return result, remediation.unavailable(
+            f"hardened candidates are scikit-learn and diffprivlib estimators; this model is an XGBoost or LightGBM "
+            f"booster ({model.source}): retrain it with fewer rounds, shallower trees or more regularisation and "
+            "audit that version")
     if not hardening:
         return result, remediation.unavailable(f"hardened candidates need the model's own scikit-learn estimator; "
                                                f"this model is {model.source}, audited through a {stand_in} stand-in")
@@ -99,20 +110,23 @@ def _run(run: AuditRun, report: ProgressCallback) -> tuple[AuditResult, dict | N
                                    references=result.references, progress=ScaledProgress(report, 50, 100))
 
 
-def _audit_data(datasets: dict[str, ReferenceDataset]) -> AuditData:
+def _audit_data(datasets: dict[str, ReferenceDataset], *, schema: FeatureSchema) -> AuditData:
     arrays = {kind: d.load() for kind, d in datasets.items()}
+    kinds = None if schema.is_plain else FeatureKinds(
+        categories=tuple(len(f.categories) if f.kind == CATEGORICAL else 0 for f in schema.features),
+        missing_ok=tuple(f.missing_accepted for f in schema.features))
     population = arrays.get("population")
     return AuditData(
         members_X=arrays["members"].X, members_y=arrays["members"].y,
         nonmembers_X=arrays["nonmembers"].X, nonmembers_y=arrays["nonmembers"].y,
         population_X=population.X if population is not None else None,
         population_y=population.y if population is not None else None,
-        member_ids=[str(i) for i in arrays["members"].record_ids],
+        member_ids=[str(i) for i in arrays["members"].record_ids], kinds=kinds,
     )
 
 
 def _record_provenance(run: AuditRun, *, datasets: dict[str, ReferenceDataset], config: dict,
-                       stand_in: str | None) -> None:
+                       stand_in: str | None, inferred: dict[str, str] | None = None) -> None:
     """What the run audits, written on the run before the attacks start: version, artifact and data hashes,
     library versions and the config it runs with (the reference cache's key is made of these)."""
     model = run.model
@@ -120,7 +134,8 @@ def _record_provenance(run: AuditRun, *, datasets: dict[str, ReferenceDataset], 
     AuditRun.objects.filter(id=run.id).update(
         model_version=model.version, artifact_sha256=artifact["sha256"] if artifact else "",
         data_sha256={kind: d.sha256 for kind, d in datasets.items()},
-        environment=_environment(), config={**config, "stand_in_used": stand_in, "output_policy": model.output_policy})
+        environment=_environment(), config={**config, "stand_in_used": stand_in, "output_policy": model.output_policy,
+                                            **({"reference_parameters_inferred": inferred} if inferred is not None else {})})
     run.refresh_from_db()
 
 
@@ -129,7 +144,7 @@ def _what_if(config: dict) -> tuple[str, ...]:
 
 
 def _environment() -> dict:
-    return python_environment(("numpy", "scipy", "scikit-learn", "skops", "onnxruntime", "Django"))
+    return python_environment(("numpy", "scipy", "scikit-learn", "skops", "onnxruntime", "xgboost", "lightgbm", "Django"))
 
 
 def finish(run: AuditRun, result: AuditResult, *, remediation: dict | None = None) -> None:

@@ -42,7 +42,8 @@ class DatasetInline(admin.TabularInline):
 class RegisteredModelAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "team", "source", "output_policy", "retention_days", "version", "created_at")
     search_fields = ("slug", "name", "team")
-    readonly_fields = ("source", "feature_names", "class_labels", "label_column", "version", "created_by", "created_at")
+    readonly_fields = ("source", "feature_names", "features", "class_labels", "label_column", "version", "created_by",
+                       "created_at")
     fields = ("slug", "name", "team", "endpoint_url", "output_policy", "retention_days", "auto_restrict_action",
               "auto_restrict_severity", "auto_restrict_hours", "false_alarm_budget") + readonly_fields
     inlines = [ArtifactInline, DatasetInline]

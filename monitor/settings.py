@@ -180,8 +180,15 @@ OIDC_ROLE_CLAIM = env.str("OIDC_ROLE_CLAIM", default="groups")
 OIDC_ROLE_MAP = env.str("OIDC_ROLE_MAP", default="")  # "sec-team=security,grc=compliance"
 OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
 OIDC_STORE_ID_TOKEN = False
+# The ID token's `iss` must be exactly this (the provider's discovery document names it).
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="")
+# Personal API tokens of SSO accounts expire after this many days: the provider may have removed the person since.
+SSO_TOKEN_MAX_AGE_DAYS = strict_int("SSO_TOKEN_MAX_AGE_DAYS", default=90, minimum=1)
 LOGIN_REDIRECT_URL_FAILURE = "/sso/denied/"
 if OIDC_RP_CLIENT_ID:
+    if not OIDC_OP_ISSUER:
+        raise ImproperlyConfigured("OIDC_OP_ISSUER: set it to the provider's issuer (the `issuer` of its "
+                                   "/.well-known/openid-configuration) when OIDC_RP_CLIENT_ID is set")
     AUTHENTICATION_BACKENDS.append("monitor.access.sso.RoleMappingOIDCBackend")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"

@@ -128,3 +128,35 @@ def sample_run_bundle(*, slug: str) -> bytes:
     alert, _ = raise_signal(signal(model=model, client_id="client-7"))
     acknowledge(alert, user=make_user(role="security"), note="on it")
     return build_run_bundle(run)
+
+
+def adult_sample(*, n: int, seed: int, skip: int = 0) -> pd.DataFrame:
+    """n rows of raw UCI Adult (category strings, missing cells), drawn with `seed` after leaving out `skip` draws,
+    so two calls with the same seed and different skips never share a row."""
+    from monitor.demo.datasets import load_adult_raw
+
+    frame = load_adult_raw()
+    order = np.random.default_rng(seed).permutation(len(frame))
+    return frame.iloc[order[skip:skip + n]].reset_index(drop=True)
+
+
+def register_credit_pipeline(*, slug: str = "credit-raw", n: int = 300, seed: int = 0,
+                             min_samples_leaf: int = 1) -> tuple[RegisteredModel, Any, pd.DataFrame]:
+    """The issue's credit model: a skops pipeline over raw Adult rows, registered from CSVs with strings and empty
+    cells. Returns (model, the fitted pipeline, its members)."""
+    import skops.io as sio
+
+    from monitor.demo.datasets import credit_pipeline
+
+    members, nonmembers = adult_sample(n=n, seed=seed), adult_sample(n=n, seed=seed, skip=n)
+    population = adult_sample(n=2 * n, seed=seed, skip=2 * n)
+    pipeline = credit_pipeline(seed=seed, min_samples_leaf=min_samples_leaf, n_estimators=30).fit(
+        members.drop(columns="income"), members["income"])
+    model = register_model(
+        slug=slug, name="Credit (raw rows)", label_column="income",
+        artifact=Upload(sio.dumps(pipeline), "credit.skops"),
+        members=Upload(members.to_csv(index=False).encode(), "members.csv"),
+        nonmembers=Upload(nonmembers.to_csv(index=False).encode(), "nonmembers.csv"),
+        population=Upload(population.to_csv(index=False).encode(), "population.csv"),
+    )
+    return model, pipeline, members

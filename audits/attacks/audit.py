@@ -23,7 +23,7 @@ from audits.attacks.base import (
 from audits.attacks.bayes_optimal import BaseSettings
 from audits.attacks.catalogue import TIER_1, attack_class, attack_names, build_attack, expand_attacks
 from audits.attacks.exposure import member_exposure
-from audits.attacks.label_only import LabelOnlyConfig, neighbourhood_queries
+from audits.attacks.label_only import FeatureKinds, LabelOnlyConfig, neighbourhood_queries
 from audits.attacks.lira import LiraSettings
 from audits.attacks.metrics import FPR_TARGETS, class_slices, evaluate, headline, top_exposed
 from audits.attacks.quantile import MIN_POOL_RECORDS as MIN_REGRESSION_POOL
@@ -62,6 +62,8 @@ class AuditData:
     population_X: np.ndarray | None = None
     population_y: np.ndarray | None = None
     member_ids: Sequence[int | str] | None = None  # one per member row; top_exposed reports these
+    # A table of raw values coded as numbers (categories as codes, missing as NaN): what a neighbour may change.
+    kinds: FeatureKinds | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,20 @@ def select_records(data: AuditData, *, max_per_side: int | None, seed: int) -> E
         spare_rows = np.flatnonzero(spare)[np.argsort(member_keys[spare], kind="stable")]  # content order
         pool_X, pool_y = np.concatenate([pool_X, members_X[spare_rows]]), np.concatenate([pool_y, members_y[spare_rows]])
     return EvaluationRecords(X=X, y=y, is_member=np.arange(len(X)) < n, keys=keys, member_ids=tuple(ids),
-                             pool_X=pool_X, pool_y=pool_y, z_X=z_X, z_y=z_y, feature_std=spread_from.std(axis=0),
-                             dropped_duplicates=dropped, population_source=source, pool_members=pool_members)
+                             pool_X=pool_X, pool_y=pool_y, z_X=z_X, z_y=z_y, feature_std=_spread(spread_from),
+                             dropped_duplicates=dropped, population_source=source, pool_members=pool_members,
+                             kinds=data.kinds)
+
+
+def _spread(X: np.ndarray) -> np.ndarray:
+    """Each feature's standard deviation over its present values (0 where none is)."""
+    X = np.asarray(X, dtype=np.float64)
+    present = ~np.isnan(X)
+    counts = present.sum(axis=0)
+    filled = np.where(present, X, 0.0)
+    means = filled.sum(axis=0) / np.maximum(counts, 1)
+    variance = np.where(present, (X - means) ** 2, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    return np.sqrt(variance)
 
 
 def _has_population(data: AuditData) -> bool:
@@ -327,7 +341,8 @@ def _query_neighbourhood(target_predict_proba: PredictProba, *, records: Evaluat
     """The target's outputs on noisy neighbours of every evaluation record, queried in batches."""
     report(58, "querying noisy neighbours for the label-only attack")
     t = time.perf_counter()
-    neighbourhood_X = neighbourhood_queries(records.X, feature_std=records.feature_std, config=label_config)
+    neighbourhood_X = neighbourhood_queries(records.X, feature_std=records.feature_std, config=label_config,
+                                            kinds=records.kinds)
     collected.neighbourhood = np.concatenate([
         np.asarray(target_predict_proba(neighbourhood_X[s:s + label_config.batch_rows]), np.float64)
         for s in range(0, len(neighbourhood_X), label_config.batch_rows)])

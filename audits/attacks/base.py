@@ -40,6 +40,7 @@ class EvaluationRecords:
     # How many of the pool's last rows are members the audit does not evaluate (the target trained on them, so
     # they train reference models but never stand in for non-members).
     pool_members: int = 0
+    kinds: Any = None  # label_only.FeatureKinds of a table of raw values (categories, missing values), else None
 
     @cached_property
     def pool_keys(self) -> np.ndarray:

@@ -39,20 +39,66 @@ class LabelOnlyScores:
     queries: int
 
 
-def neighbourhood_queries(X: np.ndarray, *, feature_std: np.ndarray, config: LabelOnlyConfig) -> np.ndarray:
+@dataclass(frozen=True)
+class FeatureKinds:
+    """What a neighbour may change in each feature of a table of raw values coded as numbers: `categories[j]` is the
+    number of training categories of feature j (0 for a number; codes 0..k-1), `missing_ok[j]` whether the model
+    takes a missing value (NaN) there."""
+
+    categories: tuple[int, ...]
+    missing_ok: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.categories) != len(self.missing_ok):
+            raise ValueError("categories and missing_ok must describe the same features")
+
+
+def neighbourhood_queries(X: np.ndarray, *, feature_std: np.ndarray, config: LabelOnlyConfig,
+                          kinds: FeatureKinds | None = None) -> np.ndarray:
     """The records followed by their noisy copies (record, radius, neighbour) — every query the attack makes.
 
-    A record's noise comes from its content key, so it is the same wherever the record sits in X.
+    A record's noise comes from its content key, so it is the same wherever the record sits in X. Numbers move by
+    Gaussian noise of `radius` standard deviations (a missing number stays missing). With `kinds`, a category flips
+    to another training category with probability `radius` (at most 0.9), and a cell is blanked with probability
+    `radius` / 4 only where the model takes a missing value.
     """
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     radii = np.asarray(config.radii, dtype=np.float64)
-    noise = np.empty((n, len(radii), config.n_neighbours, d))
+    shape = (len(radii), config.n_neighbours, d)
+    noise = np.empty((n, *shape))
+    flips = np.empty((n, *shape)) if kinds is not None else None
+    picks = np.empty((n, *shape)) if kinds is not None else None
     for i, key in enumerate(record_keys(X)):
-        noise[i] = record_rng(key, seed=config.seed, purpose="label-only").standard_normal(
-            (len(radii), config.n_neighbours, d))
-    scale = radii[None, :, None, None] * np.asarray(feature_std, dtype=np.float64)[None, None, None, :]
-    return np.concatenate([X, (X[:, None, None, :] + noise * scale).reshape(-1, d)])
+        rng = record_rng(key, seed=config.seed, purpose="label-only")
+        noise[i] = rng.standard_normal(shape)
+        if flips is not None and picks is not None:
+            flips[i], picks[i] = rng.random(shape), rng.random(shape)
+    std = np.nan_to_num(np.asarray(feature_std, dtype=np.float64), nan=0.0)
+    if kinds is not None:
+        std = np.where(np.asarray(kinds.categories) > 0, 0.0, std)  # categories never move by noise
+    scale = radii[None, :, None, None] * std[None, None, None, :]
+    neighbours = X[:, None, None, :] + noise * scale
+    if kinds is not None and flips is not None and picks is not None:
+        neighbours = _flip_and_blank(X, neighbours, flips=flips, picks=picks, radii=radii, kinds=kinds)
+    return np.concatenate([X, neighbours.reshape(-1, d)])
+
+
+def _flip_and_blank(X: np.ndarray, neighbours: np.ndarray, *, flips: np.ndarray, picks: np.ndarray,
+                    radii: np.ndarray, kinds: FeatureKinds) -> np.ndarray:
+    chance = np.minimum(radii, 0.9)[None, :, None]
+    for j, k in enumerate(kinds.categories):
+        if k >= 2:
+            own = X[:, j][:, None, None]
+            flip = (flips[..., j] < chance) & ~np.isnan(own)
+            # Another training category, uniformly: shift by 1..k-1 (mod k), so the flip never lands on its own.
+            shift = 1 + np.floor(picks[..., j] * (k - 1))
+            other = np.mod(np.nan_to_num(own, nan=0.0) + shift, k)
+            neighbours[..., j] = np.where(flip, other, np.broadcast_to(own, flip.shape))
+        if kinds.missing_ok[j]:
+            blank = (picks[..., j] < chance / 4) & (flips[..., j] >= chance)
+            neighbours[..., j] = np.where(blank, np.nan, neighbours[..., j])
+    return neighbours
 
 
 def scores_from_labels(labels: np.ndarray, y: np.ndarray, *, config: LabelOnlyConfig) -> LabelOnlyScores:
@@ -78,9 +124,9 @@ def scores_from_labels(labels: np.ndarray, y: np.ndarray, *, config: LabelOnlyCo
 
 
 def label_only_scores(*, predict: Predict, X: np.ndarray, y: np.ndarray, feature_std: np.ndarray,
-                      config: LabelOnlyConfig = LabelOnlyConfig()) -> LabelOnlyScores:
+                      config: LabelOnlyConfig = LabelOnlyConfig(), kinds: FeatureKinds | None = None) -> LabelOnlyScores:
     """Query `predict` (labels only) on each record and its noisy neighbours, in batches."""
-    queries = neighbourhood_queries(X, feature_std=feature_std, config=config)
+    queries = neighbourhood_queries(X, feature_std=feature_std, config=config, kinds=kinds)
     labels = np.concatenate([np.asarray(predict(queries[start:start + config.batch_rows]))
                              for start in range(0, len(queries), config.batch_rows)])
     return scores_from_labels(labels, y, config=config)

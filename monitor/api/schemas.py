@@ -187,13 +187,29 @@ class DatasetOut(Schema):
     sha256: str
 
 
+class UnseenOut(Schema):
+    values: int = Field(..., description="distinct categories the queries carried that training never saw")
+    queries: int = Field(..., description="logged queries that carried one of them")
+
+
+class FeatureOut(Schema):
+    name: str
+    kind: str = Field(..., description="numeric or categorical")
+    categories: list[str] | None = Field(None, description="(categorical) the training categories, in code order")
+    missing_seen: bool = Field(..., description="the registration data has empty cells here")
+    missing_accepted: bool = Field(..., description="the model answers a row with this feature missing (null)")
+    unseen_accepted: bool | None = Field(None, description="(categorical) the model answers a category it never saw")
+    unseen: UnseenOut | None = None
+
+
 class ModelOut(Schema):
     slug: str
     name: str
     team: str
-    source: str = Field(..., description="skops, onnx or endpoint")
+    source: str = Field(..., description="skops, onnx, xgboost_json, xgboost_ubj, lightgbm_text or endpoint")
     n_features: int
     feature_names: list[str]
+    features: list[FeatureOut] = Field(..., description="each feature's name, kind, categories and missing values")
     classes: list[str]
     output_policy: str
     version: int

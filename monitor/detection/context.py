@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from monitor.detection.detectors import ModelContext
+from monitor.detection.space import detection_features
 from monitor.models import DetectorState, RegisteredModel
 from monitor.platform.crypto import data_fernet
 from monitor.trail.chain import canonical_json
@@ -54,7 +55,7 @@ def model_context(model: RegisteredModel, state: DetectorState) -> ModelContext:
     context = ModelContext(
         feature_means=np.asarray(stats["feature_means"]), feature_stds=np.asarray(stats["feature_stds"]),
         n_classes=len(model.class_labels), fingerprint_key=data_fernet().decrypt(bytes(state.fingerprint_key)),
-        members=arrays.X if arrays is not None else None,
+        members=detection_features(arrays.X, model.schema) if arrays is not None else None,
         member_ids=arrays.record_ids if arrays is not None else None,
         calibration={k: v for k, v in state.calibration.items() if k != "_context"},
     )

@@ -9,6 +9,7 @@ import numpy as np
 from django.db import connection
 
 from monitor.detection.detectors import QueryBatch
+from monitor.detection.space import detection_features
 from monitor.ingestion.vectors import decode_vectors
 from monitor.models import QueryLog, RegisteredModel
 
@@ -64,7 +65,7 @@ def load_queries(model: RegisteredModel, *, after_id: int, upto_id: int, limit: 
         query_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
         client_ids=np.array([r[1] for r in rows], dtype=str) if rows else np.empty(0, dtype=str),
         timestamps=epoch_seconds([r[2] for r in rows]),
-        features=decode_vectors([r[3] for r in rows], d),
+        features=detection_features(decode_vectors([r[3] for r in rows], d), model.schema),
         outputs=decode_vectors([r[4] for r in rows], k),
     )
     return batch, reached

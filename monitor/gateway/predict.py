@@ -11,8 +11,9 @@ from monitor.ingestion.validate import (
     IngestError,
     IngestRefusal,
     QueryBatch,
+    feature_values,
     identifier_problem,
-    vector_problem,
+    unseen_cells,
 )
 from monitor.models import RegisteredModel
 from monitor.registry.predictors import NoArtifact, predictor_for
@@ -35,25 +36,38 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
         raise IngestError(f"{len(rows):,} rows; at most {settings.PREDICT_MAX_ROWS:,} per request",
                           [{"index": None, "field": "features", "message": "too many rows"}],
                           refusal=IngestRefusal.TOO_LARGE)
+    schema = model.schema
+    values: list[list[object]] = []
     for index, row in enumerate(rows):
-        problem = vector_problem(row, length=model.n_features, what="features", unit_interval=False)
-        if problem:
-            details.append({"index": index, "field": "features", "message": problem})
+        checked, problems = feature_values(row, schema)
+        for where, problem in problems:
+            details.append({"index": index, "field": where, "message": problem})
+        if checked is not None:
+            values.append(checked)
         if len(details) >= 50:
             break
     if details:
         raise IngestError(f"{len(details)} problem(s) in the request; nothing was predicted or stored", details)
 
-    X = np.asarray(rows, dtype=np.float64)
-    if np.any(np.abs(X) > np.finfo(np.float32).max):
-        raise IngestError("a feature does not fit in float32", [{"index": None, "field": "features", "message": "out of range"}])
+    # The log keeps float32 numbers: the model is asked about the values as they will be logged.
+    X = schema.encode(values).astype(np.float32).astype(np.float64)
     # A restricted client: refused here (Restricted: 403 blocked, 429 throttled), or its outputs reduced further.
     restricted = gateway_policy(model, payload["client_id"], len(X))
     try:
         predictor = predictor_for(model)
     except NoArtifact as exc:
         raise IngestError(str(exc), refusal=IngestRefusal.NO_ARTIFACT) from None
-    proba = predictor.predict_proba(X.astype(np.float32).astype(np.float64))
+    if schema.is_plain:
+        proba = predictor.predict_proba(X)
+    else:
+        # The artifact's own predict_proba on the raw rows: categories as sent (one never seen in training too).
+        try:
+            proba = predictor.predict_proba(schema.raw_frame(values) if hasattr(predictor, "for_schema") else X)
+        except Exception as exc:
+            refused = [schema.names[i] for i in schema.categorical if not schema.features[i].unseen_accepted]
+            hint = f" (it takes no category it was not trained on in {refused})" if refused else ""
+            raise IngestError(f"the model could not answer these rows{hint}: {type(exc).__name__}: {exc}"[:500],
+                              [{"index": None, "field": "features", "message": "the model refused the rows"}]) from None
     outputs = model.policy.apply(proba)
     if restricted is not None:
         outputs = restricted.apply(outputs)
@@ -61,6 +75,7 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
     batch = QueryBatch(
         client_ids=[payload["client_id"]] * len(X), timestamps=[now] * len(X), request_ids=[None] * len(X),
         features=X.astype(np.float32), outputs=outputs.astype(np.float32),
+        unseen_cells=unseen_cells(values, schema),
     )
     store_queries(model, batch)
     labels = outputs.argmax(axis=1)

@@ -9,12 +9,13 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from monitor.ingestion import pgcopy
 from monitor.ingestion.validate import QueryBatch
 from monitor.ingestion.vectors import encode_vectors
-from monitor.models import QueryLog, RegisteredModel
+from monitor.models import QueryLog, RegisteredModel, UnseenCategory
 from monitor.platform.locks import ModelLock, lock_model
 
 
@@ -99,6 +100,8 @@ def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: 
     rows = np.flatnonzero(keep)
     if len(rows) == 0:
         return StoreResult(accepted=0, duplicates=len(batch))
+    if batch.unseen_cells:
+        code_unseen_categories(model, batch, kept=set(rows.tolist()))
     labels, confidences = batch.labels, batch.confidences
     features = encode_vectors(batch.features)
     outputs = encode_vectors(batch.outputs)
@@ -112,6 +115,40 @@ def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: 
             batch_size=500,
         )
     return StoreResult(accepted=len(rows), duplicates=len(batch) - len(rows))
+
+
+MAX_UNSEEN_CATEGORIES = 10_000  # per model: past it, new values share one row per feature (a flood of made-up ones)
+
+
+def code_unseen_categories(model: RegisteredModel, batch: QueryBatch, *, kept: set[int]) -> None:
+    """Give each category training never saw its code in the log (-id of its UnseenCategory row, made once per
+    model, feature and value, inside the batch's transaction) and count the kept rows that carry it."""
+    names = model.schema.names
+    cells = [(row, index, value) for row, index, value in batch.unseen_cells if row in kept]
+    if not cells:
+        return
+    wanted = {(names[index], value) for _, index, value in cells}
+    existing = {(feature, value): pk for pk, feature, value in UnseenCategory.objects.filter(
+        model=model, feature__in={f for f, _ in wanted}, value__in={v for _, v in wanted}).values_list(
+        "id", "feature", "value")}
+    new = wanted - existing.keys()
+    if new and UnseenCategory.objects.filter(model=model).count() + len(new) > MAX_UNSEEN_CATEGORIES:
+        overflow = f"(one of more than {MAX_UNSEEN_CATEGORIES:,} unseen categories)"
+        cells = [(row, index, value if (names[index], value) in existing else overflow) for row, index, value in cells]
+        new = {(names[index], value) for _, index, value in cells} - existing.keys()
+    if new:
+        UnseenCategory.objects.bulk_create([UnseenCategory(model=model, feature=feature, value=value)
+                                            for feature, value in sorted(new)], ignore_conflicts=True)
+        existing |= {(feature, value): pk for pk, feature, value in UnseenCategory.objects.filter(
+            model=model, feature__in={f for f, _ in new}, value__in={v for _, v in new}).values_list(
+            "id", "feature", "value") if (feature, value) in new}
+    counts: dict[int, int] = {}
+    for row, index, value in cells:
+        pk = existing[(names[index], value)]
+        batch.features[row, index] = -pk
+        counts[pk] = counts.get(pk, 0) + 1
+    for pk, count in counts.items():
+        UnseenCategory.objects.filter(pk=pk).update(queries=F("queries") + count)
 
 
 def _copy_rows(model_id: int, batch: QueryBatch, rows: np.ndarray, features: np.ndarray, outputs: np.ndarray,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -12,6 +12,7 @@ import numpy as np
 from django.utils import timezone
 
 from monitor.models import CLIENT_ID_MAX_LENGTH, RegisteredModel
+from monitor.platform.feature_schema import FeatureSchema
 
 MAX_ID_LENGTH = CLIENT_ID_MAX_LENGTH  # client ids and request ids alike
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -50,6 +51,9 @@ class QueryBatch:
     request_ids: list[str | None]
     server_stamped: int = 0  # rows sent without a ts, stamped with the time they arrived
     epoch_micros: np.ndarray | None = None  # int64 microseconds since the Unix epoch, when the parser had them
+    # (row, feature, category) of each category training never saw: its code is given when the batch is stored
+    # (monitor.ingestion.store: -id of its UnseenCategory row); NaN in `features` until then.
+    unseen_cells: list[tuple[int, int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.client_ids)
@@ -90,6 +94,32 @@ def vector_problem(value: object, *, length: int, what: str, unit_interval: bool
         if unit_interval and not 0.0 <= item <= 1.0:
             return f"{what}[{position}] is {item}; probabilities must lie in [0, 1]"
     return None
+
+
+def feature_values(value: object, schema: FeatureSchema) -> tuple[list[object] | None, list[tuple[str, str]]]:
+    """A query's features as raw values in the schema's order: a list in that order, or an object {name: value}
+    (a name left out is missing). Values are numbers, category strings or null. Returns (values or None, problems
+    as (field, message): field "features" for the list form, "features.<name>" for the object form)."""
+    n = len(schema)
+    if isinstance(value, dict):
+        known = set(schema.names)
+        problems = [(f"features.{str(name)[:64]}", f"unknown feature; the model's features are {schema.names}"[:300])
+                    for name in value if name not in known]
+        values = [value.get(name) for name in schema.names]
+        places = [(f"features.{name}", f"features.{name}") for name in schema.names]
+    elif isinstance(value, list):
+        if len(value) != n:
+            return None, [("features", f"features has {len(value)} values; the model has {n}")]
+        problems, values, places = [], list(value), [("features", f"features[{i}]") for i in range(n)]
+    else:
+        return None, [("features", f"features must be a list of {n} values in the model's order, or an object "
+                                   "{name: value}")]
+    for index, item in enumerate(values):
+        problem = schema.value_problem(index, item)
+        if problem:
+            where, place = places[index]
+            problems.append((where, f"{place} {problem}"))
+    return (None if problems else values), problems
 
 
 def parse_timestamp(value: object, *, now: datetime) -> datetime:
@@ -142,7 +172,9 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
                           [{"field": "queries", "message": f"at most {max_queries} queries"}],
                           refusal=IngestRefusal.TOO_LARGE)
     n_features, n_classes = model.n_features, len(model.class_labels)
-    fast = _validate_fast(rows, n_features=n_features, n_classes=n_classes, now=now)
+    schema = model.schema
+    # Numbers only take the fast path; a category sent as a number ("3") is matched as its text, row by row.
+    fast = None if schema.categorical else _validate_fast(rows, n_features=n_features, n_classes=n_classes, now=now)
     if fast is not None:
         return fast
     details: list[dict] = []
@@ -159,9 +191,9 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
         problem = identifier_problem(row.get("client_id"), "client_id", required=True)
         if problem:
             details.append({"index": index, "field": "client_id", "message": problem})
-        problem = vector_problem(row.get("features"), length=n_features, what="features", unit_interval=False)
-        if problem:
-            details.append({"index": index, "field": "features", "message": problem})
+        values, problems = feature_values(row.get("features"), schema)
+        for where, problem in problems:
+            details.append({"index": index, "field": where, "message": problem})
         problem = vector_problem(row.get("output"), length=n_classes, what="output", unit_interval=True)
         if problem:
             details.append({"index": index, "field": "output", "message": problem})
@@ -179,22 +211,27 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
         client_ids.append(row["client_id"])
         timestamps.append(ts)
         request_ids.append(row.get("request_id"))
-        features.append(row["features"])
+        features.append(values)
         outputs.append(row["output"])
     if details:
         raise IngestError(f"{len(details)} problem(s) in the batch; nothing was stored", details)
     server_stamped = sum(1 for row in rows if row.get("ts") is None)
-    feature_array = np.asarray(features, dtype=np.float64)
-    too_big = np.abs(feature_array) > FLOAT32_MAX
-    if too_big.any():
-        index, position = map(int, np.argwhere(too_big)[0])
-        raise IngestError("a feature does not fit in float32; nothing was stored",
-                          [{"index": index, "field": "features", "message": f"features[{position}] is out of float32 range"}])
     return QueryBatch(
         client_ids=client_ids, timestamps=timestamps, request_ids=request_ids,
-        features=feature_array.astype(np.float32), outputs=np.asarray(outputs, dtype=np.float32),
-        server_stamped=server_stamped,
+        features=schema.encode(features).astype(np.float32), outputs=np.asarray(outputs, dtype=np.float32),
+        server_stamped=server_stamped, unseen_cells=unseen_cells(features, schema),
     )
+
+
+def unseen_cells(rows: list, schema: FeatureSchema) -> list[tuple[int, int, str]]:
+    """Where `rows` (raw values) carry a category training never saw: (row, feature, category)."""
+    cells = []
+    for index in schema.categorical:
+        for row_index, row in enumerate(rows):
+            value = row[index]
+            if value is not None and schema.code(index, schema.category_text(value)) is None:
+                cells.append((row_index, index, schema.category_text(value)))
+    return cells
 
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -264,7 +301,8 @@ def validate_columns(columns: object, *, model: RegisteredModel, max_queries: in
         raise IngestError(f"the batch has {n:,} queries; at most {max_queries:,} per request",
                           [{"field": "columns", "message": f"at most {max_queries} queries"}],
                           refusal=IngestRefusal.TOO_LARGE)
-    fast = _columns_fast(columns, n=n, n_features=model.n_features, n_classes=len(model.class_labels), now=now)
+    fast = None if model.schema.categorical else _columns_fast(columns, n=n, n_features=model.n_features,
+                                                               n_classes=len(model.class_labels), now=now)
     if fast is not None:
         return fast
     rows = [{name: columns[name][i] for name in columns} for i in range(n)]

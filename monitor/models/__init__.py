@@ -10,6 +10,7 @@ from monitor.models.alerts import (
     NotificationChannel,
     Severity,
 )
+from monitor.models.identities import SsoIdentity
 from monitor.models.queries import (
     ClientDayRollup,
     ModelHourRollup,
@@ -23,6 +24,7 @@ from monitor.models.registry import (
     ModelArtifact,
     ReferenceDataset,
     RegisteredModel,
+    UnseenCategory,
     validate_output_policy,
 )
 from monitor.models.restrictions import ClientRestriction, RestrictionUsage
@@ -40,7 +42,7 @@ from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
     "CLIENT_ID_MAX_LENGTH", "UNRESOLVED", "AlertEventKind", "AlertSource", "DeliveryEvent", "DeliveryStatus",
-    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertAccount", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact",
-    "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "TrailHead", "WorkerHeartbeat",
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertAccount", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact", "SsoIdentity",
+    "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "UnseenCategory", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

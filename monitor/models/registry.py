@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from monitor.models.reference_arrays import ReferenceArrays, decrypt_arrays
+from monitor.platform.feature_schema import MAX_CATEGORY_LENGTH, FeatureSchema
 from monitor.platform.output_policy import OutputPolicy
 
 SLUG_VALIDATOR = RegexValidator(
@@ -42,7 +43,10 @@ MAX_RETENTION_DAYS = 3650
 
 class RegisteredModel(models.Model):
     SKOPS, ONNX, ENDPOINT = "skops", "onnx", "endpoint"
-    SOURCES = [(SKOPS, "scikit-learn (skops artifact)"), (ONNX, "ONNX artifact"), (ENDPOINT, "remote HTTP endpoint")]
+    XGBOOST_JSON, XGBOOST_UBJ, LIGHTGBM_TEXT = "xgboost_json", "xgboost_ubj", "lightgbm_text"
+    SOURCES = [(SKOPS, "scikit-learn (skops artifact)"), (ONNX, "ONNX artifact"), (ENDPOINT, "remote HTTP endpoint"),
+               (XGBOOST_JSON, "XGBoost (JSON model)"), (XGBOOST_UBJ, "XGBoost (UBJSON model)"),
+               (LIGHTGBM_TEXT, "LightGBM (text model)")]
 
     slug = models.CharField(max_length=64, unique=True, validators=[SLUG_VALIDATOR])
     name = models.CharField(max_length=200)
@@ -50,6 +54,9 @@ class RegisteredModel(models.Model):
     source = models.CharField(max_length=16, choices=SOURCES)
     endpoint_url = models.URLField(blank=True, max_length=500)
     feature_names = models.JSONField(default=list)
+    # Each feature's name, kind, training categories and missing values (monitor.platform.feature_schema); empty for
+    # a model registered before schemas: its features are the numeric feature_names.
+    features = models.JSONField(default=list, blank=True)
     class_labels = models.JSONField(default=list)
     label_column = models.CharField(max_length=200)
     output_policy = models.CharField(max_length=40, default="full", validators=[validate_output_policy])
@@ -89,9 +96,37 @@ class RegisteredModel(models.Model):
     def n_features(self) -> int:
         return len(self.feature_names)
 
+    @property
+    def schema(self) -> FeatureSchema:
+        cached = getattr(self, "_schema", None)
+        if cached is None or cached[0] != self.features:
+            schema = (FeatureSchema.from_list(self.features) if self.features
+                      else FeatureSchema.numeric(self.feature_names))
+            cached = (self.features, schema)
+            self._schema = cached
+        return cached[1]
+
+    def unseen_categories(self, codes: list[int] | None = None) -> dict[int, str]:
+        """Negative codes' ids -> the category values they stand for (all of them, or those of `codes`)."""
+        rows = self.unseen.all() if codes is None else self.unseen.filter(id__in=[abs(c) for c in codes])
+        return dict(rows.values_list("id", "value"))
+
     def current_artifact(self) -> ModelArtifact | None:
         return self.artifacts.filter(version=self.version).first()
 
+
+class UnseenCategory(models.Model):
+    """A category a model's queries carried that its training never saw: logged as it is (its code in the log is
+    -id), and counted on the model page."""
+
+    model = models.ForeignKey(RegisteredModel, related_name="unseen", on_delete=models.CASCADE)
+    feature = models.CharField(max_length=200)
+    value = models.CharField(max_length=MAX_CATEGORY_LENGTH)
+    queries = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "feature", "value"], name="unseen_category_once")]
 
 
 class ModelArtifact(models.Model):
@@ -99,7 +134,9 @@ class ModelArtifact(models.Model):
 
     model = models.ForeignKey(RegisteredModel, related_name="artifacts", on_delete=models.CASCADE)
     version = models.PositiveIntegerField()
-    format = models.CharField(max_length=16, choices=[("skops", "skops"), ("onnx", "ONNX")])
+    FORMATS = [("skops", "skops"), ("onnx", "ONNX"), ("xgboost_json", "XGBoost JSON"), ("xgboost_ubj", "XGBoost UBJSON"),
+               ("lightgbm_text", "LightGBM text")]
+    format = models.CharField(max_length=16, choices=FORMATS)
     data = models.BinaryField()
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()

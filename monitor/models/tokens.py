@@ -1,14 +1,17 @@
-"""API tokens: stored as SHA-256, scoped to a model (ingestion) or a user (personal)."""
+"""API tokens: stored as SHA-256, scoped to a model (ingestion) or a user (personal); those of single sign-on
+accounts expire (SSO_TOKEN_MAX_AGE_DAYS), since the provider, not this app, knows whether the person still belongs."""
 from __future__ import annotations
 
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from monitor.models.identities import SsoIdentity
 from monitor.models.registry import RegisteredModel
 
 
@@ -16,9 +19,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def is_sso_account(user: Any) -> bool:
+    return user is not None and SsoIdentity.objects.filter(user=user).exists()
+
+
 class ApiTokenQuerySet(models.QuerySet):
     def active(self) -> ApiTokenQuerySet:
-        return self.filter(revoked_at__isnull=True)
+        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=timezone.now())
 
 
 class ApiToken(models.Model):
@@ -35,6 +42,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                      help_text="refused from then on; set for personal tokens of SSO accounts")
     queries_per_minute = models.PositiveIntegerField(
         null=True, blank=True,
         help_text="rows this token may log or predict per minute; empty uses the TOKEN_QUERIES_PER_MINUTE setting")
@@ -56,19 +65,21 @@ class ApiToken(models.Model):
         return f"{self.get_kind_display()} token {self.prefix}… for {owner}"
 
     @classmethod
-    def issue(cls, *, kind: str, model: RegisteredModel | None = None, user=None) -> tuple[ApiToken, str]:
+    def issue(cls, *, kind: str, model: RegisteredModel | None = None, user: Any = None) -> tuple[ApiToken, str]:
         """Create a token; the clear value is returned once and never stored."""
         from monitor.trail.models import TrailEntry
         from monitor.trail.recording import recorded_by_caller
 
         clear = f"mim_{kind}_{secrets.token_urlsafe(32)}"
+        expires_at = timezone.now() + timedelta(days=settings.SSO_TOKEN_MAX_AGE_DAYS) if is_sso_account(user) else None
         with recorded_by_caller():  # the token.issued entry below, not the save signal's token.created
             token = cls.objects.create(kind=kind, model=model, user=user, token_hash=hash_token(clear),
-                                       prefix=clear[:12])
+                                       prefix=clear[:12], expires_at=expires_at)
         # The prefix identifies the token in the log; the secret part never leaves this function but once.
         TrailEntry.record(action="token.issued", obj=token, after={
             "kind": kind, "prefix": token.prefix, "model": model.slug if model else None,
-            "user": user.get_username() if user else None})
+            "user": user.get_username() if user else None,
+            "expires_at": expires_at.isoformat() if expires_at else None})
         return token, clear
 
     @classmethod
@@ -100,6 +111,8 @@ class ApiToken(models.Model):
             return "the API token is not valid (no such token); send it whole as Authorization: Bearer <token>"
         if token.revoked_at is not None:
             return f"the API token {token.prefix}… was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC; ask an admin for a new one"
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            return f"the API token {token.prefix}… expired on {token.expires_at:%Y-%m-%d %H:%M} UTC; ask an admin for a new one"
         return f"the API token {token.prefix}… belongs to a deactivated user account"
 
 

@@ -4,10 +4,12 @@ Pickle and joblib files are refused outright (loading one runs arbitrary code). 
 loaded with an explicit trusted-type list; types skops cannot vouch for are named in the error.
 Tree structures, which scikit-learn indexes without bounds checks, are validated before use.
 A skops file is a ZIP: its directory, names, sizes and compression are checked (`check_zip`) before
-anything inflates a byte of it. ONNX models may not point at external weight files.
+anything inflates a byte of it. ONNX models may not point at external weight files. XGBoost and LightGBM models
+in their own formats are recognised, checked and loaded by `boosters.py`.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -25,6 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.platform import outbound
+from monitor.platform.feature_schema import FeatureSchema
+from monitor.registry.boosters import BOOSTER_FORMATS, BoosterError, load_booster, sniff_booster
 
 # Types skops reports as untrusted that we reviewed. Tree and TreePredictor hold raw node
 # indices, so every instance is bounds-checked by `validate_trees` after loading.
@@ -33,6 +37,17 @@ TRUSTED_SKOPS_TYPES = frozenset({
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    # What pipelines over raw tables hold. An encoder's or imputer's dtype is rebuilt by skops from an empty array
+    # it loads without pickle, and that array's own type is checked as a node of its own; a partial's function,
+    # arguments and keywords are nodes of their own too, so trusting the wrapper trusts nothing inside it.
+    "numpy.dtype",
+    "functools.partial",
+    # Named numpy functions a FunctionTransformer may call (numpy's ufuncs, such as log1p, skops trusts itself);
+    # check_array is what HistGradientBoosting keeps for categories read from the frame's dtypes.
+    "numpy.clip",
+    "numpy.nan_to_num",
+    "numpy.round",
+    "sklearn.utils.validation.check_array",
 })
 
 
@@ -155,7 +170,15 @@ class Predictor(Protocol):
 
 
 PICKLE_REFUSED = ("this is a pickle/joblib file; they are refused because loading one executes code. "
-                  "Save the model with skops.io.dump (or convert it to ONNX) and upload that")
+                  "Save the model with skops.io.dump (or convert it to ONNX; an XGBoost or LightGBM booster with its "
+                  "own save_model, as .json, .ubj or .txt) and upload that")
+UNRECOGNISED = ("unrecognised artifact: expected a skops file (.skops), an ONNX model (.onnx), an XGBoost model "
+                "(.json, .ubj) or a LightGBM model (.txt)")
+# skops rebuilds a booster inside a pipeline through the library's own unpickling state (Booster.__setstate__ parses
+# bytes before any check of ours could read them), so that shape stays refused; this says what to upload instead.
+BOOSTER_IN_SKOPS = (". An XGBoost or LightGBM booster inside a skops file is not accepted: register the booster alone, "
+                    "saved with its own save_model (.json, .ubj or .txt), with reference CSVs in the columns the "
+                    "booster takes (after your preprocessing), or convert the whole pipeline to ONNX")
 
 
 def _is_text_pickle(data: bytes) -> bool:
@@ -176,7 +199,8 @@ def _is_text_pickle(data: bytes) -> bool:
 
 
 def sniff_format(data: bytes) -> str:
-    """'skops' or 'onnx'; raises ArtifactError for pickles, joblib files and anything else."""
+    """'skops', 'onnx' or a booster format (boosters.BOOSTER_FORMATS); ArtifactError for pickles, joblib files and
+    anything else."""
     if not data:
         raise ArtifactError("the artifact is empty")
     if data[:1] == b"\x80" and data[1:2] in {bytes([p]) for p in range(2, 6)} or _is_text_pickle(data):
@@ -192,16 +216,17 @@ def sniff_format(data: bytes) -> str:
         if "schema.json" in names:
             return "skops"
         raise ArtifactError("the artifact is a ZIP file but not a skops file (no schema.json)")
+    booster_format = sniff_booster(data)  # XGBoost JSON / UBJSON, LightGBM text: by content, nothing unpickled
+    if booster_format is not None:
+        return booster_format
     try:
         import onnx
 
         proto = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises several types; none of them executes anything
-        raise ArtifactError(
-            "unrecognised artifact: expected a skops file (.skops) or an ONNX model (.onnx)"
-        ) from exc
+        raise ArtifactError(UNRECOGNISED) from exc
     if not proto.graph.node:
-        raise ArtifactError("unrecognised artifact: expected a skops file (.skops) or an ONNX model (.onnx)")
+        raise ArtifactError(UNRECOGNISED)
     for tensor in _onnx_tensors(proto):
         if tensor.data_location == tensor.EXTERNAL:
             location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
@@ -250,13 +275,44 @@ class SklearnPredictor:
         self.n_features = getattr(estimator, "n_features_in_", None)
         names = getattr(estimator, "feature_names_in_", None)
         self.feature_names = [str(n) for n in names] if names is not None else None
+        self.schema: FeatureSchema | None = None
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        # Fitted on named columns? Give it a frame so scikit-learn does not warn on every call.
-        if self.feature_names is not None:
-            import pandas as pd
+    def for_schema(self, schema: FeatureSchema) -> SklearnPredictor:
+        """This predictor, reading coded rows as `schema`'s raw values (categories as their text, missing as NaN),
+        as the pipeline was trained. The fitted estimator is shared, not copied."""
+        view = copy.copy(self)
+        view.schema = None if schema.is_plain else schema
+        return view
 
-            X = pd.DataFrame(X, columns=self.feature_names)
+    def reference_estimator(self) -> Any:
+        """An unfitted copy of the whole model for the audit's reference models, taking coded rows: a pipeline over
+        raw values gets a first step turning them back into its raw table (monitor.platform.feature_schema.to_frame,
+        saved by skops as a named function), so every reference model trains the team's preprocessing too."""
+        from sklearn.base import clone
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        from monitor.platform.feature_schema import to_frame
+
+        estimator = clone(self.estimator)
+        if self.schema is None:
+            return estimator
+        raw_rows = ("raw_rows", FunctionTransformer(to_frame, kw_args=self.schema.frame_spec()))
+        steps = list(estimator.steps) if isinstance(estimator, Pipeline) else [("model", estimator)]
+        return Pipeline([raw_rows, *steps])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities for coded rows (a float matrix) or for a frame of raw values."""
+        import pandas as pd
+
+        if not isinstance(X, pd.DataFrame):
+            if self.schema is not None and self.schema.categorical:
+                X = self.schema.to_frame(X)
+                if self.feature_names is None:  # fitted on an array: the same values, by position
+                    X = X.to_numpy(dtype=object)
+            elif self.feature_names is not None:
+                # Fitted on named columns: give it a frame so scikit-learn does not warn on every call.
+                X = pd.DataFrame(X, columns=self.feature_names)
         return np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
 
 
@@ -272,6 +328,7 @@ def load_skops(data: bytes) -> SklearnPredictor:
     if refused:
         raise ArtifactError(
             "the skops file contains types we do not trust, so it was not loaded: " + ", ".join(refused)
+            + (BOOSTER_IN_SKOPS if any(name.startswith(("xgboost.", "lightgbm.")) for name in refused) else "")
         )
     try:
         estimator = sio.loads(data, trusted=list(untrusted))
@@ -281,50 +338,87 @@ def load_skops(data: bytes) -> SklearnPredictor:
     return SklearnPredictor(estimator)
 
 
+MAX_OBJECT_DEPTH = 64  # nesting of a loaded estimator (pipelines in pipelines, lists, dicts): past it, refused
+
+
 def validate_trees(obj: Any, *, n_features: int | None, depth: int = 0) -> None:
-    """Bounds-check every tree inside an estimator: a crafted file could point nodes out of range."""
+    """Bounds-check every tree inside a loaded estimator: scikit-learn's compiled code indexes nodes, features and
+    category bitsets without checks, so a crafted file could point them anywhere. Walks every attribute, list,
+    tuple, dict and object array, however the trees are nested; past MAX_OBJECT_DEPTH levels the file is refused
+    rather than left partly unchecked."""
     from sklearn.tree._tree import Tree
 
-    if depth > 20:
-        return
+    if depth > MAX_OBJECT_DEPTH:
+        raise ArtifactError(f"the skops file nests objects more than {MAX_OBJECT_DEPTH} levels deep; it was not loaded")
     if isinstance(obj, Tree):
-        n = obj.node_count
-        left, right, feature = obj.children_left, obj.children_right, obj.feature
-        leaf = left == -1
-        ids = np.arange(n)
-        ok = (
-            len(left) == n and len(right) == n and len(feature) == n
-            and np.all((right == -1) == leaf)
-            and np.all((left[~leaf] > ids[~leaf]) & (left[~leaf] < n))
-            and np.all((right[~leaf] > ids[~leaf]) & (right[~leaf] < n))
-            and np.all((feature[~leaf] >= 0) & (feature[~leaf] < (n_features or obj.n_features)))
-            and obj.value.shape[0] == n
-        )
-        if not ok:
-            raise ArtifactError("the skops file contains a malformed decision tree (node indices out of range)")
+        _check_tree(obj, n_features=n_features)
         return
-    cls_name = type(obj).__name__
-    if cls_name == "TreePredictor":
-        nodes = obj.nodes
-        n = len(nodes)
-        inner = nodes["is_leaf"] == 0
-        ok = (
-            np.all((nodes["left"][inner] > 0) & (nodes["left"][inner] < n))
-            and np.all((nodes["right"][inner] > 0) & (nodes["right"][inner] < n))
-            and (n_features is None or np.all(nodes["feature_idx"][inner] < n_features))
-        )
-        if not ok:
-            raise ArtifactError("the skops file contains a malformed gradient-boosting tree (node indices out of range)")
+    if type(obj).__name__ == "TreePredictor" and type(obj).__module__.startswith("sklearn."):
+        _check_tree_predictor(obj, n_features=n_features)
         return
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, str | bytes | int | float | bool | type(None) | np.generic):
+        return
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            for item in obj.ravel():
+                validate_trees(item, n_features=n_features, depth=depth + 1)
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            validate_trees(key, n_features=n_features, depth=depth + 1)
+            validate_trees(value, n_features=n_features, depth=depth + 1)
+        return
+    if isinstance(obj, list | tuple | set | frozenset):
         for item in obj:
             validate_trees(item, n_features=n_features, depth=depth + 1)
-    elif isinstance(obj, np.ndarray) and obj.dtype == object:
-        for item in obj.ravel():
-            validate_trees(item, n_features=n_features, depth=depth + 1)
-    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("sklearn"):
+        return
+    if hasattr(obj, "__dict__"):
+        # A step inside a pipeline sees its own input width (a forest after a one-hot encoder sees more columns than
+        # the raw table has), which scikit-learn checks each input against before its trees read it.
+        own = getattr(obj, "n_features_in_", None) if type(obj).__module__.startswith("sklearn") else None
         for value in vars(obj).values():
-            validate_trees(value, n_features=n_features, depth=depth + 1)
+            validate_trees(value, n_features=own if isinstance(own, int) else n_features, depth=depth + 1)
+
+
+def _check_tree(tree: Any, *, n_features: int | None) -> None:
+    n = tree.node_count
+    left, right, feature = tree.children_left, tree.children_right, tree.feature
+    leaf = left == -1
+    ids = np.arange(n)
+    width = n_features if n_features is not None else tree.n_features
+    arrays = (left, right, feature, tree.threshold, tree.n_node_samples, tree.impurity,
+              getattr(tree, "missing_go_to_left", left))
+    ok = (
+        n >= 1 and all(len(array) == n for array in arrays)
+        and np.all((right == -1) == leaf)
+        and np.all((left[~leaf] > ids[~leaf]) & (left[~leaf] < n))
+        and np.all((right[~leaf] > ids[~leaf]) & (right[~leaf] < n))
+        and np.all((feature[~leaf] >= 0) & (feature[~leaf] < width))
+        and 0 < tree.n_features and (n_features is None or tree.n_features <= max(n_features, 1))
+        and tree.value.shape[0] == n
+    )
+    if not ok:
+        raise ArtifactError("the skops file contains a malformed decision tree (node indices out of range)")
+
+
+def _check_tree_predictor(predictor: Any, *, n_features: int | None) -> None:
+    nodes = predictor.nodes
+    n = len(nodes)
+    inner = nodes["is_leaf"] == 0
+    categorical = inner & (nodes["is_categorical"] == 1)
+    bitsets = [getattr(predictor, name, None) for name in ("raw_left_cat_bitsets", "binned_left_cat_bitsets")]
+    ok = (
+        n >= 1
+        and np.all((nodes["left"][inner] > 0) & (nodes["left"][inner] < n))
+        and np.all((nodes["right"][inner] > 0) & (nodes["right"][inner] < n))
+        and np.all(nodes["feature_idx"][inner] >= 0)
+        and (n_features is None or np.all(nodes["feature_idx"][inner] < n_features))
+        and all(array is not None and array.ndim == 2 and array.shape[1] == 8 and
+                np.all(nodes["bitset_idx"][categorical] < array.shape[0]) for array in bitsets)
+    )
+    if not ok:
+        raise ArtifactError("the skops file contains a malformed gradient-boosting tree (node or category bitset "
+                            "indices out of range)")
 
 
 class OnnxPredictor:
@@ -389,6 +483,11 @@ def load_artifact(data: bytes, fmt: str | None = None) -> Predictor:
         return load_skops(data)
     if fmt == "onnx":
         return OnnxPredictor(data)
+    if fmt in BOOSTER_FORMATS:
+        try:
+            return load_booster(data, fmt)
+        except BoosterError as exc:
+            raise ArtifactError(str(exc)) from exc
     raise ArtifactError(f"unknown artifact format {fmt!r}")
 
 

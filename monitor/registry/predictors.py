@@ -23,4 +23,6 @@ def predictor_for(model: RegisteredModel) -> Predictor:
     def load_bytes() -> bytes:
         return bytes(ModelArtifact.objects.values_list("data", flat=True).get(model=model, version=model.version))
 
-    return cached_predictor(sha256=artifact["sha256"], fmt=artifact["format"], load_bytes=load_bytes)
+    predictor = cached_predictor(sha256=artifact["sha256"], fmt=artifact["format"], load_bytes=load_bytes)
+    # A pipeline over raw values reads the log's coded rows through the model's schema.
+    return predictor.for_schema(model.schema) if hasattr(predictor, "for_schema") else predictor

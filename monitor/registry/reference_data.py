@@ -16,6 +16,7 @@ import pandas as pd
 from django.conf import settings
 
 from monitor.models.reference_arrays import DatasetError, ReferenceArrays
+from monitor.platform.feature_schema import CATEGORICAL, FeatureSchema
 
 MAX_DETAILS = 20
 # What a file that is not CSV text usually is. The CSV path never decompresses anything, so a compressed
@@ -36,6 +37,24 @@ class ParsedCsv:
     labels_seen: list[str]
 
 
+@dataclass(frozen=True)
+class RawCsv:
+    """A reference CSV whose header was checked: every cell still the text it was (stripped)."""
+
+    frame: pd.DataFrame
+    sha256: str
+    feature_names: list[str]
+    labels: pd.Series
+    record_ids: np.ndarray
+
+    @property
+    def labels_seen(self) -> list[str]:
+        return sorted(self.labels.unique().tolist())
+
+    def cells(self, name: str) -> pd.Series:
+        return self.frame[name].str.strip()
+
+
 def parse_reference_csv(
     raw: bytes,
     *,
@@ -45,13 +64,31 @@ def parse_reference_csv(
     id_column: str | None = None,
     expected_n_features: int | None = None,
     max_bytes: int | None = None,
+    schema: FeatureSchema | None = None,
 ) -> ParsedCsv:
     """Validate a reference CSV against the model's features and classes.
 
     Rows are numbered from 1 for the first data row (the header is not counted).
     `feature_names=None` takes the features from this file's header (first upload).
     `class_labels=None` accepts any label (an endpoint model whose classes come from the data).
+    `schema` says each feature's kind and whether it may be empty; without one every feature is a number.
     """
+    read = read_reference_csv(raw, label_column=label_column, feature_names=feature_names, id_column=id_column,
+                              expected_n_features=expected_n_features, max_bytes=max_bytes)
+    return encode_reference(read, schema=schema or FeatureSchema.numeric(read.feature_names),
+                            label_column=label_column, class_labels=class_labels)
+
+
+def read_reference_csv(
+    raw: bytes,
+    *,
+    label_column: str,
+    feature_names: list[str] | None,
+    id_column: str | None = None,
+    expected_n_features: int | None = None,
+    max_bytes: int | None = None,
+) -> RawCsv:
+    """The file's text, header, label and id columns checked; cells are checked against a schema later."""
     limit = max_bytes or settings.DATASET_MAX_BYTES
     if len(raw) > limit:
         raise DatasetError(f"the file is {len(raw):,} bytes; the limit is {limit:,} bytes"
@@ -97,60 +134,87 @@ def parse_reference_csv(
         details = [{"column": c, "message": "missing (the model expects it)"} for c in missing]
         details += [{"column": c, "message": "unexpected (not a feature of the model)"} for c in extra]
         raise DatasetError("the columns do not match the model's features", details)
-
-    details: list[dict] = []
-    n_problems = 0
-    columns = []
-    for name in feature_names:
-        cells = frame[name].str.strip()
-        values = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        for row in np.flatnonzero(bad):
-            n_problems += 1
-            if len(details) < MAX_DETAILS:
-                cell = cells.iat[row]
-                if cell == "":
-                    reason = "empty cell (missing values are not allowed)"
-                elif cell.lower() in {"nan", "-nan", "+nan", "inf", "+inf", "-inf", "infinity", "-infinity"} or _overflows(cell):
-                    reason = f"{cell!r} is not a finite number"
-                else:
-                    reason = f"{_excerpt(cell)} is not a number"
-                details.append({"row": int(row) + 1, "column": name, "message": reason})
-        columns.append(values)
-
-    labels = frame[label_column].str.strip()
-    if class_labels is not None:
-        index = {label: i for i, label in enumerate(class_labels)}
-        unknown = ~labels.isin(index)
-        for row in np.flatnonzero(unknown.to_numpy()):
-            n_problems += 1
-            if len(details) < MAX_DETAILS:
-                details.append({"row": int(row) + 1, "column": label_column,
-                                "message": f"{_excerpt(labels.iat[row])} is not one of the model's classes {class_labels}"})
-    else:
-        empty = labels == ""
-        for row in np.flatnonzero(empty.to_numpy()):
-            n_problems += 1
-            if len(details) < MAX_DETAILS:
-                details.append({"row": int(row) + 1, "column": label_column, "message": "empty label"})
-    if n_problems:
-        more = f" (the first {MAX_DETAILS} are listed)" if n_problems > MAX_DETAILS else ""
-        raise DatasetError(f"{n_problems} invalid cell(s){more}", details)
-
-    labels_seen = sorted(labels.unique().tolist())
-    mapping = {label: i for i, label in enumerate(class_labels if class_labels is not None else labels_seen)}
     if id_column:
         record_ids = frame[id_column].str.strip().to_numpy(dtype=str)
         _check_ids(record_ids, id_column)
     else:
         record_ids = np.array([str(i) for i in range(1, len(frame) + 1)])
+    return RawCsv(frame=frame, sha256=hashlib.sha256(raw).hexdigest(), feature_names=list(feature_names),
+                  labels=frame[label_column].str.strip(), record_ids=record_ids)
+
+
+def number_cells(cells: pd.Series) -> np.ndarray:
+    """A column's cells as float64: NaN where a cell is empty or not a finite number."""
+    values = np.array(pd.to_numeric(cells, errors="coerce"), dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def encode_reference(read: RawCsv, *, schema: FeatureSchema, label_column: str,
+                     class_labels: list[str] | None) -> ParsedCsv:
+    """Every cell checked against the schema (a number for a numeric feature, any text for a categorical one,
+    empty only where the model takes missing values), then coded as the log codes queries."""
+    details: list[dict] = []
+    n_problems = 0
+
+    def problem(row: int, column: str, message: str) -> None:
+        nonlocal n_problems
+        n_problems += 1
+        if len(details) < MAX_DETAILS:
+            details.append({"row": row + 1, "column": column, "message": message})
+
+    columns = []
+    for index, feature in enumerate(schema.features):
+        cells = read.cells(feature.name)
+        empty = (cells == "").to_numpy()
+        if not feature.missing_accepted:
+            for row in np.flatnonzero(empty):
+                problem(int(row), feature.name, "empty cell (the model does not accept missing values here)"
+                        if not schema.is_plain else "empty cell (missing values are not allowed)")
+        if feature.kind == CATEGORICAL:
+            codes = np.full(len(cells), np.nan)
+            for row, cell in enumerate(cells.tolist()):
+                if cell == "":
+                    continue
+                code = schema.code(index, cell)
+                if code is None:
+                    problem(row, feature.name, f"{_excerpt(cell)} is not one of the categories of {feature.name!r}")
+                else:
+                    codes[row] = code
+            columns.append(codes)
+            continue
+        values = np.array(pd.to_numeric(cells, errors="coerce"), dtype=np.float64)
+        for row in np.flatnonzero(~np.isfinite(values) & ~empty):
+            cell = cells.iat[row]
+            if cell.lower() in {"nan", "-nan", "+nan", "inf", "+inf", "-inf", "infinity", "-infinity"} or _overflows(cell):
+                problem(int(row), feature.name, f"{cell!r} is not a finite number")
+            else:
+                problem(int(row), feature.name, f"{_excerpt(cell)} is not a number")
+        values[empty] = np.nan
+        columns.append(values)
+
+    labels = read.labels
+    if class_labels is not None:
+        index_of = {label: i for i, label in enumerate(class_labels)}
+        for row in np.flatnonzero((~labels.isin(index_of)).to_numpy()):
+            problem(int(row), label_column,
+                    f"{_excerpt(labels.iat[row])} is not one of the model's classes {class_labels}")
+    else:
+        for row in np.flatnonzero((labels == "").to_numpy()):
+            problem(int(row), label_column, "empty label")
+    if n_problems:
+        more = f" (the first {MAX_DETAILS} are listed)" if n_problems > MAX_DETAILS else ""
+        raise DatasetError(f"{n_problems} invalid cell(s){more}", details)
+
+    labels_seen = read.labels_seen
+    mapping = {label: i for i, label in enumerate(class_labels if class_labels is not None else labels_seen)}
     arrays = ReferenceArrays(
         X=np.column_stack(columns),
         y=labels.map(mapping).to_numpy(dtype=np.int64),
-        record_ids=record_ids,
+        record_ids=read.record_ids,
     )
-    return ParsedCsv(arrays=arrays, sha256=hashlib.sha256(raw).hexdigest(),
-                     feature_names=list(feature_names), labels_seen=labels_seen)
+    return ParsedCsv(arrays=arrays, sha256=read.sha256, feature_names=list(read.feature_names),
+                     labels_seen=labels_seen)
 
 
 def _refuse_non_text(raw: bytes) -> None:

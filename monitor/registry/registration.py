@@ -13,10 +13,20 @@ from django.db import transaction
 from monitor.ingestion.partitions import ensure_partitions
 from monitor.models import SLUG_VALIDATOR, ModelArtifact, ReferenceDataset, RegisteredModel
 from monitor.models.reference_arrays import encrypt_arrays
+from monitor.platform.feature_schema import FeatureSchema
 from monitor.platform.outbound import OutboundBlocked, check_url
 from monitor.platform.output_policy import OutputPolicy
 from monitor.registry.artifacts import ArtifactError, OnnxPredictor, Predictor, load_artifact, sniff_format
-from monitor.registry.reference_data import DatasetError, ParsedCsv, parse_reference_csv
+from monitor.registry.boosters import BoosterError, BoosterPredictor
+from monitor.registry.reference_data import (
+    DatasetError,
+    ParsedCsv,
+    RawCsv,
+    encode_reference,
+    read_reference_csv,
+)
+from monitor.registry.sandbox import check_in_sandbox
+from monitor.registry.schema import SchemaError, encoder_categories, infer_schema, probe_acceptance
 from monitor.trail.models import TrailEntry
 from monitor.trail.recording import recorded_by_caller
 
@@ -88,6 +98,8 @@ def register_model(
         try:
             fmt = sniff_format(artifact.data)
             _check_extension(artifact.filename, fmt)
+            # First in a limited child process: a file that gets past the checks and crashes kills the child only.
+            check_in_sandbox(artifact.data, fmt, max_unpacked=settings.ARTIFACT_MAX_BYTES)
             predictor = load_artifact(artifact.data, fmt)
         except ArtifactError as exc:
             raise RegistrationError("artifact", str(exc)) from exc
@@ -97,33 +109,41 @@ def register_model(
     uploads = {"members": members, "nonmembers": nonmembers, "population": population}
     if known_classes is None:
         known_classes = _labels_across(uploads, label_column=label_column, id_column=id_column)
-    parsed: dict[str, ParsedCsv] = {}
+    if isinstance(predictor, BoosterPredictor):  # no class names in the file: its class i is the i-th sorted label
+        try:
+            predictor.check_labels(known_classes)
+        except BoosterError as exc:
+            raise RegistrationError("artifact", str(exc)) from exc
+    reads: dict[str, RawCsv] = {}
     for kind, upload in uploads.items():
         if upload is None:
             continue
         try:
-            parsed[kind] = parse_reference_csv(
-                upload.data, label_column=label_column, feature_names=feature_names,
-                class_labels=known_classes, id_column=id_column,
+            reads[kind] = read_reference_csv(
+                upload.data, label_column=label_column, feature_names=feature_names, id_column=id_column,
                 expected_n_features=predictor.n_features if predictor is not None else None,
             )
         except DatasetError as exc:
             raise RegistrationError(kind, exc.message, exc.details) from exc
-        feature_names = parsed[kind].feature_names
-
+        feature_names = reads[kind].feature_names
     n_features = len(feature_names)
+    if predictor is not None and predictor.n_features is not None and predictor.n_features != n_features:
+        raise RegistrationError(
+            "members", f"the model expects {predictor.n_features} features; the CSV has {n_features}: {feature_names}"
+        )
+    schema, parsed = _schema_and_data(reads, predictor=predictor, label_column=label_column,
+                                      class_labels=known_classes)
     if predictor is not None:
-        if predictor.n_features is not None and predictor.n_features != n_features:
-            raise RegistrationError(
-                "members", f"the model expects {predictor.n_features} features; the CSV has {n_features}: {feature_names}"
-            )
+        if hasattr(predictor, "for_schema"):
+            predictor = predictor.for_schema(schema)
         _check_predictions(predictor, parsed["members"].arrays.X[:8], n_classes=len(known_classes))
 
     with transaction.atomic(), recorded_by_caller():  # one model.registered entry for the model and its files
         model = RegisteredModel.objects.create(
             slug=slug, name=name.strip(), team=team.strip(),
             source=fmt if artifact is not None else RegisteredModel.ENDPOINT,
-            endpoint_url=endpoint_url or "", feature_names=feature_names, class_labels=known_classes,
+            endpoint_url=endpoint_url or "", feature_names=feature_names, features=schema.as_list(),
+            class_labels=known_classes,
             label_column=label_column, output_policy=str(policy), created_by=user,
         )
         if artifact is not None:
@@ -148,8 +168,11 @@ def register_model(
     return model
 
 
-EXTENSIONS = {".skops": "skops", ".onnx": "onnx"}
-FORMAT_NAMES = {"skops": ("a skops file", "skops"), "onnx": ("an ONNX file", "ONNX")}
+EXTENSIONS = {".skops": "skops", ".onnx": "onnx", ".json": "xgboost_json", ".ubj": "xgboost_ubj", ".txt": "lightgbm_text"}
+FORMAT_NAMES = {"skops": ("a skops file", "skops"), "onnx": ("an ONNX file", "ONNX"),
+                "xgboost_json": ("an XGBoost JSON model", "an XGBoost JSON model"),
+                "xgboost_ubj": ("an XGBoost UBJSON model", "an XGBoost UBJSON model"),
+                "lightgbm_text": ("a LightGBM text model", "a LightGBM text model")}
 
 
 def _check_extension(filename: str, fmt: str) -> None:
@@ -160,6 +183,42 @@ def _check_extension(filename: str, fmt: str) -> None:
                             f"{FORMAT_NAMES[named][1]}; rename it or upload the right file")
 
 
+def _schema_and_data(reads: dict[str, RawCsv], *, predictor: Predictor | None, label_column: str,
+                     class_labels: list[str]) -> tuple[FeatureSchema, dict[str, ParsedCsv]]:
+    """The model's feature schema (its artifact's encoders, the files' cells, then the model asked where it takes a
+    missing value), and every file checked and coded against it."""
+    estimator = getattr(predictor, "estimator", None)
+    takes_text = predictor is not None and hasattr(predictor, "for_schema")
+    try:
+        schema = infer_schema(list(reads.values()), hints=encoder_categories(estimator) if estimator is not None else {},
+                              takes_text=takes_text)
+    except SchemaError as exc:
+        raise RegistrationError("members", exc.message, exc.details) from exc
+
+    def coded(schema: FeatureSchema) -> dict[str, ParsedCsv]:
+        parsed = {}
+        for kind, read in reads.items():
+            try:
+                parsed[kind] = encode_reference(read, schema=schema, label_column=label_column,
+                                                class_labels=class_labels)
+            except DatasetError as exc:
+                raise RegistrationError(kind, exc.message, exc.details) from exc
+        return parsed
+
+    if predictor is None:
+        return schema, coded(schema)
+    # Ask the model on a complete member row; the files are checked against what it answered.
+    X = coded(schema)["members"].arrays.X
+    complete = X[~np.isnan(X).any(axis=1)]
+    if len(complete):
+        answering = predictor.for_schema(schema) if takes_text else predictor  # type: ignore[attr-defined]
+        try:
+            schema = probe_acceptance(schema, answering.predict_proba, complete[0])
+        except SchemaError as exc:
+            raise RegistrationError("members", exc.message, exc.details) from exc
+    return schema, coded(schema)
+
+
 def _labels_across(uploads: dict[str, Upload | None], *, label_column: str, id_column: str | None) -> list[str]:
     """Classes for a model that cannot tell us its own (ONNX, endpoint): every label seen in the data."""
     labels: set[str] = set()
@@ -167,8 +226,8 @@ def _labels_across(uploads: dict[str, Upload | None], *, label_column: str, id_c
         if upload is None:
             continue
         try:
-            labels.update(parse_reference_csv(upload.data, label_column=label_column, feature_names=None,
-                                              class_labels=None, id_column=id_column).labels_seen)
+            labels.update(read_reference_csv(upload.data, label_column=label_column, feature_names=None,
+                                             id_column=id_column).labels_seen)
         except DatasetError:
             continue  # reported with its details by the full parse
     return sorted(labels)

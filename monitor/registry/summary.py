@@ -2,6 +2,8 @@
 latest audit."""
 from __future__ import annotations
 
+from django.db.models import Count, Sum
+
 from monitor.ingestion import counts
 from monitor.models import RegisteredModel
 
@@ -15,6 +17,7 @@ def model_summary(model: RegisteredModel) -> dict:
         "source": model.source,
         "n_features": model.n_features,
         "feature_names": model.feature_names,
+        "features": feature_table(model),
         "classes": model.class_labels,
         "output_policy": model.output_policy,
         "version": model.version,
@@ -30,3 +33,19 @@ def model_summary(model: RegisteredModel) -> dict:
         "open_alerts": model.alerts.unresolved().count(),
         "latest_audit": latest.summary() if (latest := model.audit_runs.order_by("-created_at").first()) else None,
     }
+
+
+def feature_table(model: RegisteredModel) -> list[dict]:
+    """The model's schema, each categorical feature with the categories its queries carried that training never
+    saw (how many distinct values, in how many logged queries)."""
+    unseen = {row["feature"]: row for row in model.unseen.values("feature").annotate(values=Count("id"),
+                                                                                     queries=Sum("queries"))}
+    table = []
+    for entry in model.schema.as_list():
+        entry = {"categories": None, "unseen_accepted": None, "unseen": None, **entry}
+        if entry["kind"] == "categorical":
+            found = unseen.get(entry["name"])
+            entry["unseen"] = {"values": found["values"] if found else 0,
+                               "queries": int(found["queries"] or 0) if found else 0}
+        table.append(entry)
+    return table

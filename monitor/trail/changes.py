@@ -155,8 +155,8 @@ def watched_models() -> dict[type[Model], Watched]:
         RegisteredModel: Watched(
             name="model", columns=frozenset({f.name for f in RegisteredModel._meta.concrete_fields}
                                             - {"id", "created_at", "updated_at", "created_by"}),
-            fields={**_plain("slug", "name", "team", "source", "feature_names", "class_labels", "label_column",
-                             "output_policy", "version", "retention_days", "auto_restrict_action",
+            fields={**_plain("slug", "name", "team", "source", "feature_names", "features", "class_labels",
+                             "label_column", "output_policy", "version", "retention_days", "auto_restrict_action",
                              "auto_restrict_severity", "auto_restrict_hours", "false_alarm_budget"),
                     "endpoint_url": Shown(lambda m: m.endpoint_url, masked=lambda m: url_for_trail(m.endpoint_url))},
             changed_action=lambda old, new: "model.updated", extra_on_delete=_model_deleted),

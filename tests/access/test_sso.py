@@ -3,89 +3,26 @@ on loopback): the whole authorization-code round trip, roles from the groups cla
 without a mapped group refused with a page that says so, local logins that an admin can turn off."""
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlparse
-
 import pytest
-import requests
+from django.contrib.auth import get_user_model
 
 from monitor.trail.models import TrailEntry
 from tests.factories import make_user
-from tests.servers import free_port
+from tests.oidc_op.harness import configure, running_provider, sign_in
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.oidc_op.settings", "OP_URL": url, "PYTHONPATH": str(ROOT),
-           "OP_DATABASE": str(tmp_path_factory.mktemp("op") / "op.sqlite3")}
-    for name in ("DATABASE_URL",):
-        env.pop(name, None)
-
-    def run(*args: str) -> None:
-        subprocess.run([sys.executable, *args], env=env, cwd=ROOT, check=True, capture_output=True, timeout=120)
-
-    run("-m", "django", "migrate", "--noinput")
-    run("-m", "django", "creatersakey")
-    run("-m", "tests.oidc_op.setup_op", "http://testserver/oidc/callback/")
-    server = subprocess.Popen([sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/openid/.well-known/openid-configuration", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the test identity provider did not start")
-        yield requests.get(f"{url}/openid/.well-known/openid-configuration", timeout=5).json()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with running_provider(tmp_path_factory.mktemp("op")) as discovery:
+        yield discovery
 
 
 @pytest.fixture
 def sso(settings, provider):
-    settings.OIDC_RP_CLIENT_ID, settings.OIDC_RP_CLIENT_SECRET = "mi-monitor", "op-test-secret"
-    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = provider["authorization_endpoint"]
-    settings.OIDC_OP_TOKEN_ENDPOINT = provider["token_endpoint"]
-    settings.OIDC_OP_USER_ENDPOINT = provider["userinfo_endpoint"]
-    settings.OIDC_OP_JWKS_ENDPOINT = provider["jwks_uri"]
-    settings.OIDC_ROLE_MAP = "sec-team=security, grc=compliance"
-    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, "monitor.access.sso.RoleMappingOIDCBackend"]
+    configure(settings, provider)
     return provider
-
-
-def sign_in(client, username: str) -> requests.Response | None:
-    """The browser's part: our /oidc/authenticate/ → the provider's login form → its redirect back to us."""
-    start = client.get("/oidc/authenticate/")
-    assert start.status_code == 302, start.content
-    browser = requests.Session()
-    authorize = start["Location"]
-    assert urlparse(authorize).path.endswith("/openid/authorize")
-    to_login = browser.get(authorize, allow_redirects=False)
-    login_url = urljoin(authorize, to_login.headers["Location"])
-    form = browser.get(login_url)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-    nxt = parse_qs(urlparse(login_url).query)["next"][0]
-    signed = browser.post(login_url, data={"username": username, "password": "op-password-1", "next": nxt,
-                                           "csrfmiddlewaretoken": token}, headers={"Referer": login_url},
-                          allow_redirects=False)
-    assert signed.status_code == 302, signed.text[:300]
-    back = browser.get(urljoin(login_url, signed.headers["Location"]), allow_redirects=False)
-    redirect = back.headers["Location"]
-    assert redirect.startswith("http://testserver/oidc/callback/?"), redirect
-    return client.get(redirect.removeprefix("http://testserver"))
 
 
 def test_sign_in_through_a_real_provider_maps_groups_to_roles(client, sso):
@@ -93,8 +30,6 @@ def test_sign_in_through_a_real_provider_maps_groups_to_roles(client, sso):
     assert landed.status_code == 302 and landed["Location"] == "/"
     overview = client.get("/")
     assert overview.status_code == 200
-    from django.contrib.auth import get_user_model
-
     user = get_user_model().objects.get(username__startswith="sso:")
     assert set(user.groups.values_list("name", flat=True)) == {"security"}  # sec-team → security; "everyone" unmapped
     assert not user.has_usable_password() and user.email == "ana@example.com"

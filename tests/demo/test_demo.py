@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from monitor.demo.credit import CREDIT_SLUG
 from monitor.demo.seed import ATTACKER, DEMO_SLUG
 from monitor.ingestion.counts import client_count
 from monitor.models import Alert, QueryLog, RegisteredModel
@@ -27,11 +28,29 @@ def test_demo_seeds_model_users_and_an_attacker_once(capsys, tmp_path, settings)
     assert caught.count() == 1 and caught.get().severity in ("warning", "critical"), list(caught.values())
     for role in ("admin", "security", "compliance", "viewer"):
         assert f"demo-{role} / " in out
+    check_credit_pipeline()
+    logged = QueryLog.objects.count()
     call_command("demo")
-    assert RegisteredModel.objects.count() == 3 and QueryLog.objects.count() == total
+    assert RegisteredModel.objects.count() == 4 and QueryLog.objects.count() == logged
     call_command("demo", "--if-empty")
     assert "not seeded" in capsys.readouterr().out
     check_history(model)
+
+
+def check_credit_pipeline() -> None:
+    """The credit model as a team builds it: a pipeline over raw rows, its attacker (a sweep holding categories)
+    caught by the first scan, audited for real."""
+    from audits.models import AuditRun
+
+    model = RegisteredModel.objects.get(slug=CREDIT_SLUG)
+    features = {f["name"]: f for f in model.features}
+    assert features["workclass"]["kind"] == "categorical" and features["workclass"]["missing_seen"]
+    assert features["age"]["kind"] == "numeric"
+    caught = Alert.objects.filter(model=model, source="detector", client_id="attacker-noise-sweep")
+    assert caught.exists(), list(Alert.objects.filter(model=model).values("client_id", "kind"))
+    assert Alert.objects.filter(model=model, source="detector").exclude(client_id="attacker-noise-sweep").count() <= 1
+    run = AuditRun.objects.filter(model=model).finished().get()
+    assert run.status == "done" and run.tpr_at()["value"] > 0.01
 
 
 def check_history(forest: RegisteredModel) -> None:
@@ -48,9 +67,9 @@ def check_history(forest: RegisteredModel) -> None:
     forest.refresh_from_db()
     assert forest.version == 2
     slugs = set(RegisteredModel.objects.values_list("slug", flat=True))
-    assert slugs == {DEMO_SLUG, "adult-income-hardened", "adult-income-labels"}
+    assert slugs == {DEMO_SLUG, "adult-income-hardened", "adult-income-labels", CREDIT_SLUG}
     month_ago = timezone.now() - timedelta(days=29)
-    for model in RegisteredModel.objects.all():
+    for model in RegisteredModel.objects.exclude(slug=CREDIT_SLUG):
         runs = list(AuditRun.objects.filter(model=model).finished().order_by("finished_at"))
         assert len(runs) >= 28 and runs[0].finished_at < month_ago + timedelta(days=1)
         assert sum(bool(r.config.get("demo_history")) for r in runs) == len(runs) - 1  # all but today's, which is real

@@ -15,9 +15,10 @@ from monitor.detection.calibration import calibrate_model
 from monitor.detection.context import state_for
 from monitor.detection.scanning import scan_model
 from monitor.ingestion.rollups import fold_rollups
-from monitor.models import AlertAccount, DetectorState, QueryLog
+from monitor.models import DetectorState, QueryLog
 from monitor.platform.crypto import data_fernet
-from tests.detection.test_scanner_state_rows import store
+from tests.detection.helpers import in_incidents as flagged
+from tests.detection.helpers import store
 from tests.factories import make_audited_model, make_user
 
 pytestmark = pytest.mark.django_db
@@ -40,11 +41,6 @@ def with_fixed_key(model):
     these tests fix it, as the growth test always did."""
     DetectorState.objects.create(model=model, fingerprint_key=data_fernet().encrypt(b"cold-start-growth-test-key-32byt"))
     return model
-
-
-def flagged(model) -> set[str]:
-    return set(AlertAccount.objects.filter(alert__model=model, alert__source="detector")
-               .values_list("client_id", flat=True))
 
 
 def test_two_percent_of_clients_attacking_in_the_first_window_are_flagged():

@@ -14,7 +14,7 @@ from monitor.detection.context import state_for
 from monitor.detection.detectors import detector_names
 from monitor.detection.scanning import scan_model
 from monitor.models import AlertAccount
-from tests.detection.test_scanner_state_rows import store
+from tests.detection.helpers import store
 from tests.factories import make_audited_model, user_token
 
 pytestmark = pytest.mark.django_db

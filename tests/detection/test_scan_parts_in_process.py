@@ -7,7 +7,7 @@ from monitor.detection.calibration import calibrate_model
 from monitor.detection.scanning import rewind_scanner, scan_model
 from monitor.models import DetectorFinding, DetectorState
 from monitor.platform.crypto import data_fernet
-from tests.detection.test_scanner_state_rows import flagged, model_with_attacks
+from tests.detection.helpers import flagged, model_with_attacks
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from monitor.detection.scanning import ScanPlan, prepare_scan, rewind_scanner, scan_model
 from monitor.models import DetectorFinding, DetectorState, ScanShard
 from monitor.tasks import scan_model_part, scan_model_queries
-from tests.detection.test_scanner_state_rows import flagged, model_with_attacks
+from tests.detection.helpers import flagged, model_with_attacks
 from tests.workers import Worker, own_queue
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]

@@ -3,59 +3,29 @@ the chunk being scanned, expired past each detector's horizon; the findings are 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
-import numpy as np
 import orjson
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from monitor.demo.simulation import Plan, build_traffic
-from monitor.detection.calibration import calibrate_model, model_detectors
+from monitor.detection.calibration import model_detectors
 from monitor.detection.context import model_context, state_for
 from monitor.detection.detectors import scan
 from monitor.detection.leases import scan_parts
 from monitor.detection.log_reader import load_queries
 from monitor.detection.scanning import rewind_scanner, scan_model
 from monitor.detection.state_rows import read_rows
-from monitor.ingestion.store import safe_high_water, store_queries
-from monitor.ingestion.validate import QueryBatch
+from monitor.ingestion.store import safe_high_water
 from monitor.models import DetectorFinding, ScannerState, ScanShard
-from monitor.registry.predictors import predictor_for
-from tests.factories import make_audited_model
+from tests.detection.helpers import flagged, model_with_attacks, store
 
 pytestmark = pytest.mark.django_db
-
-ATTACKS = ("noise_sweep", "boundary_search", "candidate_testing")
-
-
-def store(model, traffic) -> None:
-    outputs = predictor_for(model).predict_proba(traffic.features.astype(np.float64)).astype(np.float32)
-    store_queries(model, QueryBatch(
-        client_ids=list(traffic.client_ids), timestamps=[datetime.fromtimestamp(t, tz=UTC) for t in traffic.timestamps],
-        features=traffic.features.astype(np.float32), outputs=outputs, request_ids=[None] * len(traffic)))
-
-
-def model_with_attacks():
-    """A calibrated model with a benign reference day, then six hours with three attackers (one over 3 accounts)."""
-    model = make_audited_model(n=600)
-    now = time.time()
-    store(model, build_traffic(model, Plan(benign_clients=30, hours=24, seed=1), end=now - 7 * 3600))
-    calibrate_model(model)
-    live = build_traffic(model, Plan(benign_clients=30, hours=6, seed=2, attacks=ATTACKS, accounts=3), end=now - 600)
-    store(model, live)
-    model.live = live
-    return model
-
 
 @pytest.fixture
 def model():
     return model_with_attacks()
-
-
-def flagged(model) -> set[tuple[str, str]]:
-    return set(DetectorFinding.objects.filter(model=model).values_list("detector", "client_id"))
 
 
 def test_each_detector_keeps_one_row_per_client_and_a_chunk_touches_only_its_own_clients(model):

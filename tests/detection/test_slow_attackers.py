@@ -16,7 +16,7 @@ from monitor.detection.context import state_for
 from monitor.detection.scanning import scan_model
 from monitor.models import AlertAccount, DetectorState, QueryLog
 from monitor.platform.crypto import data_fernet
-from tests.detection.test_scanner_state_rows import store
+from tests.detection.helpers import store
 from tests.factories import make_audited_model
 
 pytestmark = pytest.mark.django_db

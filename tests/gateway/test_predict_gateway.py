@@ -65,7 +65,8 @@ def test_noise_policy_perturbs_but_stays_a_distribution(api_as, rows):
     ({"client_id": "a", "features": [[1, 2, 3]]}, "features", "has 3 values"),
     ({"client_id": "a", "features": []}, "features", "non-empty list"),
     ({"client_id": "", "features": [[1, 2, 3, 4]]}, "client_id", "non-empty string"),
-    ({"client_id": "a", "features": [[1, 2, 3, None]]}, "features", "not a number"),
+    ({"client_id": "a", "features": [[1, 2, 3, None]]}, "features", "does not accept missing values"),
+    ({"client_id": "a", "features": [[1, 2, 3, "x"]]}, "features", "not a number"),
     ({"client_id": "a", "features": [[1, 2, 3, 4]], "extra": 1}, "extra", "unknown field"),
 ])
 def test_bad_requests_are_named_and_nothing_is_logged(api_as, model, body, field, phrase):

@@ -19,4 +19,6 @@ USE_TZ = True
 LOGIN_URL = "/login/"
 SITE_URL = os.environ.get("OP_URL", "http://127.0.0.1:8000")
 OIDC_EXTRA_SCOPE_CLAIMS = "tests.oidc_op.claims.GroupsClaims"
+OIDC_IDTOKEN_SUB_GENERATOR = "tests.oidc_op.quirks.subject"
+OIDC_IDTOKEN_PROCESSING_HOOK = "tests.oidc_op.quirks.tamper_id_token"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -10,7 +10,10 @@ django.setup()
 from django.contrib.auth.models import Group, User  # noqa: E402
 from oidc_provider.models import Client, ResponseType  # noqa: E402
 
-USERS = {"ana": ["sec-team", "everyone"], "greta": ["grc"], "nobody": ["marketing"]}
+from tests.oidc_op.quirks import QUIRKY_USERS  # noqa: E402
+
+USERS = {"ana": ["sec-team", "everyone"], "greta": ["grc"], "nobody": ["marketing"],
+         **{name: ["sec-team"] for name in QUIRKY_USERS}}
 
 client = Client.objects.create(name="MI Monitor", client_type="confidential", client_id="mi-monitor",
                                client_secret="op-test-secret", jwt_alg="RS256", require_consent=False,  # noqa: S106

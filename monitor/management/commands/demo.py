@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from monitor.demo.credit import seed_credit_pipeline
 from monitor.demo.seed import ensure_users, seed_demo
 from monitor.ingestion import counts
 from monitor.models import RegisteredModel
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         else:
             model = seed_demo(stdout=self.stdout)
             self.stdout.write(f"demo model: {model.slug} ({counts.queries_logged(model):,} queries, {counts.client_count(model)} clients)")
+            seed_credit_pipeline(stdout=self.stdout)
         logins = ensure_users(self.stdout)
         self.stdout.write("demo logins (role: username / password):")
         for role, username, password in logins:

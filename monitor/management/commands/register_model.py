@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True)
         parser.add_argument("--team", default="")
         source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--artifact", help="a .skops or .onnx file (pickles are refused)")
+        source.add_argument("--artifact", help="a .skops, .onnx, XGBoost .json/.ubj or LightGBM .txt file (pickles are refused)")
         source.add_argument("--endpoint", help="a remote model: POST {\"instances\": [[...]]} -> {\"probabilities\": [[...]]}")
         parser.add_argument("--members", required=True, help="CSV of training records with labels")
         parser.add_argument("--nonmembers", required=True, help="CSV of held-out records with labels")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from monitor.models import RegisteredModel
+from monitor.registry.artifacts import UNRECOGNISED
 from tests.factories import (
     make_data,
 )
@@ -99,7 +100,7 @@ def test_a_skops_file_naming_an_untrusted_type_is_refused_by_the_command(tmp_pat
 
 
 @pytest.mark.parametrize(("what", "phrase"), [
-    ("text", "unrecognised artifact: expected a skops file (.skops) or an ONNX model (.onnx)"),
+    ("text", UNRECOGNISED),
     ("zip header only", "damaged ZIP file"),
     ("cut in half", "damaged ZIP file"),
 ])
@@ -214,7 +215,7 @@ def test_a_deflated_skops_forest_with_many_members_still_registers(browser, uplo
 def test_random_bytes_named_onnx_are_refused(browser, upload_dir):
     data = np.random.default_rng(0).bytes(4096)
     errors, _ = refusal(browser.register(artifact=("model.onnx", data)))
-    assert errors == {"artifact": ["unrecognised artifact: expected a skops file (.skops) or an ONNX model (.onnx)"]}
+    assert errors == {"artifact": [UNRECOGNISED]}
     assert stored(upload_dir) == EMPTY
 
 
