@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from monitor.platform.local_secrets import secret_setting
+from monitor.platform.outbound import parse_allowed_networks
 from monitor.platform.sqlite_connection import FolderMakingConnection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -274,14 +274,18 @@ DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "monitor.platform.uploads.CappedTemporaryFileUploadHandler"]
+# One deadline for a whole call of a remote model (connect, send, the full answer), as NOTIFY_TIMEOUT for a message.
 REMOTE_MODEL_TIMEOUT = env.float("REMOTE_MODEL_TIMEOUT", default=10.0)
-# Outbound HTTP to user-given URLs (model endpoints, Slack webhooks), see monitor/outbound.py: link-local and
-# metadata addresses are always refused, loopback only on a localhost-only install unless set here.
+# Outbound HTTP to user-given URLs (model endpoints, webhooks), see monitor/platform/outbound.py: metadata and
+# link-local addresses are always refused; loopback only on a localhost-only install unless set here; private
+# ranges only inside OUTBOUND_ALLOWED_NETWORKS (comma-separated CIDRs, e.g. 10.20.0.0/16,fd12:3456::/48).
 OUTBOUND_ALLOW_LOOPBACK = strict_bool("OUTBOUND_ALLOW_LOOPBACK", default=SERVES_ONLY_LOCALHOST)
-OUTBOUND_ALLOW_PRIVATE = strict_bool("OUTBOUND_ALLOW_PRIVATE", default=True)
-OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+if strict_bool("OUTBOUND_ALLOW_PRIVATE", default=False):
+    raise ImproperlyConfigured("OUTBOUND_ALLOW_PRIVATE is gone: private networks are refused unless named, so list "
+                               "the ones model endpoints and webhooks live in as OUTBOUND_ALLOWED_NETWORKS "
+                               "(comma-separated CIDRs, e.g. 10.20.0.0/16)")
 try:
-    [ipaddress.ip_network(net) for net in OUTBOUND_ALLOWED_NETWORKS]
+    OUTBOUND_ALLOWED_NETWORKS = parse_allowed_networks(os.environ.get("OUTBOUND_ALLOWED_NETWORKS", ""))
 except ValueError as exc:
     raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {exc}") from exc
 # Rows (logged or predicted) one API token may send per minute; 0 turns the limit off. A token's own
@@ -350,8 +354,9 @@ ALERT_REMINDER_SECONDS = env.int("ALERT_REMINDER_SECONDS", default=4 * 3600)
 DELIVERY_RETRY_SECONDS = env.int("DELIVERY_RETRY_SECONDS", default=24 * 3600)
 # The wait before the first retry of a failed delivery; each later retry waits twice as long (at most 1 h).
 DELIVERY_BACKOFF_SECONDS = env.int("DELIVERY_BACKOFF_SECONDS", default=30)
-# A row left "sending" this long belongs to a worker that died mid-send (a live send takes at most NOTIFY_TIMEOUT
-# per network step): it is sent again, with the same idempotency key. Keep it well above NOTIFY_TIMEOUT.
+# A row left "sending" this long belongs to a worker that died mid-send (an HTTP send takes at most NOTIFY_TIMEOUT
+# in all, an email NOTIFY_TIMEOUT per network step): it is sent again, with the same idempotency key. Keep it
+# well above NOTIFY_TIMEOUT.
 DELIVERY_STUCK_SECONDS = env.int("DELIVERY_STUCK_SECONDS", default=600)
 NOTIFY_TIMEOUT = env.float("NOTIFY_TIMEOUT", default=10.0)
 

@@ -5,10 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from monitor.alerts import integrations
 from monitor.alerts.transports import email_addresses
-from monitor.models import SEVERITIES, NotificationChannel, RegisteredModel
+from monitor.models import SEVERITIES, Delivery, DeliveryEvent, NotificationChannel, RegisteredModel
+from monitor.platform.broker import publish_on_commit
 from monitor.platform.outbound import OutboundBlocked, check_url
 from monitor.trail.models import TrailEntry
 from monitor.trail.recording import recorded_by_caller
@@ -88,6 +90,22 @@ def create_channel(*, name: str, kind: str, target: str, min_severity: str = "wa
                                     "models": [m.slug for m in selected] or "all"})
     channel.new_secret = secret or None  # type: ignore[attr-defined]  # shown once, never stored in the clear
     return channel
+
+
+def queue_test(channel: NotificationChannel) -> Delivery:
+    """Queue a test message: the outbox worker sends it like any other (guarded, within NOTIFY_TIMEOUT, retried on a
+    temporary failure), so no web request waits on a receiver. Its outcome is the returned delivery's status and,
+    when it fails, the channel's last error. The target is checked again first: the outbound settings may have
+    changed since it was stored. ChannelError when the channel cannot be tested."""
+    if not channel.enabled:
+        raise ChannelError("enabled", f"the channel is disabled ({channel.disabled_reason or 'by an admin'}): "
+                                      "enable it, then send the test")
+    check_target(channel.kind, channel.target)
+    with transaction.atomic():
+        delivery = Delivery.objects.create(channel=channel, alert=None, event=DeliveryEvent.TEST,
+                                           key=timezone.now().isoformat())
+        publish_on_commit("monitor.tasks.deliver_notifications")  # a wake-up call: beat's run finds the row too
+    return delivery
 
 
 def enable_channel(channel: NotificationChannel, *, user: Any = None, ip: str | None = None) -> None:

@@ -8,8 +8,6 @@ import base64
 import json
 import re
 import secrets
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from standardwebhooks.webhooks import Webhook
 
 from monitor.alerts.evidence_text import truncate
-from monitor.alerts.transports import Message, NotifyError
+from monitor.alerts.transports import Message, NotifyError, answered
 from monitor.models import NotificationChannel
 from monitor.platform import outbound
 
@@ -26,7 +24,6 @@ PAGERDUTY_SEVERITY = {"critical": "critical", "warning": "warning", "info": "inf
 PAGERDUTY_ACTION = {"opened": "trigger", "escalated": "trigger", "reminder": "trigger", "acknowledged": "acknowledge",
                     "resolved": "resolve"}
 ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{20,64}$")
-MAX_RESPONSE = 64 * 1024
 
 
 def new_webhook_secret() -> str:
@@ -55,34 +52,32 @@ def check_routing_key(key: str) -> str:
 
 # --- HTTP ---------------------------------------------------------------------------------------------------
 
-def _post(url: str, body: bytes, headers: dict[str, str], *, service: str) -> tuple[int, str]:
-    """POST through the outbound guard, never following a redirect; (status, start of the answer)."""
+def _post(url: str, body: bytes, headers: dict[str, str], *, service: str) -> int:
+    """POST through the outbound guard within NOTIFY_TIMEOUT in all, never following a redirect; the status."""
     if not url.startswith(("https://", "http://")):
         raise NotifyError(f"the {service} address must be an http(s) URL", permanent=True)
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310  # http(s) only, checked above
-                                     headers={"Content-Type": "application/json", "User-Agent": "mi-monitor", **headers})
     try:
-        with outbound.opener().open(request, timeout=max(1.0, settings.NOTIFY_TIMEOUT)) as response:
-            return response.status, response.read(MAX_RESPONSE).decode("utf-8", errors="replace")[:300]
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(MAX_RESPONSE).decode("utf-8", errors="replace")[:300] if exc.fp else ""
+        return outbound.post(url, body=body, timeout=max(1.0, settings.NOTIFY_TIMEOUT),
+                             headers={"Content-Type": "application/json", "User-Agent": "mi-monitor", **headers})
     except outbound.OutboundBlocked as exc:
         raise NotifyError(f"the {service} address is not allowed: {exc}", permanent=True) from exc
     except (TimeoutError, OSError) as exc:
         raise NotifyError(f"{service} is unreachable: {type(exc).__name__}: {exc}") from exc
 
 
-def _judge(status: int, text: str, *, service: str) -> None:
-    """2xx is delivered; a redirect, or a 4xx other than 408/429, cannot be fixed by retrying; the rest is retried."""
+def _judge(status: int, *, service: str) -> None:
+    """2xx is delivered; a redirect, or a 4xx other than 408/429, cannot be fixed by retrying; the rest is retried.
+    What the receiver said is not read: only its status is reported (transports.answered)."""
     if 200 <= status < 300:
         return
     if 300 <= status < 400:
         raise NotifyError(f"{service} answered a redirect ({status}); redirects are not followed", permanent=True)
     if status in (404, 410):
-        raise NotifyError(f"{service} answered {status} {text!r}: the endpoint no longer exists", permanent=True)
+        raise NotifyError(f"{answered(service, status)}: the endpoint no longer exists", permanent=True)
     if 400 <= status < 500 and status not in (408, 429):
-        raise NotifyError(f"{service} refused the message: {status} {text!r}", permanent=True, disables_channel=False)
-    raise NotifyError(f"{service} answered {status} {text!r}")
+        raise NotifyError(f"{service} refused the message: {status} {outbound.status_phrase(status)}", permanent=True,
+                          disables_channel=False)
+    raise NotifyError(answered(service, status))
 
 
 def _encode(payload: dict) -> bytes:
@@ -104,8 +99,7 @@ class WebhookTransport:
         now = datetime.now(UTC)
         signature = Webhook(secret).sign(msg_id, now, body.decode())
         headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature}
-        status, text = _post(channel.target, body, headers, service="the webhook")
-        _judge(status, text, service="the webhook")
+        _judge(_post(channel.target, body, headers, service="the webhook"), service="the webhook")
 
 
 class PagerDutyTransport:
@@ -143,10 +137,10 @@ class PagerDutyTransport:
 
     @staticmethod
     def _enqueue(url: str, body: dict) -> None:
-        status, text = _post(url, _encode(body), {}, service="PagerDuty")
+        status = _post(url, _encode(body), {}, service="PagerDuty")
         if status == 400:
-            raise NotifyError(f"PagerDuty refused the event: 400 {text!r}", permanent=True, disables_channel=False)
-        _judge(status, text, service="PagerDuty")
+            raise NotifyError("PagerDuty refused the event: 400 Bad Request", permanent=True, disables_channel=False)
+        _judge(status, service="PagerDuty")
 
 
 class TeamsTransport:
@@ -154,8 +148,7 @@ class TeamsTransport:
     incoming webhook."""
 
     def send(self, channel: NotificationChannel, message: Message) -> None:
-        status, text = _post(channel.target, _encode(adaptive_card(message)), {}, service="Teams")
-        _judge(status, text, service="Teams")
+        _judge(_post(channel.target, _encode(adaptive_card(message)), {}, service="Teams"), service="Teams")
 
 
 def adaptive_card(message: Message) -> dict[str, Any]:

@@ -158,25 +158,30 @@ class EmailTransport:
 
 
 class GuardedWebhookClient(WebhookClient):
-    """slack_sdk's client, connecting only where monitor/outbound.py allows and never following a redirect.
+    """slack_sdk's client, posting through monitor/platform/outbound.py: only where the guard allows, never
+    following a redirect, within one deadline, and without reading Slack's answer (its status says enough).
 
     No retry handlers (the outbox retries) and a logger of its own: slack_sdk logs the full webhook URL,
     which is a secret, when it retries or debugs a response.
     """
 
-    def __init__(self, url: str, *, timeout: int) -> None:
-        super().__init__(url, timeout=timeout, retry_handlers=[], logger=_SLACK_SDK_LOGGER)
+    def __init__(self, url: str, *, timeout: float) -> None:
+        super().__init__(url, timeout=timeout, retry_handlers=[], logger=_SLACK_SDK_LOGGER)  # type: ignore[arg-type]
 
     def _perform_http_request_internal(self, url: str, req: urllib.request.Request) -> WebhookResponse:
-        with outbound.opener().open(req, timeout=self.timeout) as http_resp:
-            charset = http_resp.headers.get_content_charset() or "utf-8"
-            body = http_resp.read(64 * 1024).decode(charset, errors="replace")
-            return WebhookResponse(url=url, status_code=http_resp.status, body=body, headers=http_resp.headers)
+        status = outbound.post(url, body=req.data, headers=req.header_items(), timeout=self.timeout)  # type: ignore[arg-type]
+        return WebhookResponse(url=url, status_code=status, body="", headers={})
+
+
+def answered(service: str, status: int) -> str:
+    """A receiver's answer as we report it: the status and its standard phrase, never the receiver's own words
+    (a webhook pointed at an internal service would otherwise show that service's pages)."""
+    return f"{service} answered {status} {outbound.status_phrase(status)}"
 
 
 class SlackTransport:
     def send(self, channel: NotificationChannel, message: Message) -> None:
-        client = GuardedWebhookClient(channel.target, timeout=int(max(1, settings.NOTIFY_TIMEOUT)))
+        client = GuardedWebhookClient(channel.target, timeout=max(1.0, settings.NOTIFY_TIMEOUT))
         try:
             headers = {"Idempotency-Key": message.idempotency_key} if message.idempotency_key else None
             response = client.send(text=message.slack_text, blocks=message.slack_blocks, headers=headers)
@@ -186,17 +191,18 @@ class SlackTransport:
             raise NotifyError(f"Slack is unreachable: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # slack_sdk wraps urllib errors in several types
             raise NotifyError(f"Slack request failed: {type(exc).__name__}: {exc}") from exc
-        status, body = response.status_code, (response.body or "")[:200]
+        status = response.status_code
         if status == 200:
             return
         if 300 <= status < 400:
             raise NotifyError(f"Slack answered a redirect ({status}); redirects are not followed", permanent=True)
         if status in (403, 404, 410):
             # The webhook was revoked or its channel archived: retrying cannot help.
-            raise NotifyError(f"Slack answered {status} {body!r}: the webhook no longer exists", permanent=True)
+            raise NotifyError(f"{answered('Slack', status)}: the webhook no longer exists", permanent=True)
         if status == 400:
-            raise NotifyError(f"Slack rejected the message: 400 {body!r}", permanent=True, disables_channel=False)
-        raise NotifyError(f"Slack answered {status} {body!r}")
+            raise NotifyError(f"Slack rejected the message: {status} {outbound.status_phrase(status)}",
+                              permanent=True, disables_channel=False)
+        raise NotifyError(answered("Slack", status))
 
 
 TRANSPORTS: dict[str, Transport] = {NotificationChannel.EMAIL: EmailTransport(), NotificationChannel.SLACK: SlackTransport()}

@@ -356,8 +356,8 @@ class ChannelCreatedOut(ChannelOut):
 
 
 class ChannelTestOut(Schema):
-    status: Literal["sent"]
-    delivery: int
+    status: Literal["queued"]
+    delivery: int = Field(..., description="the test message's outbox row")
 
 
 # --- request bodies -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -12,16 +13,14 @@ from django.views.decorators.http import require_POST
 
 from monitor.access import roles
 from monitor.alerts import lifecycle as alerting
-from monitor.alerts.channels import ChannelError, create_channel, delete_channel, enable_channel
+from monitor.alerts.channels import ChannelError, create_channel, delete_channel, enable_channel, queue_test
 from monitor.alerts.evidence_text import evidence_lines, member_id_count
 from monitor.alerts.lifecycle import AlertActionError
-from monitor.alerts.outbox import send_test
 from monitor.gateway import restrictions
 from monitor.models import (
     CLIENT_ID_MAX_LENGTH,
     SEVERITIES,
     Alert,
-    DeliveryStatus,
     NotificationChannel,
     RegisteredModel,
 )
@@ -146,6 +145,10 @@ def channel_list(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, "Channel added.")
             return redirect("channel-list")
+    return _channel_page(request, error=error, values=values)
+
+
+def _channel_page(request: HttpRequest, *, error: ChannelError | None, values: Any) -> HttpResponse:
     channels = NotificationChannel.objects.prefetch_related("selected_models")
     return render(request, "monitor/channel_list.html", {
         "channels": channels, "error": error, "values": values, "severities": SEVERITIES,
@@ -161,11 +164,13 @@ def channel_action(request: HttpRequest, channel_id: int, action: str) -> HttpRe
         delete_channel(channel, user=request.user, ip=client_ip(request))
         messages.success(request, f"Channel {channel.name} deleted.")
     elif action == "test":
-        delivery = send_test(channel)
-        if delivery.status == DeliveryStatus.SENT:
-            messages.success(request, f"Test message sent to {channel.name}.")
-        else:
-            messages.error(request, f"Test message to {channel.name} failed: {delivery.last_error}")
+        try:
+            queue_test(channel)
+        except ChannelError as exc:
+            error = ChannelError(exc.field, f"the test of {channel.name!r} was not queued: {exc.message}")
+            return _channel_page(request, error=error, values={})
+        messages.success(request, f"Test message to {channel.name} queued: it goes out within seconds, and a failure "
+                                  "shows here as the channel's last error.")
     elif action == "enable":
         enable_channel(channel, user=request.user, ip=client_ip(request))
         messages.success(request, f"Channel {channel.name} enabled.")

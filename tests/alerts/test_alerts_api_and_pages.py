@@ -88,7 +88,7 @@ def test_channels_api_create_list_test_delete(api_as, slack_server, db):
     channel = created.json()
     assert channel["enabled"] and channel["models"] is None and slack_server.url not in channel["target"]
     assert [c["name"] for c in api.get("/api/v1/channels").json()] == ["sec slack"]
-    assert api.post(f"/api/v1/channels/{channel['id']}/test").json()["status"] == "sent"
+    assert api.post(f"/api/v1/channels/{channel['id']}/test").json()["status"] == "queued"
     assert api.client.delete(f"/api/v1/channels/{channel['id']}", HTTP_AUTHORIZATION=f"Bearer {api.token}").status_code == 204
     assert not NotificationChannel.objects.exists()
 

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db
     ("fe80::1", "link-local"),
     ("0.0.0.0", "unspecified"),  # noqa: S104 (an address we refuse, not one we bind)
     ("224.0.0.1", "multicast"),
-    ("100.100.100.200", "carrier-grade NAT"),
+    ("100.100.100.200", "metadata"),
+    ("fd00:ec2::254", "metadata"),
 ])
 def test_metadata_and_special_addresses_are_always_refused(address, why):
     assert why in refusal(ipaddress.ip_address(address))
@@ -31,17 +32,18 @@ def test_loopback_and_private_ranges_follow_the_settings(settings):
     settings.OUTBOUND_ALLOW_LOOPBACK = False
     assert "loopback" in refusal(ipaddress.ip_address("127.0.0.1"))
     assert "loopback" in refusal(ipaddress.ip_address("::1"))
-    assert refusal(ipaddress.ip_address("10.1.2.3")) is None
-    settings.OUTBOUND_ALLOW_PRIVATE = False
     assert "private" in refusal(ipaddress.ip_address("10.1.2.3"))
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    assert refusal(ipaddress.ip_address("10.1.2.3")) is None
     settings.OUTBOUND_ALLOW_LOOPBACK = True
     assert refusal(ipaddress.ip_address("127.0.0.1")) is None
 
 
-def test_an_explicitly_allowed_network_overrides_the_refusal(settings):
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["169.254.10.0/24"]
-    assert refusal(ipaddress.ip_address("169.254.10.5")) is None
-    assert refusal(ipaddress.ip_address("169.254.169.254")) is not None
+def test_an_explicitly_allowed_network_overrides_the_refusal_but_not_for_link_local(settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["100.64.0.0/10", "169.254.10.0/24"]
+    assert refusal(ipaddress.ip_address("100.64.3.4")) is None
+    assert "link-local" in refusal(ipaddress.ip_address("169.254.10.5"))
+    assert "metadata" in refusal(ipaddress.ip_address("100.100.100.200"))
 
 
 def test_a_hostname_is_checked_by_what_it_resolves_to(settings):
