@@ -258,6 +258,7 @@ def run_attacks(
         attacks=tuple(main_results), headline=summary, what_if=tuple(rows), recommendations=tuple(recommendations),
         accuracy={"train": main_outcome.train_accuracy, "test": main_outcome.accuracy}, config=recorded,
         notes=tuple(notes), timings=timings, references=collected.references,
+        record_keys=(records.keys[records.is_member], records.keys[~records.is_member]),
     )
 
 
@@ -526,5 +527,6 @@ def _attack_results(attacks: Sequence[Attack], *, inputs: AttackInputs, top_k: i
             exposure=member_exposure(name, ids=records.member_ids, member_scores=member_scores,
                                      nonmember_scores=nonmember_scores, tie_keys=member_keys)
             if config is not None else None,
+            scores=(member_scores, nonmember_scores),
         ))
     return results

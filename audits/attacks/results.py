@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from audits.attacks.exposure import MemberExposure
 from audits.attacks.metrics import AttackMetrics, ClassSlice, Headline, HeadlineRate
 from audits.attacks.recommendations import Recommendation
@@ -21,6 +23,9 @@ class AttackResult:
     details: dict[str, Any] = field(default_factory=dict)
     # Every evaluated member's rank (the main policy's run only); stored encrypted beside the run, not in its JSON.
     exposure: MemberExposure | None = field(default=None, repr=False, compare=False)
+    # Every evaluation record's score, members then non-members, each in its records' key order (the privacy gate
+    # compares two models on the same records); not serialised.
+    scores: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.metrics.to_dict(), "per_class": [s.to_dict() for s in self.per_class],
@@ -39,6 +44,8 @@ class AuditResult:
     timings: dict[str, float]
     # Fitted reference models, for reuse by a later audit of the same data; not serialised.
     references: dict[str, ReferenceModels] = field(default_factory=dict, repr=False, compare=False)
+    # The content keys of the evaluated members and non-members, in the order of each attack's `scores`.
+    record_keys: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def attack(self, name: str) -> AttackResult:
         return next(result for result in self.attacks if result.name == name)
