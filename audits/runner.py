@@ -63,7 +63,7 @@ def _run(run: AuditRun, report: ProgressCallback) -> tuple[AuditResult, dict | N
     datasets = {d.kind: d for d in model.datasets.all()}
     if "members" not in datasets or "nonmembers" not in datasets:
         raise AuditError("the model needs members and non-members reference data to be audited")
-    data = _audit_data(datasets, schema=model.schema)  # decrypted in memory only
+    data = audit_data(datasets, schema=model.schema)  # decrypted in memory only
     predictor = predictor_for(model)
     config = run.config or AuditPolicy.objects.for_model(model).config()
     inferred: dict[str, str] | None = None  # a booster's reference parameters its file did not state
@@ -110,7 +110,7 @@ def _run(run: AuditRun, report: ProgressCallback) -> tuple[AuditResult, dict | N
                                    references=result.references, progress=ScaledProgress(report, 50, 100))
 
 
-def _audit_data(datasets: dict[str, ReferenceDataset], *, schema: FeatureSchema) -> AuditData:
+def audit_data(datasets: dict[str, ReferenceDataset], *, schema: FeatureSchema) -> AuditData:
     arrays = {kind: d.load() for kind, d in datasets.items()}
     kinds = None if schema.is_plain else FeatureKinds(
         categories=tuple(len(f.categories) if f.kind == CATEGORICAL else 0 for f in schema.features),

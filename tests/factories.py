@@ -106,7 +106,8 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
     y = np.asarray(CLASSES)[(signal_ > 0).astype(int)]
     members, nonmembers, population, unseen = (slice(0, n), slice(n, 2 * n), slice(2 * n, 4 * n), slice(4 * n, 5 * n))
     train = members if leaky else unseen
-    estimator = (estimator or RandomForestClassifier(n_estimators=50, random_state=seed)).fit(X[train], y[train])
+    estimator = (estimator if estimator is not None else RandomForestClassifier(n_estimators=50, random_state=seed)
+                 ).fit(X[train], y[train])
     return register_model(
         slug=slug, name=f"Audited {slug}", label_column="label", output_policy=output_policy,
         artifact=Upload(sio.dumps(estimator), "rf.skops"),

@@ -281,7 +281,7 @@ class SklearnPredictor:
         """This predictor, reading coded rows as `schema`'s raw values (categories as their text, missing as NaN),
         as the pipeline was trained. The fitted estimator is shared, not copied."""
         view = copy.copy(self)
-        view.schema = None if schema.is_plain else schema
+        view.schema = schema if schema.categorical else None  # numbers alone (NaN for missing) go in as an array
         return view
 
     def reference_estimator(self) -> Any:
@@ -306,7 +306,7 @@ class SklearnPredictor:
         import pandas as pd
 
         if not isinstance(X, pd.DataFrame):
-            if self.schema is not None and self.schema.categorical:
+            if self.schema is not None:
                 X = self.schema.to_frame(X)
                 if self.feature_names is None:  # fitted on an array: the same values, by position
                     X = X.to_numpy(dtype=object)

@@ -2,14 +2,13 @@
 before this process loads it: the trusted-type list and the tree checks stand between a crafted file and compiled
 code, and if anything gets past them the child dies, not the web worker, and the file is refused.
 
-The child is a fork of this process, or of a forkserver that has the ML libraries imported when this process runs
-other threads, so a check costs tens of milliseconds, not the seconds of a fresh interpreter.
+The children fork from a forkserver that has the ML libraries imported, so a check costs a fraction of a second, not
+the seconds of a fresh interpreter.
 """
 from __future__ import annotations
 
 import multiprocessing
 import signal
-import threading
 from typing import Any
 
 import numpy as np
@@ -26,12 +25,12 @@ _forkserver: Any = None
 
 
 def _process_context() -> Any:
-    """A plain fork when this process runs one thread (a gunicorn sync worker, a command): the child has everything
-    imported already (about 60 ms). Forking a process with other threads can copy a lock one of them holds, so then
-    the children come from a forkserver with the libraries preloaded (its first start takes a few seconds)."""
+    """Children come from a forkserver that has the ML libraries imported but has run nothing: a plain fork of
+    this process would copy the state of thread pools it may have started (OpenMP under XGBoost, LightGBM and
+    scikit-learn's histogram boosting), and a child of such a fork can hang forever on a lock no thread will free —
+    measured: a LightGBM registration forked after another LightGBM prediction hung until the wall limit. The
+    forkserver's first start takes a few seconds; each child after that about 0.25 s."""
     global _forkserver
-    if threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
     if _forkserver is None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
@@ -60,7 +59,8 @@ def _child(data: bytes, fmt: str, max_unpacked: int, probe: Any, answer: Any, me
         answer.send(("refused", f"loading the artifact needs more than {memory / 2**30:.1f} GiB of memory"))
         return
     except Exception as exc:  # reported to the uploader as it is; the parent loads nothing
-        answer.send(("refused", f"the artifact cannot be loaded: {type(exc).__name__}: {exc}"[:500]))
+        answer.send(("refused", f"the artifact cannot be loaded within the sandbox's limits ({memory / 2**30:.1f} GiB "
+                                f"of memory, {cpu} s of CPU): {type(exc).__name__}: {exc}"[:500]))
         return
     try:
         predictor.predict_proba(probe)
