@@ -106,8 +106,27 @@ class ChannelForm(forms.ModelForm):
         fields = ("name", "kind", "target", "min_severity", "all_models", "selected_models", "enabled",
                   "rate_limit_per_hour", "digest")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A secret target is never sent back to the browser: the field starts empty, and left empty keeps it.
+        if self.keeps_secret_target:
+            self.initial["target"] = ""
+            self.fields["target"].required = False
+            self.fields["target"].help_text = (f"now {self.instance.masked_target()} (kept secret); leave empty to keep "
+                                               "it, or enter a new one")
+
+    @property
+    def keeps_secret_target(self) -> bool:
+        return self.instance.pk is not None and self.instance.kind in NotificationChannel.SECRET_TARGETS
+
     def clean(self) -> dict:
         data = super().clean()
+        if self.keeps_secret_target and not (data.get("target") or "").strip():
+            if data.get("kind") == self.instance.kind:
+                data["target"] = self.instance.target
+                return data
+            self.add_error("target", "a new kind needs its target")
+            return data
         try:
             data["target"] = check_target(data.get("kind", ""), data.get("target", ""))
         except ChannelError as exc:

@@ -3,11 +3,10 @@
 Local default: SQLite and kombu's filesystem broker under data/ (MONITOR_DATA_DIR), secrets generated on first use
 under data/local-secrets/. Importing this module writes nothing: each folder is made by the code that first needs
 it (the SQLite connection, the Celery app, monitor/platform/local_secrets.py), so a read-only container starts.
-Serving any host beyond localhost requires real SECRET_KEY, DATA_ENCRYPTION_KEY and EVIDENCE_SIGNING_KEY.
+Serving any host beyond localhost requires real SECRET_KEY, DATA_ENCRYPTION_KEYS (or DATA_ENCRYPTION_KEY) and EVIDENCE_SIGNING_KEY.
 """
 from __future__ import annotations
 
-import base64
 import importlib.util
 import os
 from datetime import timedelta
@@ -16,7 +15,10 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import Promise
 
+from monitor.access.client_address import parse_trusted_proxies
+from monitor.platform.crypto import check_fernet_key, parse_data_keys
 from monitor.platform.local_secrets import secret_setting
 from monitor.platform.outbound import parse_allowed_networks
 from monitor.platform.sqlite_connection import FolderMakingConnection
@@ -73,19 +75,22 @@ SITE_URL = env.url("SITE_URL", default="http://127.0.0.1:8000").geturl().rstrip(
 LOCAL_SECRETS_DIR = DATA_DIR / "local-secrets"
 SECRET_KEY = secret_setting("SECRET_KEY", configured=env.str("SECRET_KEY", default=""), folder=LOCAL_SECRETS_DIR,
                             serves_only_localhost=SERVES_ONLY_LOCALHOST)
-DATA_ENCRYPTION_KEY = secret_setting("DATA_ENCRYPTION_KEY", configured=env.str("DATA_ENCRYPTION_KEY", default=""),
-                                     folder=LOCAL_SECRETS_DIR, serves_only_localhost=SERVES_ONLY_LOCALHOST)
 EVIDENCE_SIGNING_KEY = secret_setting("EVIDENCE_SIGNING_KEY", configured=env.str("EVIDENCE_SIGNING_KEY", default=""),
                                       folder=LOCAL_SECRETS_DIR, serves_only_localhost=SERVES_ONLY_LOCALHOST)
-if isinstance(DATA_ENCRYPTION_KEY, str):  # set in the environment: checked now (a generated one is always valid)
-    try:
-        if len(base64.urlsafe_b64decode(DATA_ENCRYPTION_KEY)) != 32:
-            raise ValueError
-    except ValueError as exc:
-        raise ImproperlyConfigured(
-            "DATA_ENCRYPTION_KEY must be a Fernet key: 32 bytes, url-safe base64 "
-            "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
-        ) from exc
+# The data keys, newest first (monitor/platform/crypto.py): the newest encrypts, every one decrypts; rotate_data_key
+# re-encrypts what older ones wrote. DATA_ENCRYPTION_KEY, one key, is still read: set one of the two, not both.
+if env.str("DATA_ENCRYPTION_KEYS", default="").strip():
+    if env.str("DATA_ENCRYPTION_KEY", default=""):
+        raise ImproperlyConfigured("DATA_ENCRYPTION_KEYS and DATA_ENCRYPTION_KEY are both set: set one, not both "
+                                   "(list the single key in DATA_ENCRYPTION_KEYS)")
+    DATA_ENCRYPTION_KEYS: list[str | Promise] = list(parse_data_keys(env.str("DATA_ENCRYPTION_KEYS"),
+                                                                     name="DATA_ENCRYPTION_KEYS"))
+else:
+    _data_key = secret_setting("DATA_ENCRYPTION_KEY", configured=env.str("DATA_ENCRYPTION_KEY", default=""),
+                               folder=LOCAL_SECRETS_DIR, serves_only_localhost=SERVES_ONLY_LOCALHOST)
+    if isinstance(_data_key, str):  # set in the environment: checked now (a generated one is always valid)
+        check_fernet_key(_data_key, where="DATA_ENCRYPTION_KEY")
+    DATA_ENCRYPTION_KEYS = [_data_key]
 
 INSTALLED_APPS = [
     "monitor.apps.MonitorAdminConfig",
@@ -184,6 +189,8 @@ OIDC_STORE_ID_TOKEN = False
 OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="")
 # Personal API tokens of SSO accounts expire after this many days: the provider may have removed the person since.
 SSO_TOKEN_MAX_AGE_DAYS = strict_int("SSO_TOKEN_MAX_AGE_DAYS", default=90, minimum=1)
+# Every personal API token expires after this many days unless issued with its own --expires-days (0: never).
+API_TOKEN_MAX_AGE_DAYS = strict_int("API_TOKEN_MAX_AGE_DAYS", default=365, minimum=0)
 LOGIN_REDIRECT_URL_FAILURE = "/sso/denied/"
 if OIDC_RP_CLIENT_ID:
     if not OIDC_OP_ISSUER:
@@ -256,6 +263,14 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are already in the hash-chained audit log
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# Behind a reverse proxy every request comes from the proxy: list its networks (comma-separated CIDRs, strict) and
+# the client is the right-most X-Forwarded-For entry that is not one of them (monitor/access/client_address.py),
+# for the lockout above, the trail and failed-login folding. Empty: the peer's own address; the header is ignored.
+try:
+    TRUSTED_PROXIES = [str(network) for network in parse_trusted_proxies(os.environ.get("TRUSTED_PROXIES", ""))]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from exc
+AXES_CLIENT_IP_CALLABLE = "monitor.access.client_address.client_address"
 
 # Ingestion batches may be large; everything else stays small.
 INGEST_MAX_BYTES = strict_int("INGEST_MAX_BYTES", default=32 * 1024 * 1024, minimum=1)

@@ -34,7 +34,7 @@ from audits.evidence.format import (
     roc_rows,
     zip_bundle,
 )
-from audits.evidence.keys import public_key_pem, signing_key
+from audits.evidence.keys import public_key_id, public_key_pem, signing_key
 from audits.evidence.report import CONTROLS, report_html, report_pdf
 from audits.evidence.verify import check_segment
 from audits.models import AuditRun, RunStatus
@@ -104,7 +104,7 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
         "format": FORMAT, "export_id": export_id, "kind": kind, "exported_at": exported_at,
         "exported_by": exporter, "period": {"start": start, "end": period_end},
         "audit_log_entry": {"seq": entry.seq, "hash": entry.hash},
-        "public_key_sha256": key_fingerprint(signing_key().public_key()),
+        "public_key_sha256": key_fingerprint(signing_key().public_key()), "public_key_id": public_key_id(),
     }
     chain = {"anchor_prev_hash": segment["anchor_prev_hash"], "first_seq": segment["first_seq"],
              "last_seq": segment["last_seq"], "count": len(segment["lines"]),
@@ -141,7 +141,7 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
         "audit_log": {key: chain[key] for key in ("anchor_prev_hash", "first_seq", "last_seq", "count", "export_seq",
                                                    "head_hash")},
         "signature": {"algorithm": "Ed25519", "file": SIGNATURE, "public_key": PUBLIC_KEY,
-                      "public_key_sha256": meta["public_key_sha256"]},
+                      "public_key_sha256": meta["public_key_sha256"], "key_id": meta["public_key_id"]},
     }
     signed = manifest_bytes(manifest)
     signature = signing_key().sign(signed)
@@ -161,7 +161,8 @@ Files
                            about this model in full, every other one as a link (seq, prev_hash, hash only)
   MANIFEST.json            SHA-256 and size of every file above
   MANIFEST.sig             Ed25519 signature over the exact bytes of MANIFEST.json (64 raw bytes)
-  public_key.pem           the public key (SHA-256 of the raw key: {meta['public_key_sha256']})
+  public_key.pem           the public key (SHA-256 of the raw key: {meta['public_key_sha256']}; key id
+                           {meta['public_key_id']}, the first 16 characters of it)
   trail_head.json          (once one is signed) the audit log's latest head signed with the same key: the
                            entry of that number in audit_log.jsonl must have that hash
 
@@ -172,5 +173,6 @@ or by hand:
   sha256sum each file and compare with MANIFEST.json
   each audit_log.jsonl line: sha256(prev_hash + payload) == hash (links have no payload), prev_hash == the
   previous line's hash, the first line's prev_hash == MANIFEST.json audit_log.anchor_prev_hash.
-Use a public key obtained from the organisation, not only the one inside the bundle.
+Use a public key obtained from the organisation, not only the one inside the bundle: the one published under key
+id {meta['public_key_id']} (MANIFEST.json signature.key_id).
 """

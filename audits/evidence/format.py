@@ -13,6 +13,7 @@ from typing import Any
 
 # The key id is defined with the chain, whose signed heads carry the same one.
 from monitor.trail.chain import key_fingerprint as key_fingerprint
+from monitor.trail.chain import key_id as key_id
 
 FORMAT = "mi-monitor-evidence/1"
 MANIFEST, SIGNATURE, PUBLIC_KEY = "MANIFEST.json", "MANIFEST.sig", "public_key.pem"

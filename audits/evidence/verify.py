@@ -1,5 +1,5 @@
-"""The check of an evidence bundle someone handed over: the manifest's Ed25519 signature, every file's hash and
-size, missing and extra files, the audit-log segment's hash chain (through the links that stand for entries about
+"""The check of an evidence bundle someone handed over: the manifest's Ed25519 signature and the key id it names,
+every file's hash and size, missing and extra files, the audit-log segment's hash chain (through the links that stand for entries about
 other models), and the trail's signed head when the bundle carries one.
 
 Pure (stdlib, cryptography and monitor.trail.chain): an auditor runs it without Django installed. The bundle may
@@ -31,6 +31,7 @@ from audits.evidence.format import (
     SIGNATURE,
     TRAIL_HEAD,
     key_fingerprint,
+    key_id,
 )
 from monitor.trail.chain import canonical_json, entry_hash, head_statement
 
@@ -120,6 +121,7 @@ def verify_bundle(data: bytes, *, public_key_pem: bytes | None = None) -> Verify
                        f"given {key_fingerprint(given)[:16]}…)")
     _check_signature(report, _read(archive, infos, SIGNATURE, limit=2**10), manifest_bytes, trusted,
                      given=public_key_pem is not None)
+    _check_key_id(report, manifest, trusted, given=public_key_pem is not None)
 
     for name in sorted(listed):
         _check_file(report, archive, infos, name, listed[name])
@@ -202,6 +204,22 @@ def _check_signature(report: VerifyReport, signature: bytes | None, manifest_byt
                                          "or signed with another key")
 
 
+def _check_key_id(report: VerifyReport, manifest: dict, key: Ed25519PublicKey | None, *, given: bool) -> None:
+    """The key id MANIFEST.json names (signature.key_id) against the key the signature is checked with: after a key
+    change, whoever checks a bundle with the wrong published key is told which key it needs."""
+    signature = manifest.get("signature")
+    named = signature.get("key_id") if isinstance(signature, dict) else None
+    whose = "the given public key" if given else "the bundle's own public key"
+    if named is None:
+        report.add("key id", True, "none in MANIFEST.json (a bundle from before key ids); the signature decides")
+    elif key is None:
+        report.add("key id", False, f"the bundle names key {named}, but there is no usable public key to compare")
+    elif named != key_id(key):
+        report.add("key id", False, f"the bundle was signed with key {named}; {whose} is {key_id(key)}")
+    else:
+        report.add("key id", True, f"{named} is the id of {whose}")
+
+
 def _check_file(report: VerifyReport, archive: zipfile.ZipFile, infos: dict, name: str, expected: Any) -> None:
     if not isinstance(expected, dict) or "sha256" not in expected or "size" not in expected:
         report.add(name, False, "its MANIFEST.json entry has no sha256 and size")
@@ -268,7 +286,8 @@ def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> list
 
 def check_signed_head(head: Any, *, key: Ed25519PublicKey | None, lines: list[dict]) -> tuple[bool, str]:
     """The trail's signed head (trail_head.json): signed by the bundle's key over monitor.trail.chain's
-    head_statement, and, when the segment holds its entry, that entry has its hash. A database owner can rebuild
+    head_statement, its key id (when it has one) that key's, and, when the segment holds its entry, that entry has
+    its hash. A database owner can rebuild
     the keyless chain, its head and the segment with it; not this signature."""
     fields = ("seq", "hash", "signed_at", "signature", "key_sha256")
     if not isinstance(head, dict) or any(not isinstance(head.get(f), str) for f in fields[1:]) \
@@ -279,7 +298,9 @@ def check_signed_head(head: Any, *, key: Ed25519PublicKey | None, lines: list[di
     if key is None:
         return False, f"{name}: cannot be checked: no usable public key"
     if head["key_sha256"] != key_fingerprint(key):
-        return False, f"{name}: signed with key {head['key_sha256'][:16]}…, not the key of this bundle"
+        return False, f"{name}: signed with key {head['key_sha256'][:16]}, not the key of this bundle ({key_id(key)})"
+    if "key_id" in head and head["key_id"] != key_id(key):  # heads signed before key ids have none
+        return False, f"{name}: names key id {head['key_id']}, not the id of this key ({key_id(key)})"
     try:
         key.verify(bytes.fromhex(head["signature"]),
                    head_statement(seq=seq, hash=head["hash"], signed_at=head["signed_at"]))

@@ -14,8 +14,9 @@ from ninja.operation import Operation
 
 from monitor.access import roles
 from monitor.access.ratelimit import RateLimited
-from monitor.api import alerts, audits, channels, models, queries, restrictions
+from monitor.api import alerts, audits, channels, models, queries, restrictions, tokens
 from monitor.api.auth import MISSING, BearerToken, SessionLogin
+from monitor.api.bodies import JsonBodyParser
 from monitor.api.errors import ApiError, error_body, problem
 from monitor.api.schemas import ERROR_SCHEMA
 from monitor.gateway.restrictions import Restricted
@@ -53,6 +54,7 @@ api = MonitorApi(
     version="1",
     urls_namespace="api",
     auth=[BearerToken(), SessionLogin()],
+    parser=JsonBodyParser(),
     # The schema and the docs page name every endpoint: signed-in users of any role only, like every page.
     docs_decorator=roles.role_required(*roles.READ),
     description="Log queries, call models through the gateway, read audits and alerts. "
@@ -65,6 +67,7 @@ api.add_router("", alerts.router)
 api.add_router("", channels.router)
 api.add_router("", audits.router)
 api.add_router("", restrictions.router)
+api.add_router("", tokens.router)
 
 
 def error_response(request: HttpRequest, status: int, error: str, details: list[dict] | None = None) -> HttpResponse:
@@ -126,6 +129,8 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # ninja's "Cannot parse request body": say what JsonBodyParser said
+        return on_api_error(request, exc.__cause__)
     return error_response(request, exc.status_code, str(exc))
 
 

@@ -1,4 +1,8 @@
-"""Audits: start one, follow it, list a model's, and download signed evidence bundles."""
+"""Audits: start one, follow it, list a model's, and download signed evidence bundles.
+
+The GETs that write the security trail (evidence bundles, the exposure lookup and CSV, the hardened model) take a
+bearer token only (`needs_token`): a browser session gets 403, since a link from another site could make its GET;
+signed-in people use the pages' forms, which POST with the CSRF token."""
 from __future__ import annotations
 
 import json
@@ -19,7 +23,7 @@ from audits.models import AuditPolicy, AuditRun
 from audits.scheduling import request_audit
 from monitor.access import roles
 from monitor.alerts.evidence_text import member_id_count
-from monitor.api.auth import get_model, needs, request_user
+from monitor.api.auth import get_model, needs, needs_token, request_user
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import (
     AuditPolicyOut,
@@ -124,7 +128,7 @@ def _zip_response(data: bytes, filename: str) -> HttpResponse:
     return attachment(data, filename=filename, content_type="application/zip")
 
 
-@router.get("/audits/{run_id}/evidence.zip", auth=needs(roles.EXPORT), summary="The signed evidence bundle of one audit run",
+@router.get("/audits/{run_id}/evidence.zip", auth=needs_token(roles.EXPORT), summary="The signed evidence bundle of one audit run",
             response={200: None, 403: dict, 404: dict, 409: dict}, openapi_extra={
                 "responses": {200: {"description": "a ZIP (report.pdf, audit.json, CSVs, audit_log.jsonl, MANIFEST.json + .sig)",
                                     "content": {"application/zip": {}}}}})
@@ -137,7 +141,7 @@ def audit_evidence(request: HttpRequest, run_id: int) -> HttpResponse:
     return _zip_response(data, f"evidence-{run.model.slug}-audit-{run.pk}.zip")
 
 
-@router.get("/models/{slug}/evidence.zip", auth=needs(roles.EXPORT), summary="The signed evidence bundle of a model over a date range",
+@router.get("/models/{slug}/evidence.zip", auth=needs_token(roles.EXPORT), summary="The signed evidence bundle of a model over a date range",
             response={200: None, 400: dict, 403: dict, 404: dict, 409: dict})
 def model_evidence(request: HttpRequest, slug: str, start: datetime, end: datetime) -> HttpResponse:
     """The bundle of [start, end): at most EVIDENCE_MAX_PERIOD_DAYS (366) days, starting no earlier than the day
@@ -159,7 +163,7 @@ def model_evidence(request: HttpRequest, slug: str, start: datetime, end: dateti
     return _zip_response(data, f"evidence-{model.slug}-{start:%Y%m%d}-{end:%Y%m%d}.zip")
 
 
-@router.get("/models/{slug}/records/{record_id}/exposure", auth=needs(roles.MEMBER_IDS),
+@router.get("/models/{slug}/records/{record_id}/exposure", auth=needs_token(roles.MEMBER_IDS),
             summary="Was this member's record exposed? Its rank in each audit",
             response={200: RecordExposureOut, 403: dict, 404: dict})
 def get_record_exposure(request: HttpRequest, slug: str, record_id: str) -> dict:
@@ -174,7 +178,7 @@ def get_record_exposure(request: HttpRequest, slug: str, record_id: str) -> dict
         raise ApiError(404, str(exc), [problem("record_id", "not a registered member id of this model")]) from None
 
 
-@router.get("/models/{slug}/exposure.csv", auth=needs(roles.MEMBER_IDS),
+@router.get("/models/{slug}/exposure.csv", auth=needs_token(roles.MEMBER_IDS),
             summary="Every evaluated member's exposure in the latest audit, as CSV (ids and ranks only)",
             response={200: None, 403: dict, 404: dict})
 def export_exposure(request: HttpRequest, slug: str) -> HttpResponse:
@@ -183,7 +187,7 @@ def export_exposure(request: HttpRequest, slug: str) -> HttpResponse:
     return attachment(body, filename=csv_filename(model, run), content_type="text/csv; charset=utf-8")
 
 
-@router.get("/audits/{run_id}/remediation/artifact", auth=needs(roles.OPERATE),
+@router.get("/audits/{run_id}/remediation/artifact", auth=needs_token(roles.OPERATE),
             summary="The recommended hardened candidate as a skops file",
             response={200: None, 403: dict, 404: dict})
 def remediation_artifact(request: HttpRequest, run_id: int) -> HttpResponse:

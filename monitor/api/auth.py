@@ -67,6 +67,23 @@ def needs(allowed: tuple[str, ...]) -> list:
     return [BearerToken(allowed), SessionLogin(allowed)]
 
 
+SESSION_GET_REFUSED = ("this GET records who made it in the security trail, so it takes a bearer token only "
+                       "(Authorization: Bearer <token>), never a browser session: signed in, use the page's form")
+
+
+def refuse_session(request: HttpRequest) -> None:
+    """A signed-in browser sends its session cookie on a GET that a link from another site starts, and a GET carries
+    no CSRF token: a session may not make a GET that writes the trail (403, nothing written)."""
+    if request.user.is_authenticated:
+        raise ApiError(403, SESSION_GET_REFUSED)
+
+
+def needs_token(allowed: tuple[str, ...]) -> list:
+    """`auth=` for a GET that writes the security trail (a lookup, an export, a download): bearer tokens of these
+    roles only; a browser session gets 403 saying so, and anonymous callers the usual 401."""
+    return [BearerToken(allowed), refuse_session]
+
+
 def request_user(request: HttpRequest) -> AbstractBaseUser | None:
     """The person behind the request: a user token's owner or the session's user; None for an ingestion token."""
     auth = request.auth

@@ -4,16 +4,15 @@ Both read their body by hand, not through a ninja Schema: batches are large (NDJ
 be named by index and field, with nothing stored."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Status
 
 from monitor.access import roles
 from monitor.api.auth import charge_token, model_for_write
+from monitor.api.bodies import load_json, ndjson_rows, read_body
 from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import IngestResultOut, PredictOut
 from monitor.gateway.predict import predict_and_log
@@ -24,43 +23,15 @@ from monitor.registry.artifacts import ArtifactError
 router = Router(tags=["queries"])
 
 
-def _read_body(request: HttpRequest, limit: int) -> bytes:
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit():
-        raise ApiError(400, "the Content-Length header is not a number")
-    if int(declared) > limit:
-        raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,} bytes")
-    body = request.body
-    if len(body) > limit:
-        raise ApiError(413, f"the body is {len(body):,} bytes; the limit is {limit:,} bytes")
-    return body
-
-
-def _load_json(raw: bytes, *, where: str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass  # parse again with the standard library: it accepts NaN, which validation then names by field
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        message = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise ApiError(400, f"the body is not valid JSON ({where})", [problem(None, message)]) from exc
-
-
 def parse_query_body(request: HttpRequest) -> tuple[str, Any]:
     """("rows", the rows of a JSON {"queries": [...]} or NDJSON body) or ("columns", what {"columns": ...} holds)."""
-    body = _read_body(request, settings.INGEST_MAX_BYTES)
+    body = read_body(request, settings.INGEST_MAX_BYTES)
     content_type = request.content_type or ""
     if content_type in ("application/x-ndjson", "application/jsonl", "application/ndjson"):
-        rows = []
-        for number, line in enumerate(body.splitlines(), start=1):
-            if line.strip():
-                rows.append(_load_json(line, where=f"NDJSON line {number}"))
-        return "rows", rows
+        return "rows", ndjson_rows(body, max_rows=settings.INGEST_MAX_QUERIES)
     if content_type not in ("application/json", ""):
         raise ApiError(415, f"unsupported content type {content_type!r}; send application/json or application/x-ndjson")
-    payload = _load_json(body, where="JSON body")
+    payload = load_json(body, where="JSON body")
     if isinstance(payload, dict) and set(payload) == {"columns"}:
         return "columns", payload["columns"]
     if not isinstance(payload, dict) or "queries" not in payload:
@@ -141,7 +112,7 @@ def log_queries(request: HttpRequest, slug: str) -> Status:
 )
 def predict(request: HttpRequest, slug: str) -> dict:
     model = model_for_write(request, slug, user_roles=roles.OPERATE)
-    payload = _load_json(_read_body(request, settings.INGEST_MAX_BYTES), where="JSON body")
+    payload = load_json(read_body(request, settings.INGEST_MAX_BYTES), where="JSON body")
     if not isinstance(payload, dict):
         raise ApiError(400, 'the body must be an object {"client_id": ..., "features": [[...], ...]}')
     features = payload.get("features")

@@ -430,3 +430,18 @@ class RecordExposureOut(Schema):
     model: str
     record_id: str
     audits: list[AuditExposureOut] = Field(description="newest finished audit first")
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+class TokenOut(Schema):
+    """`ApiToken.summary()`: never the secret or its hash."""
+    id: int
+    kind: Literal["ingest", "user", "metrics"]
+    prefix: str = Field(..., description="the token's first characters; tokens may share one (name a token by id)")
+    user: str | None = Field(..., description="a personal token's owner")
+    model: str | None = Field(..., description="an ingestion token's model")
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None = Field(..., description="refused from then on; null: never expires")
+    revoked_at: datetime | None

@@ -1,11 +1,11 @@
-"""Pure functions: audit results in, Plotly figure dicts out."""
+"""Pure functions: audit results in, Plotly figure dicts out (strings through `charts.plotly_text`, as there)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from audits.attacks.metrics import ROC_FLOOR
-from monitor.dashboards.charts import PALETTE, figure
+from monitor.dashboards.charts import PALETTE, figure, plotly_text
 
 
 def roc_figure(attacks: Sequence[dict], *, title: str = "ROC per attack (log–log)") -> dict:
@@ -16,7 +16,7 @@ def roc_figure(attacks: Sequence[dict], *, title: str = "ROC per attack (log–l
         points = [(max(f, ROC_FLOOR), max(t, ROC_FLOOR)) for f, t in zip(roc.get("fpr") or [], roc.get("tpr") or [], strict=False)]
         if points:
             traces.append({"type": "scatter", "mode": "lines", "x": [p[0] for p in points], "y": [p[1] for p in points],
-                           "name": f"{attack['name']} (AUC {attack.get('auc', 0):.3f})",
+                           "name": f"{plotly_text(attack['name'])} (AUC {attack.get('auc', 0):.3f})",
                            "line": {"color": PALETTE[index % (len(PALETTE) - 1)]}})
     traces.append({"type": "scatter", "mode": "lines", "x": [ROC_FLOOR, 1], "y": [ROC_FLOOR, 1], "name": "chance",
                    "line": {"color": "#9ca3af", "dash": "dot"}})
@@ -35,8 +35,8 @@ def metric_history_figure(*, times: Sequence[datetime], values: Sequence[float |
         traces.append({"type": "scatter", "mode": "lines", "x": list(times) + list(times)[::-1],
                        "y": list(highs) + list(lows)[::-1], "fill": "toself", "fillcolor": "rgba(37,99,235,0.15)",
                        "line": {"width": 0}, "name": "95 % interval", "hoverinfo": "skip"})
-    traces.append({"type": "scatter", "mode": "lines+markers", "x": list(times), "y": list(values), "name": axis,
-                   "line": {"color": PALETTE[0]}})
+    traces.append({"type": "scatter", "mode": "lines+markers", "x": list(times), "y": list(values),
+                   "name": plotly_text(axis), "line": {"color": PALETTE[0]}})
     if limit is not None and times:
         traces.append({"type": "scatter", "mode": "lines", "x": [times[0], times[-1]], "y": [limit, limit],
                        "name": "policy limit", "line": {"color": PALETTE[1], "dash": "dash"}})
@@ -45,7 +45,8 @@ def metric_history_figure(*, times: Sequence[datetime], values: Sequence[float |
         # One audit (or a burst of them): show a day around it, not milliseconds.
         xaxis = {"range": [min(times) - timedelta(hours=12), max(times) + timedelta(hours=12)]}
     return figure(traces, title=title, height=300, margin={"l": 60, "r": 20, "t": 40, "b": 40}, xaxis=xaxis,
-                  yaxis={"title": {"text": axis}, "tickformat": ".1%" if percent else "", "rangemode": "tozero"},
+                  yaxis={"title": {"text": plotly_text(axis)}, "tickformat": ".1%" if percent else "",
+                         "rangemode": "tozero"},
                   legend={"orientation": "h", "y": -0.25})
 
 
@@ -67,7 +68,7 @@ def privacy_utility_figure(remediation: dict, what_if: Sequence[dict]) -> dict:
             traces.append({"type": "scatter", "mode": "markers", "name": name,
                            "x": [c["accuracy"] for c in shown],
                            "y": [(c["tpr_at_1pct_fpr"] or {}).get("value") for c in shown],
-                           "text": [setting_label(c["setting"]) for c in shown],
+                           "text": [plotly_text(setting_label(c["setting"])) for c in shown],
                            "error_y": {"type": "data", "symmetric": False,
                                        "array": [(c["tpr_at_1pct_fpr"]["high"] - c["tpr_at_1pct_fpr"]["value"]) for c in shown],
                                        "arrayminus": [(c["tpr_at_1pct_fpr"]["value"] - c["tpr_at_1pct_fpr"]["low"]) for c in shown],
@@ -78,14 +79,15 @@ def privacy_utility_figure(remediation: dict, what_if: Sequence[dict]) -> dict:
     if policies:
         traces.append({"type": "scatter", "mode": "markers+text", "name": "output policy (serving side)",
                        "x": [row["accuracy"] for row in policies], "y": [row["tpr_at_fpr"]["0.01"] for row in policies],
-                       "text": [row["policy"] for row in policies], "textposition": "top center",
+                       "text": [plotly_text(row["policy"]) for row in policies], "textposition": "top center",
                        "hovertemplate": "output %{text}<br>accuracy %{x:.2%}<br>TPR@1%FPR %{y:.2%}<extra></extra>",
                        "marker": {"symbol": "square", "size": 9, "color": PALETTE[3]}})
     if recommended is not None and recommended < len(candidates):
         best = candidates[recommended]
         traces.append({"type": "scatter", "mode": "markers", "name": "recommended",
                        "x": [best["accuracy"]], "y": [best["tpr_at_1pct_fpr"]["value"]],
-                       "text": [setting_label(best["setting"])], "hovertemplate": "recommended: %{text}<extra></extra>",
+                       "text": [plotly_text(setting_label(best["setting"]))],
+                       "hovertemplate": "recommended: %{text}<extra></extra>",
                        "marker": {"symbol": "circle-open", "size": 20, "color": "#16a34a", "line": {"width": 3}}})
     if current.get("accuracy") is not None:
         traces.append({"type": "scatter", "mode": "markers", "name": "today's model",

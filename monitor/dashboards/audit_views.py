@@ -1,10 +1,14 @@
-"""Audit pages: one run (live progress, metrics, ROC, what-if, exposed records) and starting an audit."""
+"""Audit pages: one run (live progress, metrics, ROC, what-if, exposed records), starting an audit, the exposure
+lookup and the downloads.
+
+The lookup and every download write the security trail (who took what), so each is a form that POSTs with the CSRF
+token and a GET writes nothing: a link from another site cannot record one in a signed-in person's name."""
 from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from audits import exposure, remediation
 from audits.attacks.catalogue import ATTACK_LABELS
@@ -81,6 +85,7 @@ def start_run(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @roles.role_required(*roles.EXPORT)
+@require_POST
 def evidence_download(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(AuditRun.objects.select_related("model"), pk=run_id)
     try:
@@ -98,11 +103,13 @@ def public_key(request: HttpRequest) -> HttpResponse:
 
 
 @roles.role_required(*roles.MEMBER_IDS)
+@require_http_methods(["GET", "POST"])
 def record_exposure(request: HttpRequest, slug: str) -> HttpResponse:
     """Compliance: was this person's record exposed? A search box over member record ids; each lookup is in the
-    security trail."""
+    security trail. A GET shows the form and looks nothing up; the form POSTs the id in its body (with the CSRF
+    token), so the id stays out of URLs and access logs and no link can plant a lookup."""
     model = get_object_or_404(RegisteredModel, slug=slug)
-    record_id = (request.GET.get("record") or "").strip()[:256]
+    record_id = (request.POST.get("record") or "").strip()[:256] if request.method == "POST" else ""
     found, missing = None, None
     if record_id:
         try:
@@ -118,6 +125,7 @@ def record_exposure(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @roles.role_required(*roles.MEMBER_IDS)
+@require_POST
 def exposure_download(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, slug=slug)
     run, body = exposure.exposure_csv(model, user=request.user, ip=client_ip(request))
@@ -125,6 +133,7 @@ def exposure_download(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @roles.role_required(*roles.OPERATE)
+@require_POST
 def hardened_download(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(AuditRun.objects.select_related("model"), pk=run_id)
     found = remediation.download(run, user=request.user, ip=client_ip(request))

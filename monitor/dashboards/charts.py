@@ -2,9 +2,13 @@
 
 Figures are plain dicts in Plotly's JSON schema: plotly.graph_objects validates every property in
 Python and cost a model page ~100 ms; plotly.js checks the same schema in the browser anyway.
+
+Plotly draws a subset of HTML (<a href>, <b>, <br>, ...) in titles, trace names, texts and tick labels, so every
+string that comes from outside (client ids, alert titles, model names, settings) goes in through `plotly_text`.
 """
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,8 +17,16 @@ PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#9
 SEVERITY_COLOURS = {"critical": "#dc2626", "warning": "#d97706", "info": "#2563eb"}
 
 
+def plotly_text(value: object) -> str:
+    """`value` as text Plotly shows and never follows: < > & escaped (Plotly turns the entities back into the
+    characters on screen), so a client id such as <a href=...> reads as sent instead of becoming a link."""
+    return html.escape(str(value), quote=False)
+
+
 def figure(traces: list[dict], *, title: str = "", height: int = 320, **layout: Any) -> dict:
-    base = {"title": {"text": title, "x": 0.02}, "height": height, "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+    """The house layout around `traces`; the title is escaped here (callers put client ids in it)."""
+    base = {"title": {"text": plotly_text(title), "x": 0.02}, "height": height,
+            "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
             "template": {"layout": {"paper_bgcolor": "white", "plot_bgcolor": "white",
                                     "xaxis": {"gridcolor": "#eef0f3", "zeroline": False, "automargin": True},
                                     "yaxis": {"gridcolor": "#eef0f3", "zeroline": False, "automargin": True},
@@ -30,7 +42,7 @@ def _list(values: Any) -> list:
 
 def query_volume_figure(*, series: dict[str, tuple[Sequence[datetime], Sequence[int]]], title: str) -> dict:
     """Stacked query counts per time bucket, one trace per client (or 'other clients')."""
-    traces = [{"type": "bar", "x": list(times), "y": list(counts), "name": client,
+    traces = [{"type": "bar", "x": list(times), "y": list(counts), "name": plotly_text(client),
                "marker": {"color": PALETTE[min(index, len(PALETTE) - 1)]}}
               for index, (client, (times, counts)) in enumerate(series.items())]
     return figure(traces, title=title, barmode="stack", yaxis={"title": {"text": "queries"}})
@@ -64,7 +76,7 @@ def projection_figure(*, production: Any, client: Any, explained: tuple[float, f
     traces.append({"type": "scatter", "mode": "markers", "x": _list(production[:, 0]), "y": _list(production[:, 1]),
                    "name": "production traffic", "marker": {"size": 4, "color": PALETTE[6], "opacity": 0.5}})
     traces.append({"type": "scatter", "mode": "markers", "x": _list(client[:, 0]), "y": _list(client[:, 1]),
-                   "name": client_id, "marker": {"size": 6, "color": PALETTE[1], "opacity": 0.8}})
+                   "name": plotly_text(client_id), "marker": {"size": 6, "color": PALETTE[1], "opacity": 0.8}})
     return figure(traces, title="Queries on the first two principal components of production traffic", height=420,
                   xaxis={"title": {"text": f"PC1 ({explained[0]:.0%} of variance)"}},
                   yaxis={"title": {"text": f"PC2 ({explained[1]:.0%})"}})
@@ -89,8 +101,10 @@ def alert_timeline_figure(alerts: Sequence, *, title: str, start: datetime, end:
         if chosen:
             traces.append({
                 "type": "scatter", "mode": "markers", "name": severity, "x": [a.first_seen for a in chosen],
-                "y": [a.model.slug for a in chosen], "marker": {"color": SEVERITY_COLOURS[severity], "size": 10, "symbol": "diamond"},
-                "text": [f"{a.title or a.kind}<br>{a.client_id or 'model-level'} · {a.status}" for a in chosen],
+                "y": [plotly_text(a.model.slug) for a in chosen],
+                "marker": {"color": SEVERITY_COLOURS[severity], "size": 10, "symbol": "diamond"},
+                "text": [f"{plotly_text(a.title or a.kind)}<br>{plotly_text(a.client_id or 'model-level')} · "
+                         f"{plotly_text(a.status)}" for a in chosen],
                 "hovertemplate": "%{text}<br>%{x}<extra></extra>"})
     return figure(traces, title=title, height=260, yaxis={"type": "category"}, xaxis={"range": [start, end]})
 
@@ -100,12 +114,13 @@ def detector_heatmap_figure(findings: Sequence[dict], *, clients: Sequence[str],
     """Clients × hours: the strongest detector score per cell, drawn as coloured tiles on the period's axis."""
     cells: dict[tuple[str, datetime], float] = {}
     for f in findings:
-        key = (f["client_id"], f["created_at"].replace(minute=0, second=0, microsecond=0))
+        key = (plotly_text(f["client_id"]), f["created_at"].replace(minute=0, second=0, microsecond=0))
         cells[key] = max(cells.get(key, 0.0), f["score"])
     trace = {"type": "scatter", "mode": "markers", "x": [hour for _, hour in cells], "y": [client for client, _ in cells],
              "marker": {"symbol": "square", "size": 16, "color": list(cells.values()), "colorscale": "OrRd", "cmin": 0,
                         "showscale": True, "colorbar": {"title": {"text": "score"}}},
              "hovertemplate": "%{y}<br>%{x}<br>score %{marker.color:.1f}<extra></extra>"}
     return figure([trace], title=title, height=max(220, 60 + 26 * len(clients)),
-                  yaxis={"type": "category", "categoryorder": "array", "categoryarray": list(clients)[::-1]},
+                  yaxis={"type": "category", "categoryorder": "array",
+                         "categoryarray": [plotly_text(client) for client in clients][::-1]},
                   xaxis={"range": [start, end]})

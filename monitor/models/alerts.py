@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models, transaction
@@ -19,7 +20,7 @@ from monitor.models.vocabulary import (
     DeliveryEvent,
     DeliveryStatus,
 )
-from monitor.platform.crypto import data_fernet
+from monitor.platform.crypto import data_fernet, open_text, seal_text
 from monitor.platform.severity import RANK, SEVERITIES, SEVERITY_RANK, Severity
 
 __all__ = ["SEVERITIES", "SEVERITY_RANK", "UNRESOLVED", "Alert", "AlertEvent", "AlertEventKind", "AlertSource",
@@ -175,6 +176,22 @@ class AlertEvent(models.Model):
         ordering = ["at", "id"]
 
 
+class ChannelTargetField(models.TextField):
+    """A channel's target, stored encrypted with the data key when it is a secret (NotificationChannel.SECRET_TARGETS:
+    webhook URLs, PagerDuty routing keys) and in the clear otherwise (email addresses). The instance always holds
+    the clear value, so every reader of `channel.target` is unchanged; the value is sealed as it is written
+    (pre_save), and opened as it is read. A QuerySet.update() writes what it is given: pass it seal_text(...)."""
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        value = super().pre_save(model_instance, add)
+        if value and getattr(model_instance, "kind", None) in NotificationChannel.SECRET_TARGETS:
+            return seal_text(value)
+        return value
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
+        return open_text(value) if value is not None else None
+
+
 class NotificationChannel(models.Model):
     EMAIL, SLACK, WEBHOOK, PAGERDUTY, TEAMS = "email", "slack", "webhook", "pagerduty", "teams"
     KINDS = [(EMAIL, "email"), (SLACK, "Slack incoming webhook"), (WEBHOOK, "signed webhook (Standard Webhooks)"),
@@ -186,8 +203,9 @@ class NotificationChannel(models.Model):
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=KINDS)
-    target = models.TextField(help_text="email: comma-separated addresses; Slack, Teams, webhook: the URL; "
-                                        "PagerDuty: the integration's routing key")
+    # Encrypted at rest for the kinds in SECRET_TARGETS (ChannelTargetField).
+    target = ChannelTargetField(help_text="email: comma-separated addresses; Slack, Teams, webhook: the URL; "
+                                          "PagerDuty: the integration's routing key")
     # webhook: the whsec_ signing secret (Fernet-encrypted; shown once, when the channel is created)
     secret = models.BinaryField(blank=True, default=b"", editable=False)
     min_severity = models.CharField(max_length=16, choices=Severity.choices(), default=Severity.WARNING)
@@ -232,11 +250,13 @@ class NotificationChannel(models.Model):
         }
 
     def masked_target(self) -> str:
-        """Webhook URLs are secrets: show only their start."""
+        """What the API, the pages, the admin and the trail show of the target: a secret URL's scheme and host (where
+        alerts go; the path is the key to post there), a routing key's first characters, email addresses whole."""
         if self.kind == self.PAGERDUTY:
             return self.target[:4] + "…" if len(self.target) > 4 else "…"
         if self.kind in self.SECRET_TARGETS:
-            return self.target[:30] + "…" if len(self.target) > 30 else self.target
+            site = url_site(self.target)
+            return f"{site}/…" if site else "…"
         return self.target
 
     def wants_event(self, event: str) -> bool:
@@ -256,6 +276,13 @@ class NotificationChannel(models.Model):
                                                                   last_error_at=now)
             Delivery.objects.filter(channel=self, status=DeliveryStatus.PENDING).update(status=DeliveryStatus.FAILED, last_error=f"channel disabled: {reason}")
         self.enabled, self.disabled_reason, self.last_error, self.last_error_at = False, reason, reason, now
+
+
+def url_site(url: str) -> str:
+    """scheme://host[:port] of a URL, without any user:password@ (never parsed as a port: a bad one must not raise)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}" if parts.scheme and host else ""
 
 
 class DeliveryQuerySet(models.QuerySet):

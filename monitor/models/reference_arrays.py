@@ -45,6 +45,7 @@ def decrypt_arrays(ciphertext: bytes) -> ReferenceArrays:
     try:
         clear = data_fernet().decrypt(ciphertext)
     except InvalidToken as exc:
-        raise DatasetError("reference data cannot be decrypted: DATA_ENCRYPTION_KEY is not the key it was stored with") from exc
+        raise DatasetError("reference data cannot be decrypted: none of DATA_ENCRYPTION_KEYS is the key it was "
+                           "stored with") from exc
     with np.load(io.BytesIO(clear), allow_pickle=False) as npz:
         return ReferenceArrays(X=npz["X"], y=npz["y"], record_ids=npz["record_ids"])

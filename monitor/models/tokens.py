@@ -1,14 +1,15 @@
-"""API tokens: stored as SHA-256, scoped to a model (ingestion) or a user (personal); those of single sign-on
-accounts expire (SSO_TOKEN_MAX_AGE_DAYS), since the provider, not this app, knows whether the person still belongs."""
+"""API tokens: stored as SHA-256, scoped to a model (ingestion) or a user (personal). Personal tokens expire
+(API_TOKEN_MAX_AGE_DAYS, or their own expiry), those of single sign-on accounts within SSO_TOKEN_MAX_AGE_DAYS at most,
+since the provider, not this app, knows whether the person still belongs. A person revokes their own (`revoke`)."""
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from monitor.models.identities import SsoIdentity
@@ -65,13 +66,27 @@ class ApiToken(models.Model):
         return f"{self.get_kind_display()} token {self.prefix}… for {owner}"
 
     @classmethod
-    def issue(cls, *, kind: str, model: RegisteredModel | None = None, user: Any = None) -> tuple[ApiToken, str]:
-        """Create a token; the clear value is returned once and never stored."""
+    def expiry(cls, *, kind: str, user: Any = None, days: int | None = None) -> datetime | None:
+        """When a new token stops working: in `days` (0: never); without `days`, a personal token after
+        API_TOKEN_MAX_AGE_DAYS and any other never (a service that logs queries holds it). A single sign-on
+        account's token never outlives SSO_TOKEN_MAX_AGE_DAYS, whatever was asked."""
+        if days is not None and days < 0:
+            raise ValueError(f"a token cannot expire {-days} days ago")
+        if days is None:
+            days = settings.API_TOKEN_MAX_AGE_DAYS if kind == cls.USER else 0
+        if is_sso_account(user):
+            days = min(days or settings.SSO_TOKEN_MAX_AGE_DAYS, settings.SSO_TOKEN_MAX_AGE_DAYS)
+        return timezone.now() + timedelta(days=days) if days else None
+
+    @classmethod
+    def issue(cls, *, kind: str, model: RegisteredModel | None = None, user: Any = None,
+              expires_days: int | None = None) -> tuple[ApiToken, str]:
+        """Create a token (expiring as `expiry` says); the clear value is returned once and never stored."""
         from monitor.trail.models import TrailEntry
         from monitor.trail.recording import recorded_by_caller
 
         clear = f"mim_{kind}_{secrets.token_urlsafe(32)}"
-        expires_at = timezone.now() + timedelta(days=settings.SSO_TOKEN_MAX_AGE_DAYS) if is_sso_account(user) else None
+        expires_at = cls.expiry(kind=kind, user=user, days=expires_days)
         with recorded_by_caller():  # the token.issued entry below, not the save signal's token.created
             token = cls.objects.create(kind=kind, model=model, user=user, token_hash=hash_token(clear),
                                        prefix=clear[:12], expires_at=expires_at)
@@ -81,6 +96,31 @@ class ApiToken(models.Model):
             "user": user.get_username() if user else None,
             "expires_at": expires_at.isoformat() if expires_at else None})
         return token, clear
+
+    def revoke(self, *, actor: Any, ip: str | None) -> bool:
+        """Revoke the token now, as one `token.revoked` trail entry naming its prefix (never the secret or its
+        hash); False, and nothing written, if it already was revoked. A conditional update: of two revocations at
+        once exactly one is recorded (and no save signal records it a second time)."""
+        from monitor.trail.models import TrailEntry
+
+        now = timezone.now()
+        with transaction.atomic():
+            if not ApiToken.objects.filter(id=self.pk, revoked_at__isnull=True).update(revoked_at=now):
+                return False
+            self.revoked_at = now
+            TrailEntry.record(action="token.revoked", actor=actor, ip=ip, obj=self, before={"revoked_at": None},
+                              after={"kind": self.kind, "prefix": self.prefix,
+                                     "model": self.model.slug if self.model_id else None,
+                                     "user": self.user.get_username() if self.user_id else None,
+                                     "revoked_at": now.isoformat()})
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        """The token as the API lists it: never its secret or hash."""
+        return {"id": self.pk, "kind": self.kind, "prefix": self.prefix,
+                "user": self.user.get_username() if self.user_id else None,
+                "model": self.model.slug if self.model_id else None, "created_at": self.created_at,
+                "last_used_at": self.last_used_at, "expires_at": self.expires_at, "revoked_at": self.revoked_at}
 
     @classmethod
     def authenticate(cls, clear: str) -> ApiToken | None:

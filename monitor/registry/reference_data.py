@@ -1,7 +1,7 @@
 """Reference data (members, non-members, population): CSV validation and encryption at rest.
 
 Member records are the most sensitive data we hold: they are parsed in memory, encrypted with
-Fernet (DATA_ENCRYPTION_KEY) and only ever decrypted in memory by the code that needs them.
+Fernet (DATA_ENCRYPTION_KEYS) and only ever decrypted in memory by the code that needs them.
 """
 from __future__ import annotations
 

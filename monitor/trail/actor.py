@@ -13,6 +13,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from monitor.access.client_address import client_address
 from monitor.models.tokens import ApiToken
 
 _request: ContextVar[HttpRequest | None] = ContextVar("trail_request", default=None)
@@ -59,7 +60,7 @@ def current_actor() -> Actor:
     request = _request.get()
     if request is None:
         return Actor(user=None, name=f"system:{process_user()}"[:150], ip=None)
-    ip = request.META.get("REMOTE_ADDR")
+    ip = client_address(request)
     # django-ninja sets request.auth once the endpoint's auth ran: a token, or the session's user.
     auth = getattr(request, "auth", None)
     if isinstance(auth, ApiToken):

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 HEAD_FORMAT = "mi-monitor-trail-head/1"
+KEY_ID_HEX = 16  # a key id's length: 64 bits of the key's SHA-256, enough to tell an organisation's keys apart
 
 
 def canonical_json(value: Any) -> str:
@@ -77,5 +78,11 @@ def head_statement(*, seq: int, hash: str, signed_at: str) -> bytes:
 
 
 def key_fingerprint(key: Ed25519PublicKey) -> str:
-    """SHA-256 of the raw 32-byte public key, hex: the key id of bundles and signed heads."""
+    """SHA-256 of the raw 32-byte public key, hex: what a signed head records of its key."""
     return hashlib.sha256(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).hexdigest()
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """The key id bundles and signed heads carry: the first 16 hex characters of key_fingerprint. It tells a verifier
+    which published key to use after the signing key has changed; the signature still decides."""
+    return key_fingerprint(key)[:KEY_ID_HEX]

@@ -36,6 +36,7 @@ from monitor.models import (
     RegisteredModel,
     TrailEntry,
 )
+from monitor.models.alerts import url_site
 from monitor.trail.actor import current_actor
 from monitor.trail.recording import caller_records
 
@@ -72,24 +73,15 @@ def _hidden(_: Any) -> str:
     return "(hidden)"
 
 
-def _site(url: str) -> str:
-    """scheme://host[:port] of a URL, without any user:password@ (never parsed as a port: a bad one must not raise)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}" if parts.scheme and host else ""
-
-
 def url_for_trail(url: str) -> str:
     """Scheme, host and path, without credentials or query (where they hide in endpoint URLs)."""
-    site = _site(url)
+    site = url_site(url)
     return site + urlsplit(url).path if site else ("…" if url else "")
 
 
 def channel_target(channel: NotificationChannel) -> str:
-    """An email channel's addresses; a URL channel's scheme and host (the path is the secret); a routing key masked."""
-    if channel.kind in NotificationChannel.SECRET_TARGETS and channel.kind != NotificationChannel.PAGERDUTY:
-        site = _site(channel.target)
-        return f"{site}/…" if site else "…"
+    """An email channel's addresses; a URL channel's scheme and host (the path is the secret); a routing key masked:
+    the same as the API and the admin show."""
     return channel.masked_target()
 
 

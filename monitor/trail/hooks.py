@@ -16,6 +16,7 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
+from monitor.access.client_address import client_address
 from monitor.trail.models import LoginFailureWindow, TrailEntry
 
 # Usernames a window keeps (each cut to the trail's object_id length): enough to tell guessing from a typo,
@@ -25,7 +26,8 @@ USERNAME_LENGTH = 64
 
 
 def client_ip(request: Any) -> str | None:
-    return request.META.get("REMOTE_ADDR") if request is not None else None
+    """The client's address, X-Forwarded-For read only from TRUSTED_PROXIES (monitor/access/client_address.py)."""
+    return client_address(request)
 
 
 def minute_of(moment: datetime) -> datetime:

@@ -10,7 +10,15 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from monitor.trail.chain import GENESIS, canonical_json, check_chain, check_head, entry_hash, head_statement
+from monitor.trail.chain import (
+    GENESIS,
+    KEY_ID_HEX,
+    canonical_json,
+    check_chain,
+    check_head,
+    entry_hash,
+    head_statement,
+)
 
 
 class TrailHead(models.Model):
@@ -110,10 +118,15 @@ class SignedTrailHead(models.Model):
     def statement(self) -> bytes:
         return head_statement(seq=self.seq, hash=self.hash, signed_at=self.signed_at.isoformat())
 
+    @property
+    def key_id(self) -> str:
+        """monitor.trail.chain.key_id of the key that signed it."""
+        return self.key_sha256[:KEY_ID_HEX]
+
     def as_json(self) -> dict:
         """The signed head as an evidence bundle and the log carry it: everything needed to check it offline."""
         return {"seq": self.seq, "hash": self.hash, "signed_at": self.signed_at.isoformat(),
-                "signature": self.signature, "key_sha256": self.key_sha256, "algorithm": "Ed25519",
+                "signature": self.signature, "key_sha256": self.key_sha256, "key_id": self.key_id, "algorithm": "Ed25519",
                 "statement": self.statement().decode()}
 
     def save(self, *args: Any, **kwargs: Any) -> None:

@@ -1,6 +1,7 @@
 """The trail's head signed with the evidence key, so that a chain rebuilt or cut by whoever owns the database is
 found: every hour the head, when it moved, is signed and kept (SignedTrailHead) and written to the log; evidence
-bundles carry the latest. The key is the evidence bundles' Ed25519 key (settings.EVIDENCE_SIGNING_KEY)."""
+bundles carry the latest. The key is the evidence bundles' Ed25519 key (settings.EVIDENCE_SIGNING_KEY); each head
+names it by its key id (monitor.trail.chain.key_id), so a head signed before a key change says which key it needs."""
 from __future__ import annotations
 
 import base64
@@ -13,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from monitor.trail.chain import GENESIS, check_chain, head_statement, key_fingerprint
+from monitor.trail.chain import GENESIS, check_chain, head_statement, key_fingerprint, key_id
 from monitor.trail.models import SignedTrailHead, TrailEntry, TrailHead
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def sign_trail_head() -> SignedTrailHead | None:
     except IntegrityError:
         return None  # another tick signed this head first
     # A copy outside the database: whoever can rewrite the tables cannot rewrite the shipped logs.
-    logger.info("trail head signed: seq=%s hash=%s signed_at=%s key=%s signature=%s", signed.seq, signed.hash,
-                signed.signed_at.isoformat(), signed.key_sha256, signed.signature)
+    logger.info("trail head signed: seq=%s hash=%s signed_at=%s key=%s key_id=%s signature=%s", signed.seq,
+                signed.hash, signed.signed_at.isoformat(), signed.key_sha256, signed.key_id, signed.signature)
     return signed
 
 
@@ -79,14 +80,14 @@ def check_signed_heads() -> tuple[bool, str]:
     if not heads:
         return True, "no signed heads yet"
     public_key = signing_key().public_key()
-    key_id = key_fingerprint(public_key)
+    fingerprint = key_fingerprint(public_key)
     stored = dict(TrailEntry.objects.filter(seq__in=[h.seq for h in heads]).values_list("seq", "hash"))
     problems = []
     for signed in heads:
         name = f"signed head #{signed.seq} (signed {signed.signed_at:%Y-%m-%d %H:%M:%S} UTC)"
-        if signed.key_sha256 != key_id:
-            problems.append(f"{name}: signed with key {signed.key_sha256[:16]}…, not the evidence key "
-                            f"{key_id[:16]}…")
+        if signed.key_sha256 != fingerprint:
+            problems.append(f"{name}: signed with key {signed.key_id}, not the evidence key {key_id(public_key)} "
+                            "(check it with the public key of that id)")
             continue
         try:
             public_key.verify(bytes.fromhex(signed.signature), signed.statement())

@@ -27,6 +27,8 @@ OPERATE = {f"{how}:{role}" for how in ("session", "token") for role in ("admin",
 EXPORT = OPERATE | {"session:compliance", "token:compliance"}
 CONFIGURE = {"session:admin", "token:admin"}
 OWN_INGEST = {"ingest:own"}
+# A GET that writes the trail takes no session: a link from another site could make it (the pages POST instead).
+EXPORT_BY_TOKEN = {p for p in EXPORT if p.startswith("token:")}
 PAGE_READ = {f"session:{role}" for role in ROLES}
 PAGE_OPERATE = {"session:admin", "session:security"}
 PAGE_EXPORT = PAGE_OPERATE | {"session:compliance"}
@@ -45,10 +47,11 @@ PAGES = {
     ("POST", "audit-start"): PAGE_OPERATE,
     ("POST", "client-restriction"): PAGE_OPERATE,
     ("GET", "audit-run"): PAGE_READ,
-    ("GET", "audit-evidence"): PAGE_EXPORT,
+    ("POST", "audit-evidence"): PAGE_EXPORT,  # the lookup and the downloads write the trail: POST with the token
     ("GET", "record-exposure"): PAGE_EXPORT,
-    ("GET", "hardened-download"): PAGE_OPERATE,
-    ("GET", "exposure-download"): PAGE_EXPORT,
+    ("POST", "record-exposure"): PAGE_EXPORT,
+    ("POST", "hardened-download"): PAGE_OPERATE,
+    ("POST", "exposure-download"): PAGE_EXPORT,
     ("GET", "evidence-public-key"): PAGE_READ,
     ("GET", "alert-list"): PAGE_READ,
     ("GET", "alert-detail"): PAGE_READ,
@@ -86,12 +89,14 @@ API = {
     ("POST", "/api/v1/models/{slug}/audits"): OPERATE,
     ("GET", "/api/v1/models/{slug}/audits"): READ,
     ("GET", "/api/v1/audits/{run_id}"): READ,
-    ("GET", "/api/v1/audits/{run_id}/evidence.zip"): EXPORT,
-    ("GET", "/api/v1/models/{slug}/evidence.zip"): EXPORT,
-    ("GET", "/api/v1/models/{slug}/records/{record_id}/exposure"): EXPORT,
-    ("GET", "/api/v1/models/{slug}/exposure.csv"): EXPORT,
-    ("GET", "/api/v1/audits/{run_id}/remediation/artifact"): OPERATE,
+    ("GET", "/api/v1/audits/{run_id}/evidence.zip"): EXPORT_BY_TOKEN,
+    ("GET", "/api/v1/models/{slug}/evidence.zip"): EXPORT_BY_TOKEN,
+    ("GET", "/api/v1/models/{slug}/records/{record_id}/exposure"): EXPORT_BY_TOKEN,
+    ("GET", "/api/v1/models/{slug}/exposure.csv"): EXPORT_BY_TOKEN,
+    ("GET", "/api/v1/audits/{run_id}/remediation/artifact"): {p for p in OPERATE if p.startswith("token:")},
     ("GET", "/api/v1/alerts/export"): OPERATE,
+    ("GET", "/api/v1/tokens"): READ,  # each their own; an admin every token
+    ("DELETE", "/api/v1/tokens/{token}"): READ,  # likewise (a token not theirs is a 404, as is this unknown prefix)
 }
 # The API's own documentation: any signed-in role (it names every endpoint, so not the public).
 DOCS = {("GET", "/api/v1/openapi.json"): PAGE_READ, ("GET", "/api/v1/docs"): PAGE_READ}
@@ -186,7 +191,7 @@ def api_request(client: Client, method: str, path: str, world: dict):
     channel = world["make_channel"](kind="email", target="ops@example.com", name="to delete") \
         if method == "DELETE" else world["channel"]
     address = path.format(slug="credit", alert_id=world["alert"].pk, channel_id=channel.pk, run_id=world["run"].pk,
-                          client_id="client-1", record_id="1")
+                          client_id="client-1", record_id="1", token="mim_user_zzz")
     today = timezone.now().date()
     bodies = {
         "/api/v1/models/{slug}/queries": {"queries": [query(client_id="matrix")]},
@@ -261,8 +266,9 @@ HIT_IDS = ["person-0001", "person-0002", "person-9001"]
 
 
 def test_member_ids_go_to_the_roles_that_may_look_a_record_up():
-    assert API[("GET", "/api/v1/models/{slug}/records/{record_id}/exposure")] == MEMBER_ID_READERS
-    assert PAGES[("GET", "record-exposure")] == {p for p in MEMBER_ID_READERS if p.startswith("session:")}
+    by_session = {p for p in MEMBER_ID_READERS if p.startswith("session:")}
+    assert API[("GET", "/api/v1/models/{slug}/records/{record_id}/exposure")] == MEMBER_ID_READERS - by_session
+    assert PAGES[("POST", "record-exposure")] == PAGES[("GET", "record-exposure")] == by_session
 
 
 @pytest.fixture

@@ -166,7 +166,8 @@ def test_personal_tokens_of_an_sso_account_expire_after_sso_token_max_age_days(c
     assert refused.status_code == 401 and f"{token.prefix}… expired on" in refused.json()["error"]
 
 
-def test_a_local_accounts_token_does_not_expire_unless_given_an_expiry():
+def test_a_local_accounts_token_does_not_expire_unless_given_an_expiry(settings):
+    settings.API_TOKEN_MAX_AGE_DAYS = 0  # personal tokens expire by default (tests/api/test_token_expiry_and_revocation.py)
     token, clear = ApiToken.issue(kind=ApiToken.USER, user=make_user(role="viewer"))
     assert token.expires_at is None and api_models(clear).status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(days=1))

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 
+from audits.evidence.format import key_id
 from audits.evidence.keys import public_key_pem, signing_key
 from audits.evidence.verify import verify_bundle
 from tests.factories import sample_run_bundle
@@ -60,8 +61,10 @@ def flip_middle_byte(content: bytes) -> bytes:
 
 
 def resigned(files: dict[str, bytes], key: Ed25519PrivateKey) -> bytes:
-    """What someone holding `key` would ship: every hash in the manifest recomputed, the manifest re-signed."""
+    """What someone holding `key` would ship: every hash in the manifest recomputed, its key id named, the manifest
+    re-signed."""
     manifest = json.loads(files["MANIFEST.json"])
+    manifest["signature"]["key_id"] = key_id(key.public_key())
     manifest["files"] = {name: {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
                          for name, content in files.items() if name not in ("MANIFEST.json", "MANIFEST.sig")}
     files["MANIFEST.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
@@ -157,13 +160,17 @@ def test_a_bundle_signed_by_another_key_fails_against_the_trusted_key(bundle):
     forged = resigned(files, forger)
     assert verify_bundle(forged).ok  # intact by its own key: integrity alone does not prove origin
     report = verify_bundle(forged, public_key_pem=public_key_pem())
-    assert failed_items(report) == {"public_key.pem", "MANIFEST.sig"}, report.lines()
+    assert failed_items(report) == {"public_key.pem", "MANIFEST.sig", "key id"}, report.lines()
 
 
 def test_the_wrong_trusted_key_is_named(bundle):
-    report = verify_bundle(bundle, public_key_pem=pem_of(Ed25519PrivateKey.generate()))
-    assert failed_items(report) == {"public_key.pem", "MANIFEST.sig"}
+    other = Ed25519PrivateKey.generate()
+    report = verify_bundle(bundle, public_key_pem=pem_of(other))
+    assert failed_items(report) == {"public_key.pem", "MANIFEST.sig", "key id"}
     assert "is not the given public key" in next(c.message for c in report.failures if c.item == "public_key.pem")
+    assert next(c.message for c in report.failures if c.item == "key id") == (
+        f"the bundle was signed with key {key_id(signing_key().public_key())}; the given public key is "
+        f"{key_id(other.public_key())}")
 
 
 def test_an_edited_log_line_is_named_by_its_entry(bundle):

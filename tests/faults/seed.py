@@ -67,6 +67,14 @@ def slack_channel(*, url: str, slug: str | None = None) -> dict:
     return {"id": channel.pk}
 
 
+def disable_channels_to(*, url: str) -> dict:
+    from monitor.models import NotificationChannel
+
+    ids = [channel.pk for channel in NotificationChannel.objects.filter(enabled=True) if channel.target == url]
+    NotificationChannel.objects.filter(pk__in=ids).update(enabled=False)
+    return {"disabled": ids}
+
+
 def alert(*, slug: str, client_id: str) -> dict:
     from monitor.alerts.lifecycle import raise_signal
     from monitor.models import RegisteredModel
@@ -76,7 +84,8 @@ def alert(*, slug: str, client_id: str) -> dict:
     return {"id": raised.pk}
 
 
-ACTIONS = {f.__name__: f for f in (ingest_model, user, audited_model, set_policy, request_audit, slack_channel, alert)}
+ACTIONS = {f.__name__: f for f in (ingest_model, user, audited_model, set_policy, request_audit, slack_channel,
+                                   disable_channels_to, alert)}
 
 if __name__ == "__main__":
     import django

@@ -17,13 +17,14 @@ pytestmark = pytest.mark.faults
 NOTIFY_TIMEOUT = float(FAST_RECOVERY["NOTIFY_TIMEOUT"])
 
 
-def deliveries(services: Services, alert_id: int) -> dict[str, dict]:
-    """The alert's outbox rows by channel target, with the channel's state."""
+def deliveries(services: Services, alert_id: int, *, urls: dict[int, str]) -> dict[str, dict]:
+    """The alert's outbox rows by channel target (`urls`: channel id -> target; the column holds it encrypted), with
+    the channel's state."""
     rows = services.postgres.rows(
-        "SELECT c.target, d.id, d.status, d.attempts, d.last_error, d.created_at, c.enabled FROM monitor_delivery d "
+        "SELECT c.id, d.id, d.status, d.attempts, d.last_error, d.created_at, c.enabled FROM monitor_delivery d "
         "JOIN monitor_notificationchannel c ON c.id = d.channel_id WHERE d.alert_id = %s", (alert_id,))
     keys = ["id", "status", "attempts", "last_error", "created_at", "enabled"]
-    return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
+    return {urls[row[0]]: dict(zip(keys, row[1:], strict=True)) for row in rows}
 
 
 def task_durations(log: str, task: str) -> list[float]:
@@ -38,14 +39,15 @@ def test_slack_down_or_too_slow_hangs_no_worker_and_each_message_is_accepted_onc
     slow.delay = 5 * NOTIFY_TIMEOUT
     processes.beat()
     worker = processes.worker()
-    [_, _, alert] = services.seed(("slack_channel", {"url": down.url, "slug": "credit"}),
-                                  ("slack_channel", {"url": slow.url, "slug": "credit"}),
-                                  ("alert", {"slug": "credit", "client_id": "slack-outage"}))
+    [down_channel, slow_channel, alert] = services.seed(("slack_channel", {"url": down.url, "slug": "credit"}),
+                                                        ("slack_channel", {"url": slow.url, "slug": "credit"}),
+                                                        ("alert", {"slug": "credit", "client_id": "slack-outage"}))
+    urls = {down_channel["id"]: down.url, slow_channel["id"]: slow.url}
 
     # Both keep failing and being retried with backoff; the worker moves on after each timeout.
     wait_until(lambda: len(down.received) >= 2 and len(slow.received) >= 2, timeout=60,
                what="two attempts at each endpoint")
-    during = deliveries(services, alert["id"])
+    during = deliveries(services, alert["id"], urls=urls)
     assert during[down.url]["status"] in ("pending", "sending") and during[down.url]["enabled"]
     assert during[slow.url]["status"] in ("pending", "sending") and during[slow.url]["enabled"]
     assert "503" in during[down.url]["last_error"] or during[down.url]["status"] == "sending"
@@ -55,12 +57,12 @@ def test_slack_down_or_too_slow_hangs_no_worker_and_each_message_is_accepted_onc
     slow.script.clear()
     slow.delay = 0
     recovered = time.monotonic()
-    wait_until(lambda: {d["status"] for d in deliveries(services, alert["id"]).values()} == {"sent"}, timeout=60,
-               what="both deliveries to be sent after Slack recovered")
+    wait_until(lambda: {d["status"] for d in deliveries(services, alert["id"], urls=urls).values()} == {"sent"},
+               timeout=60, what="both deliveries to be sent after Slack recovered")
     caught_up = time.monotonic() - recovered
     time.sleep(3)  # more beat ticks: nothing else goes out
     assert len(down.requests) == 1 and len(slow.requests) == 1, "each endpoint accepted the message exactly once"
-    after = deliveries(services, alert["id"])
+    after = deliveries(services, alert["id"], urls=urls)
     for server in (down, slow):
         row = after[server.url]
         assert row["status"] == "sent" and row["enabled"] and row["attempts"] == len(server.received)

@@ -43,6 +43,6 @@ def test_a_wrong_key_gives_a_clear_error(settings):
                    members=Upload(csv_bytes(*make_data(seed=1))), nonmembers=Upload(csv_bytes(*make_data(seed=2))))
     from cryptography.fernet import Fernet
 
-    settings.DATA_ENCRYPTION_KEY = Fernet.generate_key().decode()
-    with pytest.raises(DatasetError, match="DATA_ENCRYPTION_KEY is not the key"):
+    settings.DATA_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(DatasetError, match="none of DATA_ENCRYPTION_KEYS is the key"):
         ReferenceDataset.objects.get(kind="members").load()

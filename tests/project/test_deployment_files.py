@@ -18,9 +18,9 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_compose_has_the_five_services_with_healthchecks(compose):
+def test_compose_has_the_six_services_with_healthchecks(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat"}  # migrate: tests/project/test_compose_hardening.py
     for name in ("postgres", "redis", "web"):
         assert services[name]["healthcheck"]["test"], name
     for name in ("web", "worker", "beat"):
@@ -46,7 +46,8 @@ def test_compose_sets_every_setting_the_design_names(compose):
                  "DEFAULT_FROM_EMAIL", "DATA_ENCRYPTION_KEY", "EVIDENCE_SIGNING_KEY"]:
         assert name in env, name
         assert re.search(rf'"{name}"', settings_source), f"settings.py does not read {name}"
-    assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://redis")
+    assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://:")
+    assert env["CELERY_BROKER_URL"].endswith("@redis:6379/0")  # with the password: tests/project/test_compose_hardening.py
 
 
 def _settings_in_subprocess(tmp_path, *, show: str = "DEBUG", **env) -> subprocess.CompletedProcess:

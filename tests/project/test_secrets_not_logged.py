@@ -36,7 +36,7 @@ def test_secrets_used_across_the_product_never_appear_in_logs(client, caplog, ca
     secrets = {"ingestion token": ingest, "personal token": personal, "password": PASSWORD,
                # str(): a localhost-only install's secrets are lazy strings, made on first use.
                "webhook path": secret_path, "SECRET_KEY": str(settings.SECRET_KEY),
-               "DATA_ENCRYPTION_KEY": str(settings.DATA_ENCRYPTION_KEY),
+               "DATA_ENCRYPTION_KEYS": str(settings.DATA_ENCRYPTION_KEYS[0]),
                "EVIDENCE_SIGNING_KEY": str(settings.EVIDENCE_SIGNING_KEY)}
     try:
         # Ingestion and reads with both tokens, a wrong token, logins that fail and succeed.
