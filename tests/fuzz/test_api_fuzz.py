@@ -207,7 +207,10 @@ def world(settings, smtp_server, slack_server) -> World:
         # As sent on the wire: "%00" arrives as NUL, which schemathesis never puts in a generated path.
         path_values={"slug": ["credit", "other", "credit%00"], "alert_id": [open_alert.pk, resolved_alert.pk],
                      "run_id": [done_run.pk, queued_run.pk], "channel_id": [email.pk, slack.pk],
-                     "client_id": ["client-1", "nobody", "x" * 129], "record_id": ["1", "nobody", "=cmd"]},
+                     "client_id": ["client-1", "nobody", "x" * 129], "record_id": ["1", "nobody", "=cmd"],
+                     # Never a seeded token's id or prefix: revoking a credential mid-run would turn its later
+                     # requests into 401s that say nothing about the operation under test.
+                     "token": ["999999999", "mim_user_nobody", "x" * 300]},
         tokens=tokens,
     )
 
