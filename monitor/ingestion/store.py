@@ -127,6 +127,7 @@ def code_unseen_categories(model: RegisteredModel, batch: QueryBatch, *, kept: s
     cells = [(row, index, value) for row, index, value in batch.unseen_cells if row in kept]
     if not cells:
         return
+    lock_model(ModelLock.UNSEEN_CATEGORIES, model.pk)
     wanted = {(names[index], value) for _, index, value in cells}
     existing = {(feature, value): pk for pk, feature, value in UnseenCategory.objects.filter(
         model=model, feature__in={f for f, _ in wanted}, value__in={v for _, v in wanted}).values_list(
@@ -147,7 +148,7 @@ def code_unseen_categories(model: RegisteredModel, batch: QueryBatch, *, kept: s
         pk = existing[(names[index], value)]
         batch.features[row, index] = -pk
         counts[pk] = counts.get(pk, 0) + 1
-    for pk, count in counts.items():
+    for pk, count in sorted(counts.items()):
         UnseenCategory.objects.filter(pk=pk).update(queries=F("queries") + count)
 
 

@@ -15,6 +15,9 @@ class ModelLock(IntEnum):
     PARTITIONS = 7332
     # The parts of a sharded scan record their findings one at a time, so one new actor opens one incident.
     INCIDENTS = 7333
+    # Batches carrying categories training never saw code and count them one at a time: two batches naming the
+    # same unseen values in another order deadlocked on their rows (bench/ingest.py's mixed form, 503s).
+    UNSEEN_CATEGORIES = 7334
 
 
 def lock_model(kind: ModelLock, model_id: int, *, shared: bool = False) -> None:
