@@ -77,6 +77,8 @@ class AuditPolicy(models.Model):
                                                                "candidates of the estimator (scikit-learn models only)")
     max_accuracy_cost = models.FloatField(default=0.01, help_text="the recommended hardened candidate loses at most "
                                                                    "this much accuracy (fraction: 0.01 = 1 point)")
+    gate_alpha = models.FloatField(default=0.05, help_text="the privacy gate fails a candidate that leaks more than "
+                                                           "production at this significance level (0 < α < 0.5)")
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = AuditPolicyManager()
@@ -95,6 +97,8 @@ class AuditPolicy(models.Model):
             problems["max_eval_records"] = f"at least {MIN_EVAL_RECORDS} records per side"
         if self.max_accuracy_cost is not None and not 0 <= self.max_accuracy_cost <= 1:
             problems["max_accuracy_cost"] = "a fraction between 0 and 1 (0.01 = 1 point of accuracy)"
+        if self.gate_alpha is not None and not 0 < self.gate_alpha < 0.5:
+            problems["gate_alpha"] = "a significance level between 0 and 0.5 (0.05 by default)"
         for field in ("max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor"):
             value = getattr(self, field)
             if value is not None and not value > 0:
@@ -106,7 +110,7 @@ class AuditPolicy(models.Model):
         return {
             "attacks": list(self.attacks), "n_reference": self.n_reference, "stand_in": self.stand_in,
             "max_eval_records": self.max_eval_records, "what_if": self.what_if, "seed": self.seed,
-            "remediation": self.remediation, "max_accuracy_cost": self.max_accuracy_cost,
+            "remediation": self.remediation, "max_accuracy_cost": self.max_accuracy_cost, "gate_alpha": self.gate_alpha,
             "limits": {"tpr_at_1pct_fpr": self.max_tpr_at_1pct_fpr, "epsilon_lower": self.max_epsilon_lower,
                        "regression_factor": self.regression_factor},
         }
@@ -307,3 +311,53 @@ class HardenedArtifact(models.Model):
     provenance = models.JSONField(default=dict)
     ciphertext = models.BinaryField()
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class CandidateStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class GateCandidate(models.Model):
+    """A candidate artifact gated against its model's production artifact (audits.gate): uploaded through the API,
+    the model page or `manage.py gate`, audited by a worker (or in-process), and perhaps promoted to the model's
+    next artifact version. Its own members (when it trained on new data) are stored encrypted, like reference data."""
+
+    model = models.ForeignKey("monitor.RegisteredModel", on_delete=models.CASCADE, related_name="candidates")
+    artifact_data = models.BinaryField()
+    artifact_format = models.CharField(max_length=16)
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_size = models.PositiveBigIntegerField()
+    artifact_name = models.CharField(max_length=255, blank=True)
+    members_ciphertext = models.BinaryField(null=True, blank=True)
+    members_sha256 = models.CharField(max_length=64, blank=True)
+    members_rows = models.PositiveIntegerField(null=True, blank=True)
+    production_version = models.PositiveIntegerField(help_text="the model's version the candidate was gated against")
+    alpha = models.FloatField(null=True, blank=True, help_text="the significance level asked for (else the policy's)")
+    status = models.CharField(max_length=8, choices=CandidateStatus.choices, default=CandidateStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    verdict = models.CharField(max_length=16, blank=True)
+    exit_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    report = models.JSONField(null=True, blank=True, help_text="audits.gate.GateOutcome.report()")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    promoted_version = models.PositiveIntegerField(null=True, blank=True)
+    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promotion_reason = models.TextField(blank=True, help_text="required to promote a candidate the gate failed")
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "-created_at"], name="candidate_model_created")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"candidate {self.pk} of {self.model.slug} ({self.verdict or self.status})"
