@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
 
 from audits.attacks import AuditConfig, AuditResult, run_attacks
+from audits.attacks.audit import ProgressCallback, ignore_progress
 from audits.attacks.gate import GateResult, compare, decide, model_scores
 from audits.attacks.verdict import PolicyLimits, judge
 from audits.models import AuditPolicy
+from audits.progress import ScaledProgress
+from audits.reference_cache import cache_keys, load_cached_references
 from audits.runner import audit_data
 from monitor.models import RegisteredModel
+from monitor.models.reference_arrays import ReferenceArrays
 from monitor.registry.artifacts import ArtifactError, load_artifact, sniff_format
 from monitor.registry.boosters import BoosterPredictor, reference_estimator
 from monitor.registry.predictors import predictor_for
@@ -104,16 +109,36 @@ def _same_estimator(one: Any, other: Any) -> bool:
     return signature(one) == signature(other)
 
 
+def _prefixed(report: ProgressCallback, which: str) -> ProgressCallback:
+    """Each audit's steps named after the model they audit ("production: training reference model 2/4")."""
+    return lambda percent, step: report(percent, f"{which}: {'audited' if step == 'done' else step}")
+
+
+def _cached_references(model: RegisteredModel, datasets: dict[str, Any], policy: dict) -> dict[str, Any]:
+    """The production model's reference models its scheduled audits cached for this version, data and policy (the
+    attack core uses them only if their fingerprints match the records), so a gate does not train them again."""
+    key_source = SimpleNamespace(data_sha256={kind: d.sha256 for kind, d in datasets.items()}, config=policy)
+    cached = {kind: load_cached_references(model, key) for kind, key in cache_keys(model, key_source).items()}
+    return {kind: refs for kind, refs in cached.items() if refs is not None}
+
+
 def run_gate(model: RegisteredModel, *, artifact: bytes, artifact_name: str = "", alpha: float | None = None,
-             n_bootstrap: int = 1000) -> GateOutcome:
-    """Audit the candidate beside production (in this process) and decide."""
+             n_bootstrap: int = 1000, members: ReferenceArrays | None = None,
+             progress: ProgressCallback | None = None) -> GateOutcome:
+    """Audit the candidate beside production (in this process) and decide. `members`: the candidate's own training
+    records when it trained on new data (then it is attacked on those members and production's non-members, and
+    the members are compared unpaired)."""
     started = time.perf_counter()
+    report: ProgressCallback = progress or ignore_progress
+    report(0, "checking the candidate")
     candidate = load_candidate(model, artifact)
     production = predictor_for(model)
     datasets = {d.kind: d for d in model.datasets.all()}
     if "members" not in datasets or "nonmembers" not in datasets:
         raise GateError("model", "the model needs members and non-members reference data to be gated")
     data = audit_data(datasets, schema=model.schema)
+    candidate_data = data if members is None else replace(
+        data, members_X=members.X, members_y=members.y, member_ids=[str(i) for i in members.record_ids])
     policy = AuditPolicy.objects.for_model(model).config()
     audit_config = AuditConfig(attacks=list(policy["attacks"]), n_reference=policy["n_reference"], seed=policy["seed"],
                                output_policy=model.output_policy, what_if_policies=(),
@@ -121,13 +146,17 @@ def run_gate(model: RegisteredModel, *, artifact: bytes, artifact_name: str = ""
     production_estimator, candidate_estimator = _reference_estimator(production), _reference_estimator(candidate)
     try:  # run_attacks refuses data it cannot audit with a ValueError saying why
         production_result = run_attacks(data=data, target_predict_proba=production.predict_proba,
-                                        estimator_for_reference=production_estimator, config=audit_config)
+                                        estimator_for_reference=production_estimator, config=audit_config,
+                                        references=_cached_references(model, datasets, policy),
+                                        progress=ScaledProgress(_prefixed(report, "production"), 2, 50))
         shared = _same_estimator(production_estimator, candidate_estimator)
-        candidate_result = run_attacks(data=data, target_predict_proba=candidate.predict_proba,
+        candidate_result = run_attacks(data=candidate_data, target_predict_proba=candidate.predict_proba,
                                        estimator_for_reference=candidate_estimator, config=audit_config,
-                                       references=production_result.references if shared else None)
+                                       references=production_result.references if shared else None,
+                                       progress=ScaledProgress(_prefixed(report, "candidate"), 50, 95))
     except ValueError as exc:
         raise GateError("model", str(exc)) from exc
+    report(96, "comparing the two models record by record")
     alpha = float(policy.get("gate_alpha", 0.05) if alpha is None else alpha)
     comparisons = compare(model_scores(production_result), model_scores(candidate_result), alpha=alpha,
                           n_bootstrap=n_bootstrap, seed=policy["seed"])
@@ -146,6 +175,7 @@ def run_gate(model: RegisteredModel, *, artifact: bytes, artifact_name: str = ""
                     limit_breaches=[f"{row['metric']} {row['value']} > limit {row['limit']}"
                                     for row in limit_rows if row["breached"]],
                     weak=sorted(set(weak)))
+    report(100, f"verdict: {result.verdict}")
     return GateOutcome(model=model, candidate_sha256=hashlib.sha256(artifact).hexdigest(), artifact_name=artifact_name,
                        production=production_result, candidate=candidate_result, result=result, limits=limit_rows,
                        seconds=time.perf_counter() - started, shared_references=shared)

@@ -1,7 +1,7 @@
 """The gate's reports for a CI (PURE, standard library only): JUnit XML, SARIF 2.1.0, a Markdown summary for a
 pull-request comment, and JSON, each from the report dict `audits.gate.GateOutcome.report()` makes.
 
-JUnit: one test case per FPR target (the paired comparison) and per policy limit; figures as properties; a failed
+JUnit: one test case per FPR target (the paired comparison) and per policy limit; figures in each case's system-out; a failed
 comparison or breached limit is a <failure>, a comparison worse within noise passes with a `warning` property.
 SARIF: one result per failed or warned comparison and per breached limit, at level error / warning, each with a
 stable fingerprint (model, rule, target: not the figures) so a code-scanning UI tracks it across runs.
@@ -12,6 +12,7 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET  # noqa: S405 (we write XML, never parse untrusted XML here)
 from typing import Any
+from urllib.parse import quote
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 TOOL = "membership-inference-monitor gate"
@@ -51,13 +52,12 @@ def junit_xml(report: dict[str, Any]) -> str:
         ET.SubElement(properties, "property", name=key, value=str(report[key]))
     for name, failed, figures, message in cases:
         case = ET.SubElement(suite, "testcase", classname=f"privacy_gate.{report['model']}", name=name)
-        props = ET.SubElement(case, "properties")
-        for key, value in figures.items():
-            ET.SubElement(props, "property", name=str(key), value=str(value))
         if failed:
             ET.SubElement(case, "failure", message=message, type="privacy_gate").text = message
         if report["verdict"] == "undecided":
             ET.SubElement(case, "skipped", message="; ".join(report["reasons"]))
+        # junit-10.xsd (what Jenkins' xunit plugin validates against) has no <properties> in a testcase
+        ET.SubElement(case, "system-out").text = "\n".join(f"{key} = {value}" for key, value in figures.items())
     return ET.tostring(ET.ElementTree(suite).getroot(), encoding="unicode", xml_declaration=True)
 
 
@@ -66,7 +66,8 @@ def _fingerprint(*parts: str) -> str:
 
 
 def sarif(report: dict[str, Any]) -> str:
-    location = [{"physicalLocation": {"artifactLocation": {"uri": report.get("artifact_name") or "model"}}}]
+    # artifactLocation.uri is a URI reference: a file name with spaces or accents is percent-encoded
+    location = [{"physicalLocation": {"artifactLocation": {"uri": quote(report.get("artifact_name") or "model")}}}]
     results = []
     for c in report["comparisons"]:
         if not c["significant"] and c["difference"] <= 0:

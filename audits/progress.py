@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from audits.attacks.audit import ProgressCallback
@@ -13,20 +14,28 @@ from audits.models import AuditRun, RunStatus
 MIN_WRITE_INTERVAL = 0.5
 
 
-class RunProgress:
-    """The progress callback of one run (call it as `progress(percent, step)`)."""
+class RowProgress:
+    """The progress callback of one row being worked on (`rows`: that row while it runs, e.g. an audit run or a gate
+    candidate), called as `progress(percent, step)`."""
 
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
+    def __init__(self, rows: QuerySet) -> None:
+        self.rows = rows
         self.written_at = 0.0
 
     def __call__(self, percent: int, step: str) -> None:
         now = time.monotonic()
         # Every step is a heartbeat; throttle the writes, not the liveness.
         if now - self.written_at >= MIN_WRITE_INTERVAL or percent in (0, 100):
-            AuditRun.objects.filter(id=self.run_id, status=RunStatus.RUNNING).update(
-                progress=max(0, min(100, int(percent))), step=step[:200], heartbeat_at=timezone.now())
+            self.rows.update(progress=max(0, min(100, int(percent))), step=step[:200], heartbeat_at=timezone.now())
             self.written_at = now
+
+
+class RunProgress(RowProgress):
+    """The progress callback of one audit run."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(AuditRun.objects.filter(id=run_id, status=RunStatus.RUNNING))
+        self.run_id = run_id
 
 
 class ScaledProgress:

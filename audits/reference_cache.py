@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from typing import Protocol
 
 import numpy as np
 from django.utils import timezone
 
 from audits.attacks.base import REFERENCE_KINDS
 from audits.attacks.reference import ReferenceModels
-from audits.models import AuditRun, ReferenceCache
+from audits.models import ReferenceCache
 from monitor.models import RegisteredModel
 from monitor.platform.crypto import data_fernet
 from monitor.registry.artifacts import TRUSTED_SKOPS_TYPES, validate_trees
@@ -27,14 +28,21 @@ CACHE_TRUSTED_TYPES |= {"xgboost.core.Booster", "xgboost.sklearn.XGBClassifier",
 log = logging.getLogger(__name__)
 
 
-def cache_key(model: RegisteredModel, run: AuditRun, kind: str) -> str:
+class CacheKeySource(Protocol):
+    """What a cache key is made of besides the model: a run, or what a run would record (the privacy gate)."""
+
+    data_sha256: dict
+    config: dict
+
+
+def cache_key(model: RegisteredModel, run: CacheKeySource, kind: str) -> str:
     """Everything that determines a run's reference models of `kind`: version, data hashes, stand-in, seed, counts."""
     parts = [str(model.version), kind, repr(sorted(run.data_sha256.items())), run.config.get("stand_in", ""),
              str(run.config.get("seed")), str(run.config.get("n_reference")), str(run.config.get("max_eval_records"))]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def cache_keys(model: RegisteredModel, run: AuditRun) -> dict[str, str]:
+def cache_keys(model: RegisteredModel, run: CacheKeySource) -> dict[str, str]:
     """The run's cache key of each reference kind."""
     return {kind: cache_key(model, run, kind) for kind in REFERENCE_KINDS}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from audits import runner, scheduling
+from audits import candidates, runner, scheduling
 from monitor.trail import signing
 
 
@@ -19,9 +19,16 @@ def schedule_audits() -> list[int]:
     return [run.pk for run in scheduling.enqueue_due_audits()]
 
 
+@shared_task(acks_late=True, time_limit=settings.AUDIT_TIME_LIMIT_SECONDS, soft_time_limit=settings.AUDIT_TIME_LIMIT_SECONDS - 60)
+def gate_candidate(candidate_id: int) -> str | None:
+    """A privacy-gate candidate audited beside production (audits.candidates.execute)."""
+    candidate = candidates.execute(candidate_id)
+    return candidate.verdict or candidate.status if candidate is not None else None
+
+
 @shared_task(time_limit=120, soft_time_limit=100)
 def reap_stuck_audits() -> dict:
-    return scheduling.reap_stuck_runs()
+    return {**scheduling.reap_stuck_runs(), "candidates": candidates.reap()}
 
 
 @shared_task(time_limit=300, soft_time_limit=240)

@@ -4,7 +4,7 @@ from django.urls import path
 
 from monitor.access import sso
 from monitor.api import api
-from monitor.dashboards import alert_views, audit_views, metrics, views
+from monitor.dashboards import alert_views, audit_views, gate_views, metrics, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -16,6 +16,12 @@ urlpatterns = [
     path("models/<slug:slug>/audit/", audit_views.start_run, name="audit-start"),
     path("models/<slug:slug>/exposure/", audit_views.record_exposure, name="record-exposure"),
     path("models/<slug:slug>/exposure.csv", audit_views.exposure_download, name="exposure-download"),
+    path("models/<slug:slug>/candidates/", gate_views.candidate_submit, name="candidate-submit"),
+    path("models/<slug:slug>/candidates/<int:candidate_id>/", gate_views.candidate_detail, name="candidate-detail"),
+    path("models/<slug:slug>/candidates/<int:candidate_id>/promote/", gate_views.candidate_promote,
+         name="candidate-promote"),
+    path("models/<slug:slug>/candidates/<int:candidate_id>/<str:kind>/", gate_views.candidate_report,
+         name="candidate-report"),
     path("audits/<int:run_id>/", audit_views.run_detail, name="audit-run"),
     path("audits/<int:run_id>/hardened.skops", audit_views.hardened_download, name="hardened-download"),
     path("audits/<int:run_id>/evidence.zip", audit_views.evidence_download, name="audit-evidence"),

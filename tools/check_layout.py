@@ -27,7 +27,8 @@ MAX_ROOT_MODULES = 15
 # The pure cores: numpy/scipy/scikit-learn science that runs without Django (a notebook can import it).
 PURE = ("audits.attacks", "monitor.detection.detectors", "monitor.platform.severity", "monitor.alerts.evidence_text", "monitor.demo.traffic",
         "monitor.platform.versions", "monitor.platform.output_policy",
-        "monitor.ingestion.vectors", "audits.evidence.verify", "audits.evidence.format", "monitor.trail.chain")
+        "monitor.ingestion.vectors", "audits.evidence.verify", "audits.evidence.format", "monitor.trail.chain",
+        "audits.evidence.checks", "audits.evidence.annex")
 # One direction between the apps: the audit engine (audits) builds on monitor's registry, trail and alerts; in
 # monitor only the outer layers that show or drive audits (pages, API, demo, URL table, admin) import audits.
 AUDITS_USERS = ("monitor.api", "monitor.dashboards", "monitor.demo", "monitor.urls", "monitor.admin")

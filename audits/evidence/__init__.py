@@ -7,7 +7,10 @@ Nothing in a bundle is a member record value: runs carry metrics, hashes and rec
 Import from the submodules: format and verify are pure (an auditor runs `verify` without Django), so this
 package imports nothing.
   format   the bundle's files, CSV and JSON encodings, the ZIP          (pure)
-  verify   verify_bundle: signature, hashes, the audit-log chain       (pure)
+  verify   verify_bundle: signature, hashes, the audit-log chain,      (pure)
+           the controls annex
+  checks   the evidence checks: facts in, status and sentence out      (pure)
+  annex    the framework mapping files (controls/*.json) applied       (pure)
   keys     the signing key from settings
   gather   what goes in, read from the database
   report   the report's view-model and its HTML and PDF

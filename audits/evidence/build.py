@@ -1,9 +1,11 @@
-"""Building an evidence bundle: check the period, log the export, gather what goes in, write every file, hash them
-into the manifest, sign it, and zip. The export is in the audit log before the segment is cut, so the bundle ends
-with itself."""
+"""Building an evidence bundle: check the period, log the export, gather what goes in, map it to the frameworks'
+controls (the annex is computed from audit.json and candidates.json as written, so it says what the bundle says),
+write every file, hash them into the manifest, sign it, and zip. The export is in the audit log before the segment
+is cut, so the bundle ends with itself."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -12,8 +14,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from audits.evidence import gather
+from audits.evidence.annex import build_annex, load_frameworks
+from audits.evidence.checks import Facts
 from audits.evidence.format import (
     ALERT_COLUMNS,
+    CANDIDATES_JSON,
+    CONTROL_COLUMNS,
+    CONTROLS_CSV,
+    CONTROLS_JSON,
     FORMAT,
     MANIFEST,
     METRICS_COLUMNS,
@@ -24,6 +32,7 @@ from audits.evidence.format import (
     EvidenceError,
     EvidencePeriodError,
     alert_rows,
+    control_rows,
     csv_bytes,
     iso,
     json_bytes,
@@ -35,7 +44,7 @@ from audits.evidence.format import (
     zip_bundle,
 )
 from audits.evidence.keys import public_key_id, public_key_pem, signing_key
-from audits.evidence.report import CONTROLS, report_html, report_pdf
+from audits.evidence.report import report_html, report_pdf
 from audits.evidence.verify import check_segment
 from audits.models import AuditRun, RunStatus
 from monitor.models import RegisteredModel
@@ -51,7 +60,7 @@ def build_run_bundle(run: AuditRun, *, exported_by: AbstractBaseUser | None = No
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         raise EvidenceError(f"audit {run.pk} is {run.status}; export it when it has finished")
     return _export(kind="run", model=run.model, runs=[run], start=run.created_at, end=None, subject=run,
-                   exported_by=exported_by)
+                   exported_by=exported_by, versions=(run.model_version,))
 
 
 def build_period_bundle(*, model: RegisteredModel, start: datetime, end: datetime,
@@ -83,7 +92,8 @@ def check_period(*, model: RegisteredModel, start: datetime, end: datetime) -> N
 
 
 def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: datetime, end: datetime | None,
-            subject: AuditRun | RegisteredModel, exported_by: AbstractBaseUser | None) -> bytes:
+            subject: AuditRun | RegisteredModel, exported_by: AbstractBaseUser | None,
+            versions: tuple[int, ...] = ()) -> bytes:
     export_id = uuid.uuid4().hex
     # An anonymous user's name is "": the export is then the system's, as the audit log records it.
     exporter = (exported_by.get_username() if exported_by else None) or "system"
@@ -116,20 +126,32 @@ def _export(*, kind: str, model: RegisteredModel, runs: list[AuditRun], start: d
                           "verifies through them"}
     document = {
         "export": meta, "model": gather.model_data(model), "policy": gather.policy_data(model), "runs": runs_data,
-        "alerts": alerts, "audit_log": chain, "controls": CONTROLS, "software": gather.software(),
+        "alerts": alerts, "detection": gather.detection_data(model=model, start=start, end=period_end),
+        "gateway": gather.gateway_data(model=model, start=start, end=period_end),
+        "training": gather.training_data(model),
+        "deployments": gather.deployments_data(model=model, start=start, end=period_end, versions=versions),
+        "audit_log": chain, "software": gather.software(),
     }
+    candidates = {"model": model.slug, "period": {"start": start, "end": period_end}, "versions": list(versions),
+                  "candidates": gather.candidates_data(model=model, start=start, end=period_end, versions=versions)}
     files: dict[str, bytes] = {
         "audit.json": json_bytes(document),
+        CANDIDATES_JSON: json_bytes(candidates),
         "metrics.csv": csv_bytes(METRICS_COLUMNS, metrics_rows(runs_data)),
         "roc.csv": csv_bytes(ROC_COLUMNS, roc_rows(runs_data)),
         "alerts.csv": csv_bytes(ALERT_COLUMNS, alert_rows(alerts)),
         "audit_log.jsonl": jsonl_bytes(segment["lines"]),
         PUBLIC_KEY: pem,
     }
+    frameworks = load_frameworks()
+    annex = build_annex(frameworks, Facts.from_bundle(json.loads(files["audit.json"]), json.loads(files[CANDIDATES_JSON])))
+    files[CONTROLS_JSON] = json_bytes(annex)
+    files[CONTROLS_CSV] = csv_bytes(CONTROL_COLUMNS, control_rows(annex))
+    files.update({framework.file: framework.data for framework in frameworks})
     signed_head = gather.signed_head()
     if signed_head is not None:
         files[TRAIL_HEAD] = json_bytes(signed_head)
-    html = report_html(document, in_full)
+    html = report_html(document, in_full, annex=annex, candidates=candidates["candidates"])
     files["report.html"] = html.encode()
     files["report.pdf"] = report_pdf(html)
     files["README.txt"] = _readme(meta).encode()
@@ -157,6 +179,10 @@ Files
   audit.json               everything needed to reproduce and judge the audit runs
   metrics.csv, roc.csv     the figures, one value per row
   alerts.csv               the model's alerts in the period, one row per lifecycle event
+  controls.json, .csv      the controls annex: each framework's controls, their status (met, not met, not
+                           measured, not applicable) and the evidence that decides it
+  controls/*.json          the framework mapping files the annex was computed with (SHA-256 in controls.json)
+  candidates.json          the privacy gate's candidates: verdicts, reasons, promotions and their written reasons
   audit_log.jsonl          the hash-chained audit-log entries of the period, ending with this export: those
                            about this model in full, every other one as a link (seq, prev_hash, hash only)
   MANIFEST.json            SHA-256 and size of every file above

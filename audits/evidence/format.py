@@ -9,18 +9,29 @@ import json
 import zipfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 # The key id is defined with the chain, whose signed heads carry the same one.
 from monitor.trail.chain import key_fingerprint as key_fingerprint
 from monitor.trail.chain import key_id as key_id
 
-FORMAT = "mi-monitor-evidence/1"
+FORMAT_1 = "mi-monitor-evidence/1"  # before the controls annex
+FORMAT = "mi-monitor-evidence/2"
 MANIFEST, SIGNATURE, PUBLIC_KEY = "MANIFEST.json", "MANIFEST.sig", "public_key.pem"
 # The latest signed head of the trail when the bundle was built (absent before the first one is signed).
 TRAIL_HEAD = "trail_head.json"
-REQUIRED_FILES = ("report.pdf", "report.html", "audit.json", "metrics.csv", "roc.csv", "alerts.csv",
-                  "audit_log.jsonl", PUBLIC_KEY)
+# The controls annex (audits.evidence.annex), the gate candidates it reads, and the framework mapping files as
+# shipped, each under CONTROLS_DIR by its own name.
+CONTROLS_JSON, CONTROLS_CSV, CANDIDATES_JSON = "controls.json", "controls.csv", "candidates.json"
+CONTROLS_DIR = "controls/"
+CONTROLS_FORMAT = "mi-monitor-controls/1"
+REQUIRED_FILES_1 = ("report.pdf", "report.html", "audit.json", "metrics.csv", "roc.csv", "alerts.csv",
+                    "audit_log.jsonl", PUBLIC_KEY)
+REQUIRED_FILES = (*REQUIRED_FILES_1, CONTROLS_JSON, CONTROLS_CSV, CANDIDATES_JSON)
+# What a bundle of each format must hold (MANIFEST.json names its format): a bundle made before the annex still
+# verifies; one of an unknown format is held to the newest list.
+REQUIRED_BY_FORMAT = {FORMAT_1: REQUIRED_FILES_1, FORMAT: REQUIRED_FILES}
 FPRS = ("0.001", "0.01", "0.1")
 # The fields of an audit-log entry its hash covers (TrailEntry.payload()).
 PAYLOAD_KEYS = ("seq", "at", "actor", "ip", "action", "object_type", "object_id", "before", "after")
@@ -41,9 +52,32 @@ SAFE_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what zip_bundle
 METRICS_COLUMNS = ["run_id", "scope", "output_policy", "attack", "metric", "fpr", "value", "ci_low", "ci_high",
                    "reliable", "n_members", "n_nonmembers"]
 ROC_COLUMNS = ["run_id", "attack", "point", "fpr", "tpr"]
+CONTROL_COLUMNS = ["framework", "text_version", "mapping_version", "control", "clause", "title", "status", "checks",
+                   "evidence"]
+# Every row of controls.json has these fields; its checks each have CHECK_FIELDS.
+CONTROL_ROW_FIELDS = ("framework", "framework_file", "control", "clause", "title", "status", "checks")
+CHECK_FIELDS = ("name", "status", "evidence")
 ALERT_COLUMNS = ["alert_id", "fingerprint", "source", "kind", "title", "client_id", "severity", "status", "first_seen",
                  "last_seen", "occurrences", "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at",
                  "muted_until", "mute_reason", "event", "event_at", "event_actor", "event_note"]
+
+
+class ControlStatus(StrEnum):
+    """A control's status in the annex, and each evidence check's."""
+
+    MET = "met"
+    NOT_MET = "not met"
+    NOT_MEASURED = "not measured"  # no evidence decides it (no audit, no calibration, no DP-trained artifact)
+    NOT_APPLICABLE = "not applicable"  # nothing happened that the control is about (no candidate, no deployment)
+
+    @property
+    def rank(self) -> int:
+        """A control's status is its worst check's: not met, then not measured, then met, then not applicable."""
+        return CONTROL_RANK[self]
+
+
+CONTROL_RANK = {ControlStatus.NOT_APPLICABLE: 0, ControlStatus.MET: 1, ControlStatus.NOT_MEASURED: 2,
+                ControlStatus.NOT_MET: 3}
 
 
 class EvidenceError(ValueError):
@@ -174,6 +208,17 @@ def alert_rows(alerts: list[dict]) -> list[dict]:
             rows.append({**base, "event": event.get("kind"), "event_at": event.get("at"), "event_actor": event.get("actor"),
                          "event_note": event.get("note")})
     return rows
+
+
+def control_rows(annex: dict) -> list[dict]:
+    """controls.csv: one row per control of every framework, its checks' evidence in one cell."""
+    frameworks = {f["id"]: f for f in annex["frameworks"]}
+    return [{"framework": frameworks[row["framework"]]["name"],
+             "text_version": frameworks[row["framework"]]["text_version"],
+             "mapping_version": frameworks[row["framework"]]["mapping_version"],
+             "control": row["control"], "clause": row["clause"], "title": row["title"], "status": row["status"],
+             "checks": "; ".join(f"{c['name']}: {c['status']}" for c in row["checks"]),
+             "evidence": " ".join(c["evidence"] for c in row["checks"])} for row in annex["rows"]]
 
 
 # --- ZIP -------------------------------------------------------------------------------------------------

@@ -12,10 +12,9 @@ from django.template.loader import render_to_string
 from audits.attacks.catalogue import ATTACK_LABELS, attack_class
 from audits.attacks.verdict import VerdictState
 from audits.evidence.figures import roc_svg, trend_svg
-from audits.evidence.format import FPRS
+from audits.evidence.format import FPRS, ControlStatus
 from audits.models import RunStatus, verdict_of
 from monitor.alerts.evidence_text import evidence_lines
-from monitor.models import AlertStatus
 
 MAX_LOG_ROWS_IN_REPORT = 80
 
@@ -39,38 +38,10 @@ def attack_note(name: str) -> str:
         return ""
 
 
-CONTROLS = [
-    {"id": "OWASP ML04:2023", "name": "Membership Inference Attack",
-     "requirement": "Test whether an attacker can tell from a model's outputs that a record was in its training data; "
-                    "apply and evaluate defences such as output obfuscation.",
-     "evidence": "Attacks run and their configuration; headline and per-attack TPR at low FPR with 95 % intervals; "
-                 "ROC figures; what-if table of output policies (audit.json, metrics.csv, roc.csv)."},
-    {"id": "NIST AI RMF MEASURE 2.10", "name": "Privacy risk is examined and documented",
-     "requirement": "Privacy risk of the AI system, as identified in the MAP function, is examined and documented.",
-     "evidence": "Empirical ε lower bound, membership advantage, most exposed record ids, per-class slices, "
-                 "recommendations; reproducible from the recorded hashes, seeds and versions (audit.json)."},
-    {"id": "EU AI Act Art. 15(5)", "name": "Cybersecurity of high-risk AI systems",
-     "requirement": "Technical measures to prevent, detect, respond to, resolve and control for attacks on the "
-                    "system, including confidentiality attacks.",
-     "evidence": "Scheduled audits against a policy (detect), query monitoring alerts (detect), alert lifecycle "
-                 "(respond, resolve), output-policy what-if (prevent, control) — alerts.csv, audit_log.jsonl."},
-    {"id": "SOC 2 CC7.2", "name": "Monitoring for anomalies",
-     "requirement": "System components are monitored for anomalies indicative of malicious acts; anomalies are "
-                    "analysed to determine whether they are security events.",
-     "evidence": "Audit runs in the period and their policy verdicts; detector alerts per client (alerts.csv)."},
-    {"id": "SOC 2 CC7.3", "name": "Evaluation of security events",
-     "requirement": "Security events are evaluated to determine whether they are incidents.",
-     "evidence": "Alert severities, acknowledgements with who/when/note, escalations (alerts.csv, audit_log.jsonl)."},
-    {"id": "SOC 2 CC7.4", "name": "Response to security incidents",
-     "requirement": "Identified incidents are responded to: understood, contained, remediated and communicated.",
-     "evidence": "Resolutions and mutes with reasons, notifications delivered, recommendations; every change is "
-                 "in the hash-chained audit log (audit_log.jsonl)."},
-]
-
-
-def report_html(document: dict, log_lines: list[dict]) -> str:
+def report_html(document: dict, log_lines: list[dict], *, annex: dict, candidates: list[dict]) -> str:
     """report.html, self-contained: styles inline, figures as data: URIs."""
-    return render_to_string("audits/report.html", report_context(document, log_lines))
+    return render_to_string("audits/report.html",
+                            report_context(document, log_lines, annex=annex, candidates=candidates))
 
 
 def report_pdf(html: str) -> bytes:
@@ -102,15 +73,16 @@ def _rate_cells(rates: dict | None) -> list[dict]:
              "reliable": (rates or {}).get(f, {}).get("reliable")} for f in FPRS]
 
 
-def report_context(document: dict, log_lines: list[dict]) -> dict:
-    """What audits/report.html shows: every run in a table, the latest finished one (else the latest) in detail."""
+def report_context(document: dict, log_lines: list[dict], *, annex: dict, candidates: list[dict]) -> dict:
+    """What audits/report.html shows: every run in a table, the latest finished one (else the latest) in detail, the
+    privacy gate's candidates (candidates.json) and the controls annex (controls.json) framework by framework."""
     runs = document["runs"]
     finished = [r for r in runs if r["status"] == RunStatus.DONE]
     main = finished[-1] if finished else (runs[-1] if runs else None)
     model = document["model"]
     context: dict[str, Any] = {
         "export": document["export"], "model": model, "policy": document["policy"], "chain": document["audit_log"],
-        "software": document["software"], "controls": _control_status(document, main),
+        "software": document["software"], "annex": annex_view(annex), "candidates": candidates,
         "fpr_labels": ["0.1 %", "1 %", "10 %"], "run": None, "runs": [_run_row(r) for r in runs],
         "alerts": [_alert_view(a) for a in document["alerts"]],
         "log_rows": [_log_view(line) for line in log_lines[-MAX_LOG_ROWS_IN_REPORT:]],
@@ -202,20 +174,17 @@ def _attack_parameters(attack: dict, attack_config: dict) -> str:
     return "no reference models"
 
 
-def _control_status(document: dict, main: dict | None) -> list[dict]:
-    alerts = document["alerts"]
-    handled = sum(1 for a in alerts if a["status"] in (AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.MUTED))
-    if main is None:
-        tested = "No audit run in the period."
-    elif main["status"] != RunStatus.DONE:
-        tested = f"Audit {main['id']} {main['status']}."
-    else:
-        tested = f"Audit {main['id']}: {'within policy' if (main.get('policy') or {}).get('passed') else 'policy breached'}."
-    alert_text = f"{len(alerts)} alert(s) in the period, {handled} acknowledged, resolved or muted."
-    status = {"OWASP ML04:2023": tested, "NIST AI RMF MEASURE 2.10": tested,
-              "EU AI Act Art. 15(5)": f"{tested} {alert_text}", "SOC 2 CC7.2": f"{len(document['runs'])} audit run(s). {alert_text}",
-              "SOC 2 CC7.3": alert_text, "SOC 2 CC7.4": alert_text}
-    return [{**control, "status": status[control["id"]]} for control in CONTROLS]
+STATUS_BADGE = {ControlStatus.MET: "ok", ControlStatus.NOT_MET: "bad"}
+
+
+def annex_view(annex: dict) -> dict:
+    """controls.json grouped by framework, each row with its badge's class."""
+    rows: dict[str, list[dict]] = {}
+    for row in annex["rows"]:
+        rows.setdefault(row["framework"], []).append({**row, "badge": STATUS_BADGE.get(ControlStatus(row["status"]), "")})
+    counts = {status: sum(1 for row in annex["rows"] if row["status"] == status) for status in annex["statuses"]}
+    return {"rule": annex["rule"], "counts": counts,
+            "frameworks": [{**framework, "rows": rows.get(framework["id"], [])} for framework in annex["frameworks"]]}
 
 
 def _alert_view(alert: dict) -> dict:

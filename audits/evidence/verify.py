@@ -1,12 +1,14 @@
 """The check of an evidence bundle someone handed over: the manifest's Ed25519 signature and the key id it names,
 every file's hash and size, missing and extra files, the audit-log segment's hash chain (through the links that stand for entries about
-other models), and the trail's signed head when the bundle carries one.
+other models), the trail's signed head when the bundle carries one, and the controls annex (well-formed, statuses
+from the vocabulary and following the rule, each row's framework mapping file in the bundle with its hash).
 
 Pure (stdlib, cryptography and monitor.trail.chain): an auditor runs it without Django installed. The bundle may
 be hostile, so every member is read in bounded steps and never inflated whole.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -20,16 +22,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audits.evidence.format import (
+    CHECK_FIELDS,
+    CONTROL_ROW_FIELDS,
+    CONTROLS_CSV,
+    CONTROLS_DIR,
+    CONTROLS_FORMAT,
+    CONTROLS_JSON,
+    FORMAT_1,
     LINK_KEYS,
     MANIFEST,
     MAX_CHAIN_FAILURES,
     MAX_MANIFEST_BYTES,
     PAYLOAD_KEYS,
     PUBLIC_KEY,
+    REQUIRED_BY_FORMAT,
     REQUIRED_FILES,
     SAFE_COMPRESSION,
     SIGNATURE,
     TRAIL_HEAD,
+    ControlStatus,
     key_fingerprint,
     key_id,
 )
@@ -125,7 +136,7 @@ def verify_bundle(data: bytes, *, public_key_pem: bytes | None = None) -> Verify
 
     for name in sorted(listed):
         _check_file(report, archive, infos, name, listed[name])
-    for name in REQUIRED_FILES:
+    for name in REQUIRED_BY_FORMAT.get(manifest.get("format"), REQUIRED_FILES):
         if name not in listed:
             report.add(name, False, "required file not listed in MANIFEST.json")
     extra = sorted(set(infos) - set(listed) - {MANIFEST, SIGNATURE})
@@ -145,6 +156,7 @@ def verify_bundle(data: bytes, *, public_key_pem: bytes | None = None) -> Verify
             head = None
         ok, message = check_signed_head(head, key=trusted, lines=lines)
         report.add(f"{TRAIL_HEAD} signed head", ok, message)
+    _check_annex(report, archive, infos, listed, manifest)
     return report
 
 
@@ -282,6 +294,115 @@ def _check_chain(report: VerifyReport, log_bytes: bytes, manifest: dict) -> list
     if not problems:
         report.add(item, True, f"{message}; ends with this export (#{last['seq']})")
     return lines
+
+
+def _check_annex(report: VerifyReport, archive: zipfile.ZipFile, infos: dict, listed: dict, manifest: dict) -> None:
+    """controls.json against the vocabulary and the mapping files the bundle carries (their bytes are held to the
+    manifest by the file checks), and controls.csv against controls.json."""
+    item = f"{CONTROLS_JSON} annex"
+    if CONTROLS_JSON not in listed:
+        if manifest.get("format") == FORMAT_1:
+            report.add("controls annex", True, f"none: a bundle of format {FORMAT_1}, made before the annex")
+        return  # otherwise the missing required file is named already
+
+    def read(name: str) -> bytes | None:
+        entry = listed.get(name)
+        return _read(archive, infos, name, limit=entry.get("size") if isinstance(entry, dict) else 0)
+
+    data = read(CONTROLS_JSON)
+    if data is None:
+        report.add(item, False, "cannot be read")
+        return
+    try:
+        annex = json.loads(data)
+    except ValueError as exc:
+        report.add(item, False, f"not JSON ({exc})")
+        return
+    problems = annex_problems(annex, listed=listed, read=read)
+    csv_data = read(CONTROLS_CSV)
+    if not problems and csv_data is not None:
+        problems += _csv_problems(csv_data, annex["rows"])
+    for problem in problems[:MAX_CHAIN_FAILURES]:
+        report.add(item, False, problem)
+    if len(problems) > MAX_CHAIN_FAILURES:
+        report.add(item, False, f"… and {len(problems) - MAX_CHAIN_FAILURES} more")
+    if not problems:
+        report.add(item, True, f"{len(annex['rows'])} controls of {len(annex['frameworks'])} frameworks, statuses from "
+                               "the vocabulary and following the rule, each framework's mapping file in the bundle "
+                               f"with its hash{'; matches ' + CONTROLS_CSV if csv_data is not None else ''}")
+
+
+def annex_problems(annex: Any, *, listed: dict, read: Any) -> list[str]:
+    """What is wrong with controls.json, one line per problem ([] when nothing is). `read(name)` gives a bundle
+    file's bytes."""
+    if not isinstance(annex, dict) or annex.get("format") != CONTROLS_FORMAT:
+        return [f"not a controls annex of format {CONTROLS_FORMAT}"]
+    if not isinstance(annex.get("frameworks"), list) or not isinstance(annex.get("rows"), list) or not annex["rows"]:
+        return ["needs a list of frameworks and a non-empty list of rows"]
+    problems: list[str] = []
+    controls: dict[str, dict] = {}  # framework file -> {control id: its mapping}
+    ids: dict[str, str] = {}  # framework file -> framework id
+    broken: set[str] = set()  # named once here, not again for each of its rows
+    for framework in annex["frameworks"]:
+        name = framework.get("file") if isinstance(framework, dict) else None
+        if not isinstance(name, str) or not name.startswith(CONTROLS_DIR):
+            problems.append(f"a framework without a file under {CONTROLS_DIR}: {str(framework)[:80]}")
+            continue
+        broken.add(name)
+        entry = listed.get(name)
+        if not isinstance(entry, dict):
+            problems.append(f"framework {framework.get('id')}: its mapping file {name} is not in the bundle")
+            continue
+        if framework.get("sha256") != entry.get("sha256"):
+            problems.append(f"framework {framework.get('id')}: SHA-256 {str(framework.get('sha256'))[:16]}… is not "
+                            f"that of {name} in the bundle ({str(entry.get('sha256'))[:16]}…)")
+            continue
+        try:
+            spec = json.loads(read(name) or b"")
+            controls[name] = {c["id"]: c for c in spec["controls"]}
+            ids[name] = framework.get("id")
+            broken.discard(name)
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"framework {framework.get('id')}: {name} is not a mapping file ({exc})")
+    allowed = {str(status) for status in ControlStatus}
+    for index, row in enumerate(annex["rows"]):
+        where = f"row {index}"
+        if not isinstance(row, dict) or any(key not in row for key in CONTROL_ROW_FIELDS):
+            problems.append(f"{where}: needs {', '.join(CONTROL_ROW_FIELDS)}")
+            continue
+        where = f"row {index} ({row['control']})"
+        checks = row["checks"]
+        if not isinstance(checks, list) or not checks or any(
+                not isinstance(c, dict) or any(key not in c for key in CHECK_FIELDS) for c in checks):
+            problems.append(f"{where}: its checks need {', '.join(CHECK_FIELDS)}")
+            continue
+        statuses = [row["status"], *(c["status"] for c in checks)]
+        if not set(statuses) <= allowed:
+            problems.append(f"{where}: status {sorted(set(statuses) - allowed)} is not one of {sorted(allowed)}")
+            continue
+        worst = max((ControlStatus(c["status"]) for c in checks), key=lambda status: status.rank)
+        if row["status"] != worst:
+            problems.append(f"{where}: status {row['status']!r}, but its checks make it {str(worst)!r}")
+        mapping = controls.get(row["framework_file"], {}).get(row["control"])
+        if row["framework_file"] in broken:
+            continue
+        if row["framework_file"] not in controls:
+            problems.append(f"{where}: its framework file {row['framework_file']} is not one of the annex's frameworks")
+        elif ids[row["framework_file"]] != row["framework"] or mapping is None:
+            problems.append(f"{where}: not a control of {row['framework_file']}")
+        elif mapping.get("clause") != row["clause"] or mapping.get("checks") != [c["name"] for c in checks]:
+            problems.append(f"{where}: its clause or checks differ from {row['framework_file']}")
+    return problems
+
+
+def _csv_problems(data: bytes, rows: list[dict]) -> list[str]:
+    try:
+        table = [(r.get("control"), r.get("status")) for r in csv.DictReader(io.StringIO(data.decode("utf-8")))]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [f"{CONTROLS_CSV} is not CSV ({exc})"]
+    if table != [(row["control"], row["status"]) for row in rows]:
+        return [f"{CONTROLS_CSV} does not list the same controls and statuses as {CONTROLS_JSON}"]
+    return []
 
 
 def check_signed_head(head: Any, *, key: Ed25519PublicKey | None, lines: list[dict]) -> tuple[bool, str]:

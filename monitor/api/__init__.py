@@ -14,7 +14,7 @@ from ninja.operation import Operation
 
 from monitor.access import roles
 from monitor.access.ratelimit import RateLimited
-from monitor.api import alerts, audits, channels, models, queries, restrictions, tokens
+from monitor.api import alerts, audits, candidates, channels, models, queries, restrictions, tokens
 from monitor.api.auth import MISSING, BearerToken, SessionLogin
 from monitor.api.bodies import JsonBodyParser
 from monitor.api.errors import ApiError, error_body, problem
@@ -68,6 +68,7 @@ api.add_router("", channels.router)
 api.add_router("", audits.router)
 api.add_router("", restrictions.router)
 api.add_router("", tokens.router)
+api.add_router("", candidates.router)
 
 
 def error_response(request: HttpRequest, status: int, error: str, details: list[dict] | None = None) -> HttpResponse:

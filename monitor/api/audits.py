@@ -83,7 +83,7 @@ def list_audits(request: HttpRequest, slug: str, limit: int = 50) -> list[dict]:
 
 POLICY_FIELDS = ("enabled", "cadence_hours", "attacks", "n_reference", "stand_in", "max_eval_records", "what_if",
                  "seed", "max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor",
-                 "remediation", "max_accuracy_cost")
+                 "remediation", "max_accuracy_cost", "gate_alpha")
 
 
 def _policy_out(policy: AuditPolicy) -> dict:

@@ -225,6 +225,40 @@ class ModelOut(Schema):
     latest_audit: AuditRunOut | None
 
 
+class CandidateOut(Schema):
+    """A privacy-gate candidate (audits.candidates.summary)."""
+
+    id: int
+    model: str
+    url: str = Field(..., description="this candidate in the API (poll it)")
+    page: str = Field(..., description="this candidate's page")
+    status: Literal["queued", "running", "done", "failed"]
+    progress: int = Field(..., description="0-100 while it is audited")
+    step: str
+    error: str = Field(..., description="why it could not be gated (status failed)")
+    verdict: str = Field(..., description="pass, warn, fail or undecided once done; empty before")
+    exit_code: int | None = Field(None, description="what a CI step exits with: 0 pass or warn, 1 fail, 2 undecided")
+    artifact_name: str
+    artifact_sha256: str
+    artifact_format: str
+    artifact_size: int
+    own_members_rows: int | None = Field(None, description="rows of the candidate's own members CSV, if it sent one")
+    production_version: int = Field(..., description="the model version it was gated against")
+    alpha: float | None
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    report: dict[str, Any] | None = Field(None, description="the gate's report: verdict, reasons, the paired "
+                                                            "comparison at each FPR target, the policy limits")
+    promoted_version: int | None
+    promoted_by: str | None
+    promoted_at: datetime | None
+    promotion_reason: str
+    needs_reason_to_promote: bool | None = Field(None, description="a failed or undecided candidate is promoted only "
+                                                                   "with a written reason")
+
+
 class ModelPatchIn(Schema):
     """The settings of a model an admin may change through the API; fields left out keep their value."""
 
@@ -256,6 +290,8 @@ class AuditPolicyOut(Schema):
     regression_factor: Number
     remediation: bool = Field(description="scheduled audits also train and attack hardened candidates")
     max_accuracy_cost: Number = Field(description="the recommended candidate loses at most this accuracy (0.01 = 1 point)")
+    gate_alpha: Number = Field(description="the privacy gate's significance level: a candidate fails when it leaks more "
+                                           "than production at this level")
 
 
 class AuditPolicyPatchIn(Schema):
@@ -276,6 +312,7 @@ class AuditPolicyPatchIn(Schema):
     regression_factor: float | None = None
     remediation: bool | None = None
     max_accuracy_cost: float | None = Field(None, ge=0, le=1)
+    gate_alpha: float | None = Field(None, gt=0, lt=0.5)
 
 
 class RestrictionIn(Schema):

@@ -47,3 +47,18 @@ class RegisterModelForm(forms.Form):
         if bool(data.get("artifact")) == bool(data.get("endpoint")):
             raise forms.ValidationError("Give exactly one prediction source: an artifact file or an endpoint URL.")
         return data
+
+
+class CandidateForm(forms.Form):
+    """A candidate for the privacy gate, uploaded on the model page (the API takes the same fields)."""
+
+    artifact = forms.FileField(help_text="the candidate: skops (.skops), XGBoost (.json, .ubj) or LightGBM (.txt), "
+                                         "answering for this model's features and classes")
+    members = forms.FileField(required=False, help_text="CSV, optional: its own training records, if it trained on "
+                                                        "new data (the model's feature and label columns)")
+    id_column = forms.CharField(required=False, max_length=200, help_text="the members file's id column, if any")
+
+
+class PromoteForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3}),
+                             help_text="required when the gate did not pass: kept in the trail and the evidence")

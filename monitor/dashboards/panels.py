@@ -186,6 +186,8 @@ def audit_panel(model: RegisteredModel) -> dict:
     latest_done = model.audit_runs.finished().order_by("-finished_at").first()
     return {
         "policy": policy, "runs": runs, "history": history, "latest_done": latest_done,
+        "candidates": list(model.candidates.select_related("created_by", "promoted_by").defer("artifact_data",
+                                                                                           "members_ciphertext")[:10]),
         "roc_figure": audit_charts.roc_figure(latest_done.result.get("attacks", []),
                                               title="Latest audit: ROC per attack (log–log)") if latest_done else None,
     }

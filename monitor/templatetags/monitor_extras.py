@@ -30,3 +30,26 @@ def evidence_lines(evidence: Any, kind: str | None = None) -> list[str]:
     """`{{ alert.evidence|evidence_lines:alert.kind }}`: the sentence for the alert's kind, then readable
     `key: value` lines (long lists cut), the way notifications show it."""
     return lines_of(evidence, limit=40, kind=kind)
+
+
+def _scaled(value: Any, digits: Any, form: str) -> str:
+    if value is None or value == "":
+        return "—"
+    try:
+        return f"{float(value) * 100:{form}.{int(digits)}f}"
+    except (TypeError, ValueError):
+        return "—"
+
+
+@register.filter
+def percent(value: Any, digits: int = 2) -> str:
+    """A fraction as a percentage ("0.0123" -> "1.23 %"); a dash for none."""
+    text = _scaled(value, digits, "")
+    return text if text == "—" else f"{text} %"
+
+
+@register.filter
+def signed_percent(value: Any, digits: int = 2) -> str:
+    """A difference of fractions as signed percentage points ("+0.85 pt"); a dash for none."""
+    text = _scaled(value, digits, "+")
+    return text if text == "—" else f"{text} pt"

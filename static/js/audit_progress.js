@@ -1,4 +1,5 @@
-// Live progress for a queued or running audit: polls the API and reloads the page when it ends.
+// Live progress for a queued or running audit (or gate candidate: data-url names its API): polls the API and
+// reloads the page when it ends.
 (function () {
   var box = document.getElementById("audit-status");
   if (!box || (box.dataset.status !== "queued" && box.dataset.status !== "running")) { return; }
@@ -6,7 +7,7 @@
   var step = document.getElementById("audit-step");
   var state = document.getElementById("audit-state");
   function poll() {
-    fetch("/api/v1/audits/" + box.dataset.run, { credentials: "same-origin" })
+    fetch(box.dataset.url || "/api/v1/audits/" + box.dataset.run, { credentials: "same-origin" })
       .then(function (r) { return r.json(); })
       .then(function (run) {
         bar.style.width = run.progress + "%";

@@ -192,7 +192,8 @@ def test_audit_policy_is_edited_in_the_admin_with_validation_and_logged(client):
     url = f"/admin/audits/auditpolicy/{policy.pk}/change/"
     form = {"model": model.pk, "enabled": "on", "cadence_hours": 12, "attacks": '["threshold", "rmia", "magic"]',
             "n_reference": 4, "stand_in": "random_forest", "max_eval_records": 2000, "what_if": "on", "seed": 0,
-            "max_tpr_at_1pct_fpr": 0.02, "max_epsilon_lower": 1.0, "regression_factor": 2.0, "max_accuracy_cost": 0.01}
+            "max_tpr_at_1pct_fpr": 0.02, "max_epsilon_lower": 1.0, "regression_factor": 2.0, "max_accuracy_cost": 0.01,
+            "gate_alpha": 0.05}
     response = client.post(url, form)
     assert response.status_code == 200 and "unknown attack &#x27;magic&#x27;" in response.content.decode()
     # A policy that could never run: online LiRA needs IN and OUT reference models for every record.

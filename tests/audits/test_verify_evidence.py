@@ -24,7 +24,9 @@ from tests.factories import sample_run_bundle
 pytestmark = pytest.mark.django_db
 
 EXPORTED_FILES = ["report.pdf", "report.html", "audit.json", "metrics.csv", "roc.csv", "alerts.csv", "audit_log.jsonl",
-                  "public_key.pem", "README.txt"]
+                  "public_key.pem", "README.txt", "controls.json", "controls.csv", "candidates.json",
+                  "controls/owasp-aisvs-c11.json"]
+ANNEX = "controls.json annex"
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +258,59 @@ def test_the_command_names_a_wrong_key_and_an_unreadable_bundle(bundle, tmp_path
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     with pytest.raises(CommandError, match="bundle: not a readable ZIP"):
         call_command("verify_evidence", str(tmp_path / "junk.zip"))
+
+
+def test_an_annex_whose_status_was_raised_is_refused_even_signed_with_the_real_key(bundle):
+    files = unzip(bundle)
+    annex = json.loads(files["controls.json"])
+    row = next(row for row in annex["rows"] if row["status"] == "not met")
+    row["status"] = "met"
+    files["controls.json"] = json.dumps(annex).encode()
+    report = verify_bundle(resigned(files, signing_key()), public_key_pem=public_key_pem())
+    assert failed_items(report) == {ANNEX}, report.lines()
+    [failure] = report.failures
+    assert f"({row['control']}): status 'met', but its checks make it 'not met'" in failure.message
+
+
+def test_an_annex_with_a_status_outside_the_vocabulary_is_named_by_its_row(bundle):
+    files = unzip(bundle)
+    annex = json.loads(files["controls.json"])
+    annex["rows"][3]["checks"][0]["status"] = "compliant"
+    files["controls.json"] = json.dumps(annex).encode()
+    report = verify_bundle(resigned(files, signing_key()))
+    messages = [c.message for c in report.failures if c.item == ANNEX]
+    assert any(m.startswith(f"row 3 ({annex['rows'][3]['control']}): status ['compliant']") for m in messages), messages
+
+
+def test_a_mapping_file_changed_after_the_annex_was_computed_is_named(bundle):
+    files = unzip(bundle)
+    mapping = json.loads(files["controls/owasp-ml04-2023.json"])
+    mapping["controls"][0]["clause"] = "ML04:2023 (loosened)"
+    files["controls/owasp-ml04-2023.json"] = json.dumps(mapping).encode()
+    report = verify_bundle(resigned(files, signing_key()))
+    [failure] = report.failures
+    assert failure.item == ANNEX and "is not that of controls/owasp-ml04-2023.json in the bundle" in failure.message
+
+
+def test_a_controls_csv_that_disagrees_with_the_annex_is_named(bundle):
+    files = unzip(bundle)
+    files["controls.csv"] = files["controls.csv"].replace(b",not met,", b",met,", 1)
+    report = verify_bundle(resigned(files, signing_key()))
+    [failure] = report.failures
+    assert failure.item == ANNEX and "controls.csv does not list the same controls and statuses" in failure.message
+
+
+def test_a_bundle_without_its_annex_is_refused_but_one_from_before_the_annex_verifies(bundle):
+    files = unzip(bundle)
+    annexed = ("controls.json", "controls.csv", "candidates.json")
+    stripped = {name: content for name, content in files.items()
+                if name not in annexed and not name.startswith("controls/")}
+    report = verify_bundle(resigned(dict(stripped), signing_key()))
+    assert failed_items(report) == set(annexed), report.lines()
+    manifest = json.loads(stripped["MANIFEST.json"])
+    manifest["format"] = "mi-monitor-evidence/1"
+    stripped["MANIFEST.json"] = json.dumps(manifest).encode()
+    report = verify_bundle(resigned(stripped, signing_key()))
+    assert report.ok, report.lines()
+    assert "none: a bundle of format mi-monitor-evidence/1" in next(c.message for c in report.checks
+                                                                     if c.item == "controls annex")

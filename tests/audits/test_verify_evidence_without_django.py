@@ -70,9 +70,10 @@ def test_an_untouched_bundle_verifies_with_django_unavailable(bundle, tmp_path):
     # The chain verifies through the hash-only links that stand for other entries (here: the analyst's account).
     assert any(line.startswith("OK    audit_log.jsonl chain: ") and "links to entries about other models" in line
                for line in lines), lines
+    assert any(line.startswith("OK    controls.json annex: ") for line in lines), lines
 
 
-@pytest.mark.parametrize("name", ["audit.json", "audit_log.jsonl"])
+@pytest.mark.parametrize("name", ["audit.json", "audit_log.jsonl", "controls.json"])
 def test_a_flipped_byte_is_named_by_its_file_with_django_unavailable(bundle, tmp_path, name):
     lines = verify_without_django(flip_one_byte(bundle, name), tmp_path)
     assert lines[-1] == "INVALID", lines

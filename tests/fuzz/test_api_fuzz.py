@@ -39,12 +39,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from audits import runner
+from audits.candidates import Upload, submit
+from audits.models import CandidateStatus, GateCandidate
 from audits.scheduling import request_audit
 from monitor.alerts.channels import queue_test
 from monitor.alerts.lifecycle import raise_signal, resolve
 from monitor.alerts.outbox import deliver_due
 from monitor.models import NotificationChannel
-from tests.factories import ingest_token, make_channel, make_model, make_user, signal, user_token
+from tests.factories import ingest_token, make_channel, make_model, make_user, signal, skops_bytes, user_token
 
 pytestmark = pytest.mark.django_db
 
@@ -198,6 +200,9 @@ def world(settings, smtp_server, slack_server) -> World:
     done_run = runner.execute(request_audit(credit, enqueue=False).pk)
     queued_run = request_audit(other, enqueue=False)
     email = make_channel(kind="email", target="ops@example.com")
+    queued_candidate = submit(credit, artifact=Upload(skops_bytes(seed=1), "candidate.skops"))
+    failed_candidate = submit(credit, artifact=Upload(skops_bytes(seed=2), "candidate.skops"))
+    GateCandidate.objects.filter(pk=failed_candidate.pk).update(status=CandidateStatus.FAILED, error="seeded")
     slack = make_channel(kind="slack", target=slack_server.url)
     tokens: dict[str, str | None] = {role: user_token(role=role) for role in ("admin", "security", "compliance", "viewer")}
     tokens["ingest"] = ingest_token(model=credit)
@@ -210,7 +215,9 @@ def world(settings, smtp_server, slack_server) -> World:
                      "client_id": ["client-1", "nobody", "x" * 129], "record_id": ["1", "nobody", "=cmd"],
                      # Never a seeded token's id or prefix: revoking a credential mid-run would turn its later
                      # requests into 401s that say nothing about the operation under test.
-                     "token": ["999999999", "mim_user_nobody", "x" * 300]},
+                     "token": ["999999999", "mim_user_nobody", "x" * 300],
+                     "candidate_id": [queued_candidate.pk, failed_candidate.pk, 999999],
+                     "kind": ["junit", "sarif", "summary", "json", "pdf"]},
         tokens=tokens,
     )
 

@@ -11,7 +11,7 @@ from audits.evidence.verify import verify_bundle
 
 class Command(BaseCommand):
     help = ("Verify an evidence bundle: the Ed25519 signature of MANIFEST.json, every file's SHA-256 and size, "
-            "missing and extra files, and the audit-log chain segment. Pass --public-key with the organisation's "
+            "missing and extra files, the audit-log chain segment and the controls annex. Pass --public-key with the organisation's "
             "published key to prove where the bundle came from, not only that it is intact.")
 
     def add_arguments(self, parser: CommandParser) -> None:
