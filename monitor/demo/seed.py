@@ -149,6 +149,9 @@ def seed_demo(*, stdout, seed: int = 0) -> RegisteredModel:
     counts = write_history(forest=model, forest_run=run, others=others)
     stdout.write(f"demo history: 30 days of rollups ({counts['queries']:,} queries), {counts['audits']} daily audits, "
                  "the day-18 retrain's regression alert and a low-and-slow attacker in week 2 (written, not measured)")
+    from monitor.demo.candidates import seed_candidates
+
+    seed_candidates(others[0][0], data=data, members=members, unregularised=estimator, stdout=stdout)
     model.refresh_from_db()
     return model
 

@@ -29,12 +29,24 @@ def test_demo_seeds_model_users_and_an_attacker_once(capsys, tmp_path, settings)
     for role in ("admin", "security", "compliance", "viewer"):
         assert f"demo-{role} / " in out
     check_credit_pipeline()
+    check_candidates()
     logged = QueryLog.objects.count()
     call_command("demo")
     assert RegisteredModel.objects.count() == 4 and QueryLog.objects.count() == logged
     call_command("demo", "--if-empty")
     assert "not seeded" in capsys.readouterr().out
     check_history(model)
+
+
+def check_candidates() -> None:
+    """Two candidates gated for real against the hardened forest: its retrain passes, the unregularised one fails."""
+    from audits.models import GateCandidate
+
+    gated = {c.artifact_name: c for c in GateCandidate.objects.filter(model__slug="adult-income-hardened")}
+    assert gated["hardened-retrain-seed1.skops"].verdict in ("pass", "warn"), gated["hardened-retrain-seed1.skops"].report
+    failed = gated["unregularised-retrain.skops"]
+    assert failed.verdict == "fail" and failed.exit_code == 1, failed.report
+    assert any(c["significant"] for c in failed.report["comparisons"])
 
 
 def check_credit_pipeline() -> None:
