@@ -56,7 +56,7 @@ lint: install
 	$(VENV)/bin/bandit --quiet --recursive monitor audits bench --severity-level medium
 
 bench: install
-	@for script in bench/ingest.py bench/audit.py bench/remediation.py bench/detect.py bench/pages.py bench/scale.py bench/soak.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/ingest.py bench/audit.py bench/remediation.py bench/gate.py bench/detect.py bench/adversary.py bench/pages.py bench/scale.py bench/soak.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf data/broker data/test-monitor*.sqlite3*

@@ -46,6 +46,32 @@ def setup_django(url: str, *, reuse: bool = False) -> None:
     call_command("migrate", verbosity=0)
 
 
+def setup_private_django(prefix: str) -> str:
+    """Django for a benchmark that must leave every other database alone: on DATABASE_URL when it is set (migrated,
+    nothing dropped: the caller registers under a fresh slug), else on SQLite in a fresh folder under
+    MONITOR_DATA_DIR (a temporary folder when that is unset). Returns what it runs on, for the report."""
+    import tempfile
+
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        setup_django(url, reuse=True)
+        return f"the database at DATABASE_URL ({urlparse(url).scheme})"
+    parent = os.environ.get("MONITOR_DATA_DIR")
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.environ["MONITOR_DATA_DIR"] = folder
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "monitor.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return f"SQLite in {folder}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
