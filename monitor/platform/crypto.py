@@ -25,6 +25,7 @@ ENCRYPTED_COLUMNS = (
     "audits.ReferenceCache.ciphertext",
     "audits.ExposureRanking.ciphertext",
     "audits.HardenedArtifact.ciphertext",
+    "audits.GateCandidate.members_ciphertext",
 )
 # Marks an encrypted value in a text column, so that one column can hold both (a channel's email addresses stay
 # readable) and a row written before encryption still reads.

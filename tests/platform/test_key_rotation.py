@@ -13,7 +13,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import connection, models
 
-from audits.models import AuditRun, ExposureRanking, HardenedArtifact, ReferenceCache
+from audits.models import AuditRun, ExposureRanking, GateCandidate, HardenedArtifact, ReferenceCache
 from monitor.models import DetectorState, NotificationChannel, ReferenceDataset
 from monitor.models.reference_arrays import DatasetError
 from monitor.platform.crypto import ENCRYPTED_COLUMNS, data_fernet
@@ -26,7 +26,7 @@ SLACK_URL = "https://hooks.slack.invalid/services/T0001/B0002/rotatedSlackPath"
 # Binary columns that are not secret: artifacts are the model as its owner uploaded it; logged vectors and the
 # detectors' sketches are query data, bounded and never member records.
 NOT_ENCRYPTED = {"monitor.ModelArtifact.data", "monitor.QueryLog.features", "monitor.QueryLog.outputs",
-                 "monitor.ScannerState.data"}
+                 "monitor.ScannerState.data", "audits.GateCandidate.artifact_data"}
 
 
 def store_one_of_everything() -> dict[str, bytes]:
@@ -38,11 +38,13 @@ def store_one_of_everything() -> dict[str, bytes]:
     ReferenceCache.objects.create(model=model, key="cache", ciphertext=fernet.encrypt(b"reference outputs"))
     ExposureRanking.objects.create(run=run, attack="lira", n_members=3, ciphertext=fernet.encrypt(b"ranks"))
     HardenedArtifact.objects.create(run=run, candidate=0, sha256="0" * 64, size=5, ciphertext=fernet.encrypt(b"skops"))
+    GateCandidate.objects.create(model=model, artifact_data=b"skops", artifact_format="skops", artifact_sha256="0" * 64,
+                                 artifact_size=5, production_version=1, members_ciphertext=fernet.encrypt(b"own members"))
     webhook = make_channel(kind="webhook", target="https://collector.example.invalid/hook/rotatedHookPath")
     make_channel(kind="slack", target=SLACK_URL)
     return {"members": ReferenceDataset.objects.get(model=model, kind="members").load().X.tobytes(),
             "fingerprint": b"k" * 32, "cache": b"reference outputs", "ranks": b"ranks", "skops": b"skops",
-            "whsec": webhook.new_secret.encode(), "slack": SLACK_URL.encode()}
+            "whsec": webhook.new_secret.encode(), "slack": SLACK_URL.encode(), "candidate members": b"own members"}
 
 
 def read_everything() -> dict[str, bytes]:
@@ -54,7 +56,8 @@ def read_everything() -> dict[str, bytes]:
             "ranks": fernet.decrypt(bytes(ExposureRanking.objects.get().ciphertext)),
             "skops": fernet.decrypt(bytes(HardenedArtifact.objects.get().ciphertext)),
             "whsec": NotificationChannel.objects.get(kind="webhook").signing_secret().encode(),
-            "slack": NotificationChannel.objects.get(kind="slack").target.encode()}
+            "slack": NotificationChannel.objects.get(kind="slack").target.encode(),
+            "candidate members": fernet.decrypt(bytes(GateCandidate.objects.get().members_ciphertext))}
 
 
 @pytest.mark.django_db
@@ -93,7 +96,7 @@ def test_rotation_is_recorded_once_with_counts_and_never_the_keys(settings):
     assert counts["monitor.ReferenceDataset.ciphertext"] == {"rotated": 2, "current": 0, "unreadable": 0}
     assert counts["monitor.NotificationChannel.target"] == {"rotated": 2, "current": 0, "unreadable": 0}
     assert counts["monitor.NotificationChannel.secret"] == {"rotated": 1, "current": 0, "unreadable": 0}
-    assert sum(column["rotated"] for column in counts.values()) == 9 and entry.after["keys"] == 2
+    assert sum(column["rotated"] for column in counts.values()) == 10 and entry.after["keys"] == 2
     text = str(entry.payload())
     assert KEY_A not in text and KEY_B not in text
 
@@ -109,7 +112,7 @@ def test_rotating_again_changes_nothing(settings):
     assert raw_columns() == raw
     again = TrailEntry.objects.filter(action="data_key.rotated").latest("seq")
     assert sum(column["rotated"] for column in again.after["columns"].values()) == 0
-    assert sum(column["current"] for column in again.after["columns"].values()) == 9
+    assert sum(column["current"] for column in again.after["columns"].values()) == 10
 
 
 @pytest.mark.django_db
