@@ -35,15 +35,18 @@ ERROR_SCHEMA = {
 # --- audits ---------------------------------------------------------------------------------------
 
 class RateOut(Schema):
-    """The headline's rate at one FPR target: the strongest attack's, with its 95 % Clopper-Pearson interval."""
+    """The headline's rate at one FPR target: the strongest attack's, with a 95 % interval that holds whichever attack
+    won (simultaneous over the attacks compared) and counts the threshold's noise as well as the members'."""
 
     value: Number = Field(..., description="a fraction, not a percent")
-    low: Number
-    high: Number
+    low: Number = Field(..., description="the largest of the attacks' lower bounds, each at 1 − 0.05 / n_compared")
+    high: Number = Field(..., description="the largest of the attacks' upper bounds, each at 1 − 0.05 / n_compared")
     attack: str
     reliable: bool = Field(..., description="enough non-members to measure this FPR (about 10 false positives)")
     expected_false_positives: Number | None = Field(
         None, description="non-members × FPR: the false positives this figure rests on (absent in older runs)")
+    n_compared: int | None = Field(None, description="attacks the best was chosen among (absent in older runs: their "
+                                                     "interval was the chosen attack's own, too narrow)")
 
 
 class AttackRateOut(Schema):

@@ -137,7 +137,7 @@ def test_api_starts_an_audit_and_reports_it(api_as):
     for key in ["id", "model", "status", "progress", "step", "error", "started_at", "finished_at", "headline", "attacks", "policy"]:
         assert key in body
     rate = body["headline"]["tpr_at_fpr"]["0.01"]
-    assert set(rate) == {"value", "low", "high", "attack", "reliable", "expected_false_positives"}
+    assert set(rate) == {"value", "low", "high", "attack", "reliable", "expected_false_positives", "n_compared"}
     assert rate["low"] <= rate["value"] <= rate["high"]
     assert rate["expected_false_positives"] == body["attacks"][0]["n_nonmembers"] * 0.01
     assert {a["name"] for a in body["attacks"]} >= {"loss", "rmia", "lira_offline"}

@@ -15,7 +15,7 @@ from audits.candidates import execute, reap
 from audits.models import CandidateStatus, GateCandidate
 from monitor.models import ModelArtifact
 from monitor.trail.models import TrailEntry, verify_chain
-from tests.factories import make_audited_model, make_data, user_token
+from tests.factories import csv_bytes, make_audited_model, make_data, user_token
 
 pytestmark = pytest.mark.django_db
 
@@ -141,6 +141,22 @@ def test_bad_candidates_are_refused_at_once_naming_the_field_and_nothing_is_stor
     assert get(client, token, "/api/v1/models/gated/candidates/999").status_code == 404
     assert get(client, token, "/api/v1/models/gated/candidates/1/reports/pdf").status_code in (400, 404)
     assert not GateCandidate.objects.exists() and TrailEntry.objects.count() == entries
+
+
+def test_a_candidate_trained_on_new_data_is_gated_on_its_own_members(client, production):
+    """Its own members CSV: attacked on those (unpaired against production's), with production's non-members."""
+    token = user_token(role="security")
+    population = production.datasets.get(kind="population").load()
+    new_X, new_y = population.X[:400], np.asarray(production.class_labels)[population.y[:400]]
+    artifact = forest_bytes(production, min_samples_leaf=20, seed=3, X=new_X, y=new_y)
+    answer = upload(client, token, "gated", {"artifact": ("new-data.skops", artifact),
+                                             "members": ("new-members.csv", csv_bytes(new_X, new_y))})
+    assert answer.status_code == 202, answer.content
+    assert answer.json()["own_members_rows"] == 400
+    candidate = execute(answer.json()["id"])
+    assert candidate.status == CandidateStatus.DONE, candidate.error
+    assert candidate.report["n_members"] > 0
+    assert all(c.get("paired") is False for c in candidate.report["comparisons"]), candidate.report["comparisons"]
 
 
 def test_a_silent_worker_fails_its_candidate_with_the_reason_and_a_lost_message_is_sent_again(production, settings):

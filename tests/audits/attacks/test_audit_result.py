@@ -26,7 +26,7 @@ def test_result_is_json_with_the_documented_fields(run):
                            "per_class", "top_exposed"}
     assert set(attack["tpr_at_fpr"]["0.01"]) == {"value", "low", "high", "reliable", "expected_false_positives"}
     assert set(data["headline"]["tpr_at_fpr"]["0.001"]) == {"value", "low", "high", "attack", "reliable",
-                                                            "expected_false_positives"}
+                                                            "expected_false_positives", "n_compared"}
 
 
 def test_evaluation_is_balanced_and_configuration_recorded(run):

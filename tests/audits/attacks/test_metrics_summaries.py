@@ -23,7 +23,9 @@ def test_headline_serialises_in_the_documented_shape():
     rng = np.random.default_rng(0)
     shape = headline([("loss", evaluate(rng.normal(1, 1, 100), rng.normal(0, 1, 100)))]).to_dict()
     assert set(shape["tpr_at_fpr"]) == {"0.001", "0.01", "0.1"}
-    assert set(shape["tpr_at_fpr"]["0.01"]) == {"value", "low", "high", "attack", "reliable", "expected_false_positives"}
+    assert set(shape["tpr_at_fpr"]["0.01"]) == {"value", "low", "high", "attack", "reliable", "expected_false_positives",
+                                                "n_compared"}
+    assert shape["tpr_at_fpr"]["0.01"]["n_compared"] == 1  # the interval is simultaneous over the attacks that ran
     assert shape["tpr_at_fpr"]["0.01"]["expected_false_positives"] == 1.0  # 100 non-members × 1 %
     assert {"auc", "epsilon_lower"} <= set(shape)
 
