@@ -170,6 +170,29 @@ def benign_traffic(
     )
 
 
+def even_benign_traffic(
+    pool: np.ndarray,
+    *,
+    n_clients: int,
+    queries_per_client: int,
+    seed: int,
+    start: float = 0.0,
+    duration: float = SECONDS_PER_DAY,
+    client_prefix: str = "client-",
+    categorical: np.ndarray | None = None,
+) -> Traffic:
+    """Honest clients as in `benign_traffic` (own books, re-scoring, diurnal arrivals), each sending exactly
+    `queries_per_client` queries over the window: a new model's first traffic of many light clients, none of them
+    busy enough to fill a detector's block on its own."""
+    rng = np.random.default_rng(seed)
+    many = benign_traffic(pool, n_clients=n_clients, seed=seed, start=start, duration=duration,
+                          queries_per_day=4 * queries_per_client * SECONDS_PER_DAY / duration, rate_spread=0.0,
+                          client_prefix=client_prefix, categorical=categorical)
+    keep = [rng.choice(rows, min(queries_per_client, len(rows)), replace=False)
+            for client in many.clients for rows in [np.flatnonzero(many.client_ids == client)]]
+    return many.take(np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64))
+
+
 def noise_sweep(
     targets: np.ndarray,
     *,

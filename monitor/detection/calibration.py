@@ -1,30 +1,18 @@
 """Calibrating a model's detectors on a window of its own traffic: the budget split between them, the window trimmed
-of the clients it flags itself, and when traffic has outgrown a small window (the advice: `DetectorState`)."""
+of the clients a calibration on the other clients flags (`detectors/trimming.py`), and when traffic has outgrown a
+small window (the advice: `DetectorState`)."""
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
 from monitor.detection.context import ScanError, model_context, state_for
-from monitor.detection.detectors import (
-    Detector,
-    ModelContext,
-    QueryBatch,
-    build_detectors,
-    calibrate,
-    detector_names,
-    scan,
-)
+from monitor.detection.detectors import Detector, build_detectors, detector_names
+from monitor.detection.detectors.trimming import trimmed_calibration
 from monitor.detection.log_reader import load_window
 from monitor.ingestion.store import safe_high_water
 from monitor.models import AlertAccount, AlertSource, ClientDayRollup, DetectorState, RegisteredModel
-
-TRIM_ROUNDS = 3
-UNTRIMMED = ("distribution_shift",)
-MAX_TRIMMED_SHARE = 0.2  # never trim more than this share of the window's clients: past it, the window is not benign
 
 
 def model_detectors(model: RegisteredModel) -> list[Detector]:
@@ -47,9 +35,9 @@ def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | No
     """Calibrate every detector on a window of the model's own (benign) traffic.
 
     Pick a window without known attackers (`exclude_clients`; clients in unresolved detector incidents are left out
-    too, and trimmed_calibration leaves out those the window's own calibration flags); the thresholds it yields are
-    stated as expected false-alarm rates per client-day in each detector's calibration. `reason` is recorded with
-    the window (first scan, settings changed, traffic grew, requested).
+    too, and trimmed_calibration leaves out those a calibration on the window's other clients finds far beyond benign);
+    the thresholds it yields are stated as expected false-alarm rates per client-day in each detector's calibration.
+    `reason` is recorded with the window (first scan, settings changed, traffic grew, requested).
     """
     state = state_for(model)
     previous = (state.calibration_window or {}).get("client_days")
@@ -67,48 +55,21 @@ def calibrate_model(model: RegisteredModel, *, from_id: int = 0, to_id: int | No
     stats = {"feature_means": features.mean(axis=0).tolist(), "feature_stds": features.std(axis=0).tolist()}
     state.calibration = {"_context": stats}
     context = model_context(model, state)
-    calibration, trimmed, reference = trimmed_calibration(reference, context, model_detectors(model))
-    state.calibration = {"_context": stats, **calibration}
+    trimmed = trimmed_calibration(reference, context, model_detectors(model))
+    reference = trimmed.reference
+    state.calibration = {"_context": stats, **trimmed.calibration}
     span = float(reference.timestamps.max() - reference.timestamps.min()) if len(reference) else 0.0
     clients = len(np.unique(reference.client_ids))
     state.calibration_window = {"from_id": from_id, "to_id": int(last_id), "queries": len(reference),
                                 "clients": clients, "excluded_clients": list(exclude_clients),
                                 "incident_clients": suspects,
-                                "trimmed_clients": trimmed, "client_sample": list(shard) if shard else None,
+                                "trimmed_clients": trimmed.trimmed, "client_sample": list(shard) if shard else None,
                                 # What the window can vouch for: a rate far below 1 / client-days is extrapolated.
                                 "client_days": round(clients * max(span / 86_400, 1 / 24), 1),
                                 "reason": reason, "previous_client_days": previous}
     state.calibrated_at = timezone.now()
     state.save(update_fields=["calibration", "calibration_window", "calibrated_at"])
     return state
-
-
-def trimmed_calibration(reference: QueryBatch, context: ModelContext,
-                        detectors: list[Detector]) -> tuple[dict[str, Any], list[str], QueryBatch]:
-    """Calibrate, scan the window itself with that calibration, leave out the clients it flags, and calibrate again
-    (at most TRIM_ROUNDS times): a window that holds a minority of attacking clients — a team never knows which —
-    ends up calibrated on the others. Returns (calibration, the clients left out, the reference calibrated on)."""
-    calibration = calibrate(reference, context, detectors=detectors)
-    trimmed: list[str] = []
-    n_clients = len(np.unique(reference.client_ids))
-    for _ in range(TRIM_ROUNDS):
-        context.calibration = dict(calibration)
-        findings, _ = scan(reference, context, None, detectors=detectors)
-        context.forget_batch()
-        # Distribution shift flags clients that are merely unusual; leaving those out would narrow what "usual"
-        # means and raise its false alarms on fresh traffic (measured: 4 in 400 benign client-days instead of 0).
-        flagged = sorted({finding.client_id for finding in findings if finding.detector not in UNTRIMMED}
-                         - set(trimmed))
-        if not flagged or len(trimmed) + len(flagged) > MAX_TRIMMED_SHARE * n_clients:
-            break
-        keep = ~np.isin(reference.client_ids, flagged)
-        if keep.sum() < settings.DETECTOR_MIN_CALIBRATION_ROWS:
-            break
-        trimmed += flagged
-        reference = reference.take(keep)
-        calibration = calibrate(reference, context, detectors=detectors)
-    context.forget_batch()
-    return calibration, trimmed, reference
 
 
 def grown_past_window(model: RegisteredModel, state: DetectorState) -> bool:

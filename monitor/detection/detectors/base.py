@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -201,6 +202,31 @@ class MemberIndex:
         return matched, np.where(matched, position, -1).astype(np.int64)
 
 
+class RememberedMatches:
+    """The member matches of the feature vectors matched so far, found again by their exact bytes."""
+
+    def __init__(self, index: MemberIndex) -> None:
+        self.index = index
+        self.matched = np.zeros(0, bool)
+        self.position = np.zeros(0, np.int64)
+        self.rows: dict[bytes, int] = {}
+
+    def match(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(z) == 0 or z.shape[1] == 0:
+            return self.index.match(z)
+        z = np.ascontiguousarray(z)
+        keys = cast(list[bytes], z.view(np.dtype((np.void, z.itemsize * z.shape[1]))).reshape(-1).tolist())
+        rows = np.fromiter((self.rows.get(key, -1) for key in keys), np.int64, len(keys))
+        new = np.flatnonzero(rows < 0)
+        if len(new):
+            matched, position = self.index.match(z[new])
+            rows[new] = np.arange(len(self.matched), len(self.matched) + len(new))
+            self.rows.update(zip((keys[i] for i in new.tolist()), rows[new].tolist(), strict=True))
+            self.matched = np.concatenate([self.matched, matched])
+            self.position = np.concatenate([self.position, position])
+        return self.matched[rows], self.position[rows]
+
+
 @dataclass(eq=False)
 class ModelContext:
     """What the detectors know about the model: scaling, classes, members (in memory only), key, calibration."""
@@ -276,6 +302,28 @@ class ModelContext:
             self._cache[key] = MemberIndex(members_z, self.member_ids, radius_fraction=radius_fraction)
         index: MemberIndex = self._cache[key]
         return index
+
+    def match_members(self, z: np.ndarray, *, radius_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """(matched, member position) of standardised rows z against the member index (which the caller has)."""
+        index = self.member_index(radius_fraction=radius_fraction)
+        if index is None:
+            raise ValueError("no member records were given")
+        remembered = self._cache.get("remembered_matches")
+        if remembered is None:
+            return index.match(z)
+        matches: RememberedMatches = remembered.setdefault(radius_fraction, RememberedMatches(index))
+        return matches.match(z)
+
+    @contextmanager
+    def remembering_matches(self) -> Iterator[None]:
+        """While this lasts each distinct feature vector is matched against the members once, whatever batch it comes
+        in: a trimmed calibration prepares the rows of one window in several batches (folds, rounds), and their
+        KD-tree queries were two thirds of its time."""
+        self._cache["remembered_matches"] = {}
+        try:
+            yield
+        finally:
+            self._cache.pop("remembered_matches", None)
 
     def prepared(self, batch: QueryBatch) -> PreparedBatch:
         """Derived arrays of `batch`, shared by all detectors scanning it with this context."""
@@ -418,7 +466,7 @@ class PreparedBatch:
             return None
         if radius_fraction not in self._matches:
             first, inverse = self._exact
-            matched, position = index.match(self.z[first])
+            matched, position = self.context.match_members(self.z[first], radius_fraction=radius_fraction)
             self._matches[radius_fraction] = (matched[inverse], position[inverse])
         return self._matches[radius_fraction]
 
