@@ -53,6 +53,10 @@ PAGES = {
     ("POST", "hardened-download"): PAGE_OPERATE,
     ("POST", "exposure-download"): PAGE_EXPORT,
     ("GET", "evidence-public-key"): PAGE_READ,
+    ("POST", "candidate-submit"): PAGE_OPERATE,
+    ("GET", "candidate-detail"): PAGE_READ,
+    ("GET", "candidate-report"): PAGE_READ,
+    ("POST", "candidate-promote"): PAGE_OPERATE,
     ("GET", "alert-list"): PAGE_READ,
     ("GET", "alert-detail"): PAGE_READ,
     ("POST", "alert-action"): PAGE_OPERATE,
@@ -97,6 +101,11 @@ API = {
     ("GET", "/api/v1/alerts/export"): OPERATE,
     ("GET", "/api/v1/tokens"): READ,  # each their own; an admin every token
     ("DELETE", "/api/v1/tokens/{token}"): READ,  # likewise (a token not theirs is a 404, as is this unknown prefix)
+    ("POST", "/api/v1/models/{slug}/candidates"): OPERATE,
+    ("GET", "/api/v1/models/{slug}/candidates"): READ,
+    ("GET", "/api/v1/models/{slug}/candidates/{candidate_id}"): READ,
+    ("GET", "/api/v1/models/{slug}/candidates/{candidate_id}/reports/{kind}"): READ,
+    ("POST", "/api/v1/models/{slug}/candidates/{candidate_id}/promote"): OPERATE,
 }
 # The API's own documentation: any signed-in role (it names every endpoint, so not the public).
 DOCS = {("GET", "/api/v1/openapi.json"): PAGE_READ, ("GET", "/api/v1/docs"): PAGE_READ}
@@ -152,7 +161,11 @@ def world(db, tmp_path) -> dict:
                                     outputs=np.full((20, 2), 0.5, dtype=np.float32), request_ids=[None] * 20))
     alert, _ = raise_signal(signal(model=model, client_id="client-1"))
     run = request_audit(model, enqueue=False)
-    return {"model": model, "other": other, "alert": alert, "run": run,
+    from audits.candidates import Upload, submit
+    from tests.factories import skops_bytes
+
+    candidate = submit(model, artifact=Upload(skops_bytes(seed=1), "candidate.skops"))
+    return {"model": model, "other": other, "alert": alert, "run": run, "candidate": candidate,
             "channel": make_channel(kind="email", target="sec@example.com"), "make_channel": make_channel}
 
 
@@ -175,6 +188,7 @@ def client_for(principal: str, world: dict) -> Client:
 
 
 def page_request(client: Client, method: str, name: str, world: dict):
+    candidate = {"slug": "credit", "candidate_id": world["candidate"].pk}
     kwargs = {"model-detail": {"slug": "credit"}, "client-detail": {"slug": "credit"}, "audit-start": {"slug": "credit"},
               "client-restriction": {"slug": "credit"}, "record-exposure": {"slug": "credit"},
               "exposure-download": {"slug": "credit"},
@@ -182,7 +196,9 @@ def page_request(client: Client, method: str, name: str, world: dict):
               "hardened-download": {"run_id": world["run"].pk},
               "alert-detail": {"alert_id": world["alert"].pk},
               "alert-action": {"alert_id": world["alert"].pk, "action": "acknowledge"},
-              "channel-action": {"channel_id": world["channel"].pk, "action": "test"}}.get(name, {})
+              "channel-action": {"channel_id": world["channel"].pk, "action": "test"},
+              "candidate-submit": {"slug": "credit"}, "candidate-detail": candidate, "candidate-promote": candidate,
+              "candidate-report": {**candidate, "kind": "sarif"}}.get(name, {})
     address = reverse(name, kwargs=kwargs) + ("?id=client-1" if name == "client-detail" else "")
     return client.get(address) if method == "GET" else client.post(address)
 
@@ -191,7 +207,8 @@ def api_request(client: Client, method: str, path: str, world: dict):
     channel = world["make_channel"](kind="email", target="ops@example.com", name="to delete") \
         if method == "DELETE" else world["channel"]
     address = path.format(slug="credit", alert_id=world["alert"].pk, channel_id=channel.pk, run_id=world["run"].pk,
-                          client_id="client-1", record_id="1", token="mim_user_zzz")
+                          client_id="client-1", record_id="1", token="mim_user_zzz",
+                          candidate_id=world["candidate"].pk, kind="sarif")
     today = timezone.now().date()
     bodies = {
         "/api/v1/models/{slug}/queries": {"queries": [query(client_id="matrix")]},
