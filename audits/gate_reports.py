@@ -127,3 +127,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 def as_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=True)
+
+
+# Every report by the name the CLI flag, the API and the page use: (writer, content type, file name).
+REPORTS = {"junit": (junit_xml, "application/xml", "gate-junit.xml"),
+           "sarif": (sarif, "application/sarif+json", "gate.sarif"),
+           "summary": (markdown, "text/markdown; charset=utf-8", "gate-summary.md"),
+           "json": (as_json, "application/json", "gate.json")}

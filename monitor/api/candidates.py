@@ -18,12 +18,6 @@ from monitor.trail.hooks import client_ip
 
 router = Router(tags=["gate"])
 
-REPORTS = {"junit": (gate_reports.junit_xml, "application/xml"),
-           "sarif": (gate_reports.sarif, "application/sarif+json"),
-           "summary": (gate_reports.markdown, "text/markdown; charset=utf-8"),
-           "json": (gate_reports.as_json, "application/json")}
-
-
 class PromoteIn(Schema):
     reason: str = ""
 
@@ -90,13 +84,13 @@ def candidate_detail(request: HttpRequest, slug: str, candidate_id: int) -> dict
             response={200: None, 400: dict, 403: dict, 404: dict, 409: dict},
             summary="A gated candidate's report for a CI: junit, sarif, summary (Markdown) or json")
 def candidate_report(request: HttpRequest, slug: str, candidate_id: int, kind: str) -> HttpResponse:
-    if kind not in REPORTS:
-        raise ApiError(400, f"unknown report {kind!r:.40}", [problem("kind", f"one of {', '.join(REPORTS)}")])
+    if kind not in gate_reports.REPORTS:
+        raise ApiError(400, f"unknown report {kind!r:.40}", [problem("kind", f"one of {', '.join(gate_reports.REPORTS)}")])
     candidate = _candidate(slug, candidate_id)
     if candidate.status != CandidateStatus.DONE or not candidate.report:
         raise ApiError(409, f"candidate {candidate_id} is {candidate.status}; its reports exist once it is gated",
                        [problem("candidate", candidate.error or candidate.step or candidate.status)])
-    write, content_type = REPORTS[kind]
+    write, content_type, _ = gate_reports.REPORTS[kind]
     return HttpResponse(write(candidate.report), content_type=content_type)
 
 

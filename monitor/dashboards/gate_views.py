@@ -17,11 +17,6 @@ from monitor.models import RegisteredModel
 from monitor.platform.downloads import attachment
 from monitor.trail.hooks import client_ip
 
-REPORT_FILES = {"junit": (gate_reports.junit_xml, "application/xml", "gate-junit.xml"),
-                "sarif": (gate_reports.sarif, "application/sarif+json", "gate.sarif"),
-                "summary": (gate_reports.markdown, "text/markdown; charset=utf-8", "gate-summary.md"),
-                "json": (gate_reports.as_json, "application/json", "gate.json")}
-
 
 @roles.role_required(*roles.OPERATE)
 @require_POST
@@ -64,19 +59,19 @@ def candidate_detail(request: HttpRequest, slug: str, candidate_id: int) -> Http
         "needs_reason": candidate.status == CandidateStatus.DONE and needs_reason(candidate),
         "promotable": (candidate.status == CandidateStatus.DONE and candidate.promoted_version is None
                        and candidate.production_version == candidate.model.version),
-        "form": PromoteForm(), "reports": list(REPORT_FILES),
+        "form": PromoteForm(), "reports": list(gate_reports.REPORTS),
     })
 
 
 @roles.role_required(*roles.READ)
 def candidate_report(request: HttpRequest, slug: str, candidate_id: int, kind: str) -> HttpResponse:
     candidate = _candidate(slug, candidate_id)
-    if kind not in REPORT_FILES:
+    if kind not in gate_reports.REPORTS:
         return render(request, "404.html", status=404)
     if not candidate.report:
         messages.info(request, f"Candidate {candidate.pk} is {candidate.status}: its reports exist once it is gated.")
         return redirect("candidate-detail", slug=slug, candidate_id=candidate_id)
-    write, content_type, filename = REPORT_FILES[kind]
+    write, content_type, filename = gate_reports.REPORTS[kind]
     return attachment(write(candidate.report), filename=f"{slug}-candidate-{candidate.pk}-{filename}",
                       content_type=content_type)
 

@@ -10,8 +10,7 @@ from audits import gate_reports
 from audits.gate import GateError, run_gate
 from monitor.models import RegisteredModel
 
-WRITERS = {"junit": gate_reports.junit_xml, "sarif": gate_reports.sarif, "summary": gate_reports.markdown,
-           "json": gate_reports.as_json}
+WRITERS = {kind: writer for kind, (writer, _, _) in gate_reports.REPORTS.items()}
 
 
 class Command(BaseCommand):
