@@ -17,8 +17,13 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.parametrize("key_byte", [32, 37])
 def test_two_parts_find_what_one_part_finds(key_byte):
     model = model_with_attacks()
-    DetectorState.objects.filter(model=model).update(fingerprint_key=data_fernet().encrypt(bytes([key_byte] * 32)))
-    calibrate_model(model)
+    state = DetectorState.objects.get(model=model)
+    state.fingerprint_key = data_fernet().encrypt(bytes([key_byte] * 32))
+    state.save(update_fields=["fingerprint_key"])
+    # The new key is calibrated on the same benign day as the old one. Calibrated on the whole log instead, the window
+    # held 9 attacking accounts among 39 clients, over the share trimming leaves out (a fifth), so the candidate tester
+    # was learnt as normal and then caught by volume alone, by how the ten-minute windows cut its burst: in CI, not here.
+    calibrate_model(model, to_id=state.calibration_window["to_id"])
     rewind_scanner(model, 0)
     scan_model(model, count=1)
     one = flagged(model)
