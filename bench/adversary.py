@@ -57,12 +57,10 @@ from audits.attacks.reference import ReferenceModels, reference_proba, train_ref
 from audits.attacks.rmia import calibrate_a, rmia_scores  # noqa: E402
 from audits.attacks.scores import default_clip, lexicographic_scores, true_class_proba  # noqa: E402
 from monitor.demo import traffic as gen  # noqa: E402
-from monitor.detection.detectors.significance import CountTail, binomial_tail  # noqa: E402
+from monitor.detection.detectors import evasion  # noqa: E402
 
 DAY, HOUR = 86_400.0, 3_600.0
 SLOTS = 24  # one-hour slots: the sweep counter and the density check count within an hour (window_seconds 3,600)
-VOLUME_MARGIN = 0.8  # of the count per volume window at which the volume detector finds
-MEMBER_SHARE = 0.5  # of the candidates; the attacker does not know which
 N_REFERENCE = 4  # reference models, as the audit's tier 1
 # 8 copies, moving only the continuous columns (rounded to their grid): 9 queries over 9 hours, on the support of
 # production traffic (copies moved in every column left it: distribution_shift's cell rank caught 10 a day, --quick).
@@ -72,41 +70,21 @@ BOUNDARY_STEPS, BOUNDARY_TRIES, FULL_DIRECTIONS = 12, 3, 3
 
 
 @dataclass(frozen=True)
-class BlockTest:
-    """A share test as the attacker reads it from the calibration (`detectors/client_blocks.py`)."""
-
-    base_rate: float
-    rho: float
-    blocks_per_day: float
-    false_alarm_rate: float
-
-    def max_hits(self, n: int) -> int:
-        """Most hits a block of n units holds and stays quiet, by the product's own tail."""
-        hits = np.arange(n + 1)
-        quiet = binomial_tail(hits, np.full(n + 1, n), self.base_rate, rho=self.rho) * self.blocks_per_day
-        return int(np.flatnonzero(quiet > self.false_alarm_rate).max())
-
-
-@dataclass(frozen=True)
 class Thresholds:
-    """What the attacker reads: the stored calibration and the rate limit."""
+    """What the attacker reads: the stored calibration (`monitor.detection.detectors.evasion`, the product's own
+    reading, which the model page states) and the rate limit."""
 
-    window_count: int  # queries in one volume window at which the volume detector finds
-    windows_per_day: float
-    sweep_records: int  # distinct records in one cell within an hour that the sweep counter flags
-    proximity: BlockTest
-    boundary: BlockTest
+    core: evasion.Thresholds
     means: np.ndarray
     stds: np.ndarray
     per_minute: int  # rows per token per minute; 0: no limit
 
+    @property
+    def windows_per_day(self) -> float:
+        return self.core.windows_per_day
+
     def describe(self) -> str:
-        p, b = self.proximity, self.boundary
-        return (f"volume {self.window_count} queries in one {DAY / self.windows_per_day / 60:g}-minute window; sweep "
-                f"{self.sweep_records} distinct records in one cell within an hour; training proximity "
-                f"{p.base_rate:.2%} of benign regions hit a member (rho {p.rho:.3g}, {p.blocks_per_day:.2f} blocks a "
-                f"client-day); boundary {b.base_rate:.2%} of regions hesitant; {p.false_alarm_rate:.2g} false alarms "
-                f"a client-day per detector; rate limit {self.per_minute:,} rows a minute per token")
+        return f"{self.core.describe()}; rate limit {self.per_minute:,} rows a minute per token"
 
 
 def read_thresholds(model: Any) -> Thresholds:
@@ -115,21 +93,9 @@ def read_thresholds(model: Any) -> Thresholds:
     from monitor.models import DetectorState
 
     calibration = DetectorState.objects.get(model=model).calibration
-    volume, sweep = calibration["volume"], calibration["near_duplicate_sweep"]
-    windows = DAY / float(volume["window_seconds"])
-
-    def block(name: str) -> BlockTest:
-        c = calibration[name]
-        return BlockTest(c["base_rate"], c["rho"], c["blocks_per_client_day"], c["false_alarm_rate"])
-
-    return Thresholds(
-        window_count=CountTail.from_dict(volume["tail"]).threshold(volume["false_alarm_rate"] / windows),
-        windows_per_day=windows,
-        sweep_records=CountTail.from_dict(sweep["counter_tail"]).threshold(
-            sweep["false_alarm_rate"] / sweep["buckets_per_client_day"] / 2),
-        proximity=block("training_proximity"), boundary=block("boundary_probing"),
-        means=np.asarray(calibration["_context"]["feature_means"]),
-        stds=np.asarray(calibration["_context"]["feature_stds"]), per_minute=settings.TOKEN_QUERIES_PER_MINUTE)
+    return Thresholds(core=evasion.Thresholds.from_calibration(calibration),
+                      means=np.asarray(calibration["_context"]["feature_means"]),
+                      stds=np.asarray(calibration["_context"]["feature_stds"]), per_minute=settings.TOKEN_QUERIES_PER_MINUTE)
 
 
 @dataclass
@@ -197,26 +163,13 @@ class Search:
 
 def predicted_rate(strategy: Strategy, thresholds: Thresholds, *, cap: int, blocks: int, days: int = 1,
                    pooled: int = 1) -> int:
-    """Candidates per account-day the calibration allows with the attacker's margin: for each block test (a block of
-    `days` days of `pooled` accounts, a fresh book every account-day, a region per record as the worst case) its
-    expected hits stay the normal quantile of a 90 % chance that none of its `blocks` blocks fires under the test's
-    threshold; the volume per window stays under VOLUME_MARGIN of the volume detector's."""
-    from scipy.stats import norm
-
-    book, margin = pooled * days * len(strategy.books[0]), float(norm.ppf(1 - 0.1 / max(blocks, 1)))
-    p, b = thresholds.proximity, thresholds.boundary
-    member_hit = MEMBER_SHARE + (1 - MEMBER_SHARE) * p.base_rate
-    for rate in range(cap, 0, -1):
-        sent, ok = pooled * days * rate, True
-        for test, share in ((p, member_hit), (b, 1.0 if strategy.probes_boundary else b.base_rate)):
-            expected = test.base_rate * book + share * sent
-            sd = math.sqrt(test.base_rate * (1 - test.base_rate) * book + share * (1 - share) * sent)
-            ok &= expected + margin * sd <= test.max_hits(book + sent)
-        per_window = (len(strategy.books[0]) + strategy.queries_per_record * rate) / thresholds.windows_per_day
-        ok &= per_window + 3 * math.sqrt(per_window) <= VOLUME_MARGIN * thresholds.window_count
-        if ok:
-            return rate
-    return 0
+    """Candidates per account-day the calibration allows with the attacker's margin (`evasion.quiet_rate`: for each
+    block test, a block of `days` days of `pooled` accounts, a fresh book every account-day, a region per record as
+    the worst case, a 90 % chance that none of `blocks` blocks fires; the volume per window under 80 % of the
+    volume detector's)."""
+    return evasion.quiet_rate(thresholds.core, book=len(strategy.books[0]), cap=cap,
+                              queries_per_record=strategy.queries_per_record,
+                              probes_boundary=strategy.probes_boundary, blocks=blocks, days=days, pooled=pooled)
 
 
 # ---- the attacker's designs ----------------------------------------------------------------------------------

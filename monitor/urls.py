@@ -4,7 +4,7 @@ from django.urls import path
 
 from monitor.access import sso
 from monitor.api import api
-from monitor.dashboards import alert_views, audit_views, gate_views, metrics, views
+from monitor.dashboards import alert_views, audit_views, gate_views, metrics, throttle_views, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("models/<slug:slug>/exposure/", audit_views.record_exposure, name="record-exposure"),
     path("models/<slug:slug>/exposure.csv", audit_views.exposure_download, name="exposure-download"),
     path("models/<slug:slug>/candidates/", gate_views.candidate_submit, name="candidate-submit"),
+    path("models/<slug:slug>/client-rate-limit/", throttle_views.client_rate_limit, name="client-rate-limit"),
     path("models/<slug:slug>/candidates/<int:candidate_id>/", gate_views.candidate_detail, name="candidate-detail"),
     path("models/<slug:slug>/candidates/<int:candidate_id>/promote/", gate_views.candidate_promote,
          name="candidate-promote"),

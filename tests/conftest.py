@@ -41,6 +41,9 @@ class Api:
         data = raw if raw is not None else json.dumps(body)
         return self.client.post(path, data=data, content_type=content_type, **self._headers())
 
+    def patch(self, path: str, body=None):
+        return self.client.patch(path, data=json.dumps(body), content_type="application/json", **self._headers())
+
 
 @pytest.fixture
 def api_as(client):

@@ -8,14 +8,16 @@ a window boundary; that is the price of one upsert per request.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, models
 from django.utils import timezone
 
-from monitor.models import ApiToken, TokenUsage
+from monitor.models import ApiToken, ClientUsage, TokenUsage
 
 WINDOW = timedelta(minutes=1)
 
@@ -44,20 +46,22 @@ def window_of(now: datetime) -> tuple[datetime, int]:
     return window_start, max(1, math.ceil((window_start + WINDOW - now).total_seconds()))
 
 
-def add_to_window(usage: type[models.Model], owner: str, owner_id: int, window_start: datetime, rows: int,
+def add_to_window(usage: type[models.Model], owner: Mapping[str, Any], window_start: datetime, rows: int,
                   limit: int) -> bool:
     """Add `rows` to the owner's count for the window if it stays within `limit`; False (nothing counted) if not.
 
-    `usage` is a table with (`owner`, window_start) unique and a `queries` count (TokenUsage, RestrictionUsage).
-    One atomic statement: no row back means refused.
+    `usage` is a table with (the `owner` columns..., window_start) unique and a `queries` count (TokenUsage,
+    RestrictionUsage, ClientUsage); `owner` maps those columns to their values. One atomic statement: no row back
+    means refused.
     """
     table = usage._meta.db_table
+    columns = [*owner, "window_start"]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({owner}, window_start, queries) VALUES (%s, %s, %s) "  # noqa: S608 (our names)  # nosec B608
-            f"ON CONFLICT ({owner}, window_start) DO UPDATE SET queries = {table}.queries + EXCLUDED.queries "
+            f"INSERT INTO {table} ({', '.join(columns)}, queries) VALUES ({', '.join(['%s'] * (len(columns) + 1))}) "  # noqa: S608 (our names)  # nosec B608
+            f"ON CONFLICT ({', '.join(columns)}) DO UPDATE SET queries = {table}.queries + EXCLUDED.queries "
             f"WHERE {table}.queries + EXCLUDED.queries <= %s RETURNING queries",
-            [owner_id, window_start, rows, limit],
+            [*owner.values(), window_start, rows, limit],
         )
         return cursor.fetchone() is not None
 
@@ -71,9 +75,13 @@ def charge(token: ApiToken, rows: int, *, now: datetime | None = None) -> None:
     window_start, retry_after = window_of(now or timezone.now())
     if rows > limit:
         raise RateLimited(limit=limit, retry_after=retry_after, too_large=True)
-    if not add_to_window(TokenUsage, "token_id", token.pk, window_start, rows, limit):
+    if not add_to_window(TokenUsage, {"token_id": token.pk}, window_start, rows, limit):
         raise RateLimited(limit=limit, retry_after=retry_after)
 
 
 def prune_usage(*, older_than: timedelta = timedelta(hours=1)) -> int:
-    return TokenUsage.objects.filter(window_start__lt=timezone.now() - older_than).delete()[0]
+    """Drop the tokens' and the per-client throttle's spent windows (a day's window once it is two days old)."""
+    now = timezone.now()
+    return (TokenUsage.objects.filter(window_start__lt=now - older_than).delete()[0]
+            + ClientUsage.objects.filter(span=ClientUsage.MINUTE, window_start__lt=now - older_than).delete()[0]
+            + ClientUsage.objects.filter(span=ClientUsage.DAY, window_start__lt=now - timedelta(days=2)).delete()[0])

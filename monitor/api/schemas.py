@@ -205,6 +205,48 @@ class FeatureOut(Schema):
     unseen: UnseenOut | None = None
 
 
+class RateLimitOut(Schema):
+    per_minute: int | None = Field(None, description="queries one client may send a minute (null: no limit)")
+    per_day: int | None = Field(None, description="queries one client may send a UTC day (null: no limit)")
+
+
+class RecommendedRateLimitOut(RateLimitOut):
+    client_days_over: int | None = Field(None, description="logged client-days of the last 14 days that sent more "
+                                                           "than per_day (what the throttle would have cut)")
+    client_days: int | None = Field(None, description="logged client-days of the last 14 days")
+
+
+class UndetectedAttackerOut(Schema):
+    """What an attacker who reads the detectors' calibration can do per account-day without opening an incident
+    (audits.undetected); null figures before the first calibration or audit, `basis` saying what is missing."""
+
+    records_per_account_day: int | None = Field(..., description="candidate records one account can test a day "
+                                                                 "under every detector's threshold and the throttle")
+    tpr_at_1pct_fpr: float | None = Field(..., description="the latest finished audit's headline TPR at 1 % FPR")
+    tpr_interval: list[float] | None = Field(None, description="its interval [low, high]")
+    audit_id: int | None = None
+    target_records_per_account_day: int = Field(..., description="set by the security team: the records an "
+                                                                 "account-day may test before a throttle is recommended")
+    current_rate_limit: RateLimitOut
+    recommended_rate_limit: RecommendedRateLimitOut = Field(
+        ..., description="the per-client throttle that keeps it within the target (nulls: none needed or not known)")
+    basis: str = Field(..., description="what each figure rests on, or what is missing")
+    per_account: str
+
+
+class ClientRateLimitIn(Schema):
+    """The model's per-client throttle at the predict gateway: send `apply: "recommended"` (optionally with a new
+    target), or the limits themselves (0 or null: no limit); fields left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    apply: Literal["recommended"] | None = Field(None, description='"recommended": the throttle '
+                                                                  'undetected_attacker recommends now')
+    per_minute: int | None = Field(None, ge=0, le=100_000_000)
+    per_day: int | None = Field(None, ge=0, le=100_000_000)
+    target_records_per_account_day: int | None = Field(None, ge=1, le=100_000_000)
+
+
 class ModelOut(Schema):
     slug: str
     name: str
@@ -226,6 +268,7 @@ class ModelOut(Schema):
     clients: int
     open_alerts: int
     latest_audit: AuditRunOut | None
+    undetected_attacker: UndetectedAttackerOut
 
 
 class CandidateOut(Schema):

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
+from audits.undetected import undetected_attacker
 from monitor.access import roles
 from monitor.dashboards import charts
 from monitor.dashboards.forms import RegisterModelForm
@@ -82,6 +83,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
         **detection,
         "model": model,
         "summary": model_summary(model),
+        "undetected": undetected_attacker(model),
         "period": period,
         "periods": list(PERIODS),
         "top_clients": top_clients,

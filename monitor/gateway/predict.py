@@ -5,6 +5,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
+from monitor.gateway.client_limit import charge_client
 from monitor.gateway.restrictions import gateway_policy
 from monitor.ingestion.store import store_queries
 from monitor.ingestion.validate import (
@@ -53,6 +54,7 @@ def predict_and_log(model: RegisteredModel, payload: dict) -> dict:
     X = schema.encode(values).astype(np.float32).astype(np.float64)
     # A restricted client: refused here (Restricted: 403 blocked, 429 throttled), or its outputs reduced further.
     restricted = gateway_policy(model, payload["client_id"], len(X))
+    charge_client(model, payload["client_id"], len(X))  # the model's per-client throttle: 429 past it
     try:
         predictor = predictor_for(model)
     except NoArtifact as exc:

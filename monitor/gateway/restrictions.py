@@ -195,5 +195,5 @@ def _charge(restriction: ClientRestriction, rows: int, *, now: datetime, until: 
     window, retry_after = window_of(now)
     message = (f"client {restriction.client_id!r} is throttled on {restriction.model.slug}{until}: at most {limit} "
                f"queries a minute (restriction {restriction.pk}: {restriction.reason}); retry after {retry_after} s")
-    if rows > limit or not add_to_window(RestrictionUsage, "restriction_id", restriction.pk, window, max(1, rows), limit):
+    if rows > limit or not add_to_window(RestrictionUsage, {"restriction_id": restriction.pk}, window, max(1, rows), limit):
         raise Restricted(429, message, retry_after)

@@ -27,7 +27,7 @@ from monitor.models.registry import (
     UnseenCategory,
     validate_output_policy,
 )
-from monitor.models.restrictions import ClientRestriction, RestrictionUsage
+from monitor.models.restrictions import ClientRestriction, ClientUsage, RestrictionUsage
 from monitor.models.scanning import DetectorFinding, DetectorState, ScannerState, ScanShard
 from monitor.models.tokens import ApiToken, TokenUsage, hash_token
 from monitor.models.vocabulary import (
@@ -42,7 +42,7 @@ from monitor.trail.models import TrailEntry, TrailHead
 
 __all__ = [
     "CLIENT_ID_MAX_LENGTH", "UNRESOLVED", "AlertEventKind", "AlertSource", "DeliveryEvent", "DeliveryStatus",
-    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertAccount", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact", "SsoIdentity",
+    "SEVERITIES", "SEVERITY_RANK", "SLUG_VALIDATOR", "Alert", "AlertAccount", "AlertEvent", "AlertStatus", "Severity", "ApiToken", "ClientDayRollup", "ClientRestriction", "ClientUsage", "RestrictionUsage", "ModelHourRollup", "Delivery", "DetectorFinding", "DetectorState", "ScannerState", "ScanShard", "ModelArtifact", "SsoIdentity",
     "NotificationChannel", "QueryLog", "QueryRollup", "RollupWatermark", "ReferenceDataset", "RegisteredModel", "TokenUsage", "TrailEntry", "UnseenCategory", "TrailHead", "WorkerHeartbeat",
     "hash_token", "validate_output_policy",
 ]

@@ -34,6 +34,9 @@ def validate_restriction_action(value: str) -> None:
     raise ValidationError(f"{value!r:.40}: expected label_only, round:K, throttle or block (or empty: off)")
 
 
+MAX_CLIENT_QUERIES = 100_000_000
+
+
 def default_retention_days() -> int:
     return settings.QUERY_RETENTION_DAYS
 
@@ -78,6 +81,17 @@ class RegisteredModel(models.Model):
         default=1e-3, validators=[MinValueValidator(1e-9), MaxValueValidator(0.1)],
         help_text="false incidents allowed per benign client-day, for all detectors together (split evenly "
                   "between them); a change recalibrates the detectors on the same window")
+    # The per-client throttle the predict gateway applies to every client of this model (0: none), and the records an
+    # undetected attacker may test per account-day that the security team accepts (sizes the recommended throttle).
+    client_queries_per_minute = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(MAX_CLIENT_QUERIES)],
+        help_text="queries one client may send this model a minute at the predict gateway (0: no limit)")
+    client_queries_per_day = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(MAX_CLIENT_QUERIES)],
+        help_text="queries one client may send this model a UTC day at the predict gateway (0: no limit)")
+    undetected_records_target = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(MAX_CLIENT_QUERIES)],
+        help_text="records an undetected attacker may test per account-day before a throttle is recommended")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -60,3 +60,21 @@ class RestrictionUsage(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["restriction", "window_start"], name="restrictionusage_window")]
+
+
+class ClientUsage(models.Model):
+    """Queries one client sent one model at the predict gateway per window (a minute or a UTC day), counted against
+    the model's per-client throttle (`RegisteredModel.client_queries_per_minute` / `_per_day`)."""
+
+    MINUTE, DAY = "minute", "day"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="+")
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
+    span = models.CharField(max_length=8, choices=[(MINUTE, MINUTE), (DAY, DAY)])
+    window_start = models.DateTimeField()
+    queries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "client_id", "span", "window_start"],
+                                               name="clientusage_window")]
+        indexes = [models.Index(fields=["window_start"], name="clientusage_window_start")]

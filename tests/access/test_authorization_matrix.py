@@ -54,6 +54,7 @@ PAGES = {
     ("POST", "exposure-download"): PAGE_EXPORT,
     ("GET", "evidence-public-key"): PAGE_READ,
     ("POST", "candidate-submit"): PAGE_OPERATE,
+    ("POST", "client-rate-limit"): PAGE_OPERATE,
     ("GET", "candidate-detail"): PAGE_READ,
     ("GET", "candidate-report"): PAGE_READ,
     ("POST", "candidate-promote"): PAGE_OPERATE,
@@ -76,6 +77,7 @@ API = {
     ("GET", "/api/v1/models"): READ,
     ("GET", "/api/v1/models/{slug}"): READ,
     ("PATCH", "/api/v1/models/{slug}"): CONFIGURE,
+    ("PATCH", "/api/v1/models/{slug}/client-rate-limit"): OPERATE,
     ("GET", "/api/v1/alerts"): READ,
     ("GET", "/api/v1/alerts/{alert_id}"): READ,
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): OPERATE,
@@ -197,7 +199,7 @@ def page_request(client: Client, method: str, name: str, world: dict):
               "alert-detail": {"alert_id": world["alert"].pk},
               "alert-action": {"alert_id": world["alert"].pk, "action": "acknowledge"},
               "channel-action": {"channel_id": world["channel"].pk, "action": "test"},
-              "candidate-submit": {"slug": "credit"}, "candidate-detail": candidate, "candidate-promote": candidate,
+              "candidate-submit": {"slug": "credit"}, "client-rate-limit": {"slug": "credit"}, "candidate-detail": candidate, "candidate-promote": candidate,
               "candidate-report": {**candidate, "kind": "sarif"}}.get(name, {})
     address = reverse(name, kwargs=kwargs) + ("?id=client-1" if name == "client-detail" else "")
     return client.get(address) if method == "GET" else client.post(address)
@@ -226,7 +228,8 @@ def api_request(client: Client, method: str, path: str, world: dict):
     if method == "DELETE":
         return client.delete(address)
     if method == "PATCH":
-        body = {"cadence_hours": 12} if path.endswith("/audit-policy") else {"retention_days": 60}
+        body = ({"cadence_hours": 12} if path.endswith("/audit-policy") else {"per_day": 500}
+                if path.endswith("/client-rate-limit") else {"retention_days": 60})
         return client.patch(address, body, content_type="application/json")
     return client.post(address, bodies.get(path, {}), content_type="application/json")
 

@@ -18,6 +18,7 @@ from audits import runner
 from audits.models import AuditRun
 from audits.scheduling import request_audit
 from monitor.alerts.lifecycle import raise_signal
+from monitor.api.models import model_out
 from monitor.models import Alert, NotificationChannel, RegisteredModel
 from monitor.registry.summary import model_summary
 from tests.factories import make_audited_model, make_channel, make_user, signal, user_token
@@ -107,8 +108,9 @@ def audited(api_as: Callable[[str | None], Any]) -> dict:
 def test_a_model_answers_exactly_its_summary(audited: dict) -> None:
     api, model = audited["api"], RegisteredModel.objects.get(slug="leaky")
     assert model_summary(model)["latest_audit"]["headline"] and model_summary(model)["datasets"]
-    assert_answers_exactly(api.get("/api/v1/models/leaky"), model_summary(model))
-    assert_answers_exactly(api.get("/api/v1/models"), [model_summary(m) for m in RegisteredModel.objects.all()])
+    assert_answers_exactly(api.get("/api/v1/models/leaky"), model_out(model))
+    assert_answers_exactly(api.get("/api/v1/models"), [model_out(m) for m in RegisteredModel.objects.all()])
+    assert model_out(model)["undetected_attacker"]["tpr_at_1pct_fpr"] is not None
 
 
 @pytest.mark.parametrize("full", [False, True])

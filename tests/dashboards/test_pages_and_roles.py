@@ -39,6 +39,7 @@ ACTIONS = [
     ("audit-start", {"slug": "credit"}, {"admin", "security"}),
     ("client-restriction", {"slug": "credit"}, {"admin", "security"}),
     ("candidate-submit", {"slug": "credit"}, {"admin", "security"}),
+    ("client-rate-limit", {"slug": "credit"}, {"admin", "security"}),
     ("candidate-promote", {"slug": "credit", "candidate_id": "?"}, {"admin", "security"}),
 ]
 ROLES = ["admin", "security", "compliance", "viewer", None]

@@ -1,0 +1,153 @@
+"""What an undetected attacker can do per account-day on one model, and the per-client throttle that keeps it under
+the target the security team set (OWASP AISVS 11.4.2: throttles sized to the threat).
+
+Records: the most candidate records one account can test a day and stay under every detector's calibrated threshold
+(`monitor.detection.detectors.evasion`: one query per record, scored offline; the attacker picks the cover it sends
+beside them), capped by the per-client throttle in force. TPR: the latest finished audit's headline at 1 % FPR, the
+strongest of the product's attacks on this model, which such an attacker can run. Recommended throttle: none when
+the records are within the target; else a day's allowance of the target (an account that sends only candidates
+tests at most that many), spent no faster than over an hour (`per_minute`), with how many logged client-days of the
+last 14 it would have cut.
+"""
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from audits.models import HEADLINE_FPR, RunStatus, headline_rate
+from monitor.detection.detectors import evasion
+from monitor.gateway import client_limit
+from monitor.models import ClientDayRollup, DetectorState, RegisteredModel
+
+MINUTES_PER_DAY = 1440
+SPREAD_MINUTES = 60  # a day's allowance is spent no faster than over this many minutes
+COST_DAYS = 14  # logged client-days the recommendation's cost is counted over
+COVER_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0)  # the cover books the attacker tries, in benign client-days' records
+
+
+def _book(calibration: dict[str, Any], window: dict[str, Any]) -> int:
+    """Distinct records (regions) a benign client sends a day in the calibration window."""
+    client_days = float(window.get("client_days") or 0)
+    for name in ("training_proximity", "boundary_probing"):
+        units = (calibration.get(name) or {}).get("reference_units")
+        if units and client_days > 0:
+            return max(0, round(units / client_days))
+    return 0
+
+
+def detector_bound(calibration: dict[str, Any], window: dict[str, Any]) -> tuple[int | None, str]:
+    """Records per account-day the calibrated detectors let through, and what that reading rests on."""
+    thresholds = evasion.Thresholds.from_calibration(calibration)
+    if thresholds.proximity is None and thresholds.boundary is None and thresholds.window_count is None:
+        return None, "no calibrated detector bounds it"
+    book = _book(calibration, window)
+    rates = {factor: evasion.quiet_rate(thresholds, book=round(factor * book)) for factor in COVER_FACTORS}
+    factor = max(rates, key=lambda f: (rates[f], -f))
+    cover = round(factor * book)
+    text = (f"predicted from the detectors' calibration of {window.get('client_days') or 0:g} client-days "
+            f"({thresholds.describe()}): one query per candidate record, half of them members, "
+            f"{'no cover' if cover == 0 else f'{cover:,} cover records'} a day, each detector's block kept quiet with "
+            f"a 90 % chance and the volume under 80 % of its threshold")
+    return rates[factor], text
+
+
+def _tpr(model: RegisteredModel) -> tuple[dict[str, Any], Any]:
+    run = model.audit_runs.filter(status=RunStatus.DONE).order_by("-finished_at", "-pk").first()
+    return (headline_rate(run.headline, HEADLINE_FPR) if run is not None else {}), run
+
+
+def _cost(model: RegisteredModel, per_day: int) -> dict[str, int]:
+    """Logged client-days of the last COST_DAYS days (the folded rollups) over `per_day` queries."""
+    since = (timezone.now() - timedelta(days=COST_DAYS)).date()
+    days = ClientDayRollup.objects.filter(model=model, day__gte=since)
+    return {"client_days_over": days.filter(count__gt=per_day).count(), "client_days": days.count()}
+
+
+def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
+    """`{records_per_account_day, tpr_at_1pct_fpr, recommended_rate_limit: {per_minute, per_day, ...}, basis, ...}`,
+    present on every model: the figures are null, and `basis` says what is missing, before the first calibration
+    (the first scan) or the first finished audit."""
+    state = DetectorState.objects.filter(model=model).values("calibration", "calibration_window").first()
+    calibration = (state or {}).get("calibration") or {}
+    window = (state or {}).get("calibration_window") or {}
+    current = client_limit.current(model)
+    target = model.undetected_records_target
+    basis: list[str] = []
+    detected, how = (None, "") if not calibration else detector_bound(calibration, window)
+    if not calibration:
+        basis.append("records: not known before the detectors are calibrated (the first scan of this model's traffic)")
+    else:
+        basis.append(f"records: {how}")
+    throttled = min([limit for limit in (current["per_day"],
+                                         current["per_minute"] and current["per_minute"] * MINUTES_PER_DAY) if limit]
+                    or [None])  # type: ignore[type-var]
+    records = detected
+    if throttled is not None and (records is None or throttled < records):
+        records = throttled
+        basis.append(f"the per-client throttle in force ({throttled:,} queries a day) binds before the detectors")
+    rate, run = _tpr(model)
+    tpr = rate.get("value")
+    if run is None:
+        basis.append("TPR: not known before the first finished audit")
+    elif tpr is None:
+        basis.append(f"TPR: audit #{run.pk} has no headline at 1 % FPR")
+    else:
+        basis.append(f"TPR: audit #{run.pk}'s headline at 1 % FPR ({rate.get('attack')}, interval "
+                     f"{rate.get('low', 0):.2%} to {rate.get('high', 0):.2%}), the strongest attack the product "
+                     "ran, which such an attacker can run too")
+    recommended: dict[str, Any] = {"per_minute": None, "per_day": None, "client_days_over": None, "client_days": None}
+    if records is None:
+        basis.append("throttle: no recommendation until the records are known, once the detectors are calibrated")
+    elif records <= target:
+        basis.append(f"throttle: none needed, {records:,} records an account-day is within the target of {target:,}")
+    else:
+        recommended = {"per_minute": max(1, math.ceil(target / SPREAD_MINUTES)), "per_day": target,
+                       **_cost(model, target)}
+        cost = (f"{recommended['client_days_over']:,} of the {recommended['client_days']:,} client-days of the last "
+                f"{COST_DAYS} days in the rollups sent more" if recommended["client_days"]
+                else "no client-day is in the rollups yet to count what it would cut")
+        basis.append(f"throttle: {target:,} queries a client-day keeps an account at the target of {target:,} records "
+                     f"however it splits them (spent over an hour at least: {recommended['per_minute']:,} a minute); "
+                     f"{cost}")
+    return {
+        "records_per_account_day": records,
+        "tpr_at_1pct_fpr": tpr,
+        "tpr_interval": [rate["low"], rate["high"]] if tpr is not None and "low" in rate else None,
+        "audit_id": run.pk if run is not None else None,
+        "target_records_per_account_day": target,
+        "current_rate_limit": current,
+        "recommended_rate_limit": recommended,
+        "basis": "; ".join(basis) + ".",
+        "per_account": "an attacker with K accounts tests K times as many; the account-linking detector looks for them",
+    }
+
+
+class NoRecommendation(Exception):
+    """No throttle is recommended (the records are within the target, or not known yet); `basis` says why."""
+
+    def __init__(self, basis: str) -> None:
+        super().__init__(basis)
+        self.basis = basis
+
+
+def apply_recommended(model: RegisteredModel, *, target: int | None = None, actor: Any = None,
+                      ip: str | None = None) -> RegisteredModel:
+    """Apply the throttle recommended now (for `target` when given, which is stored too), in the security trail with
+    the statement it rests on. Raises NoRecommendation (nothing changed) when none is recommended, and
+    client_limit.RateLimitError for a bad target."""
+    if target is not None:
+        if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+            raise client_limit.RateLimitError("target_records_per_account_day", "must be a whole number of at least 1")
+        model.undetected_records_target = target
+    statement = undetected_attacker(model)
+    recommended = statement["recommended_rate_limit"]
+    if recommended["per_day"] is None:
+        clauses = statement["basis"].rstrip(".").split("; ")
+        raise NoRecommendation(next((c for c in clauses if c.startswith("throttle:")), statement["basis"]) + ".")
+    return client_limit.set_limits(model, per_minute=recommended["per_minute"], per_day=recommended["per_day"],
+                                   target=target, actor=actor, ip=ip,
+                                   basis={key: statement[key] for key in ("records_per_account_day", "tpr_at_1pct_fpr",
+                                                                          "audit_id", "recommended_rate_limit", "basis")})

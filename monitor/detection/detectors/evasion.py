@@ -1,0 +1,154 @@
+"""What an attacker who reads the detectors' calibration can send per account-day and stay under every threshold.
+
+The attacker of `bench/adversary.py` design (a): it holds candidate records, a share of them members it cannot tell
+apart, and sends each once, scored offline with reference models (RMIA/LiRA offline need no more). Beside its
+candidates each account sends a book of cover records, as many distinct records a day as a benign client does. It
+reads the stored calibration and keeps a margin under each threshold it can compute:
+
+- training proximity: its block's member hits (candidates that are members, plus the base rate on the rest and on
+  its book) stay at the hit count the product's own binomial tail lets through, with a 90 % chance that the block
+  does not fire (a normal quantile of the hits' spread);
+- boundary probing: the same with the base rate of hesitant regions (one query per record probes no boundary);
+- volume: its mean count per volume window, spread evenly over the day, stays under 80 % of the volume threshold
+  with three standard deviations to spare.
+
+The figure is a prediction from the calibration, not a measurement: `bench/adversary.py` searches the real scan path
+for the largest quiet rate and, against the demo forest, found 20 records per account-day where this predicted 17.
+Sweep, distribution-shift and account-linking thresholds do not bind a one-query-per-record attacker that spreads its
+day over 24 hours and sends records drawn from the population, so they are not modelled.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from monitor.detection.detectors.base import SECONDS_PER_DAY
+from monitor.detection.detectors.significance import CountTail, binomial_tail
+
+VOLUME_MARGIN = 0.8  # of the count per volume window at which the volume detector finds
+QUIET_CHANCE = 0.9  # the attacker's chance that none of its blocks fires
+MEMBER_SHARE = 0.5  # of the candidates; the attacker does not know which
+MAX_RECORDS = 1_000_000  # per account-day: the search's upper bound
+MAX_SEARCH = 200_000  # rates tried at once when no volume test bounds them
+
+
+@dataclass(frozen=True)
+class BlockTest:
+    """A share test as the attacker reads it from the calibration (`detectors/client_blocks.py`)."""
+
+    base_rate: float
+    rho: float
+    blocks_per_day: float
+    false_alarm_rate: float
+
+    @classmethod
+    def from_calibration(cls, calibration: Mapping[str, Any] | None) -> BlockTest | None:
+        """None when the detector is not calibrated or not applicable (training proximity without members)."""
+        if not calibration or not calibration.get("applicable", True) or "base_rate" not in calibration:
+            return None
+        return cls(float(calibration["base_rate"]), float(calibration["rho"]),
+                   float(calibration["blocks_per_client_day"]), float(calibration["false_alarm_rate"]))
+
+    def max_hits(self, n: np.ndarray | int) -> np.ndarray:
+        """Most hits a block of n units holds and stays quiet, by the product's own tail (for each n): the tail falls
+        as hits rise, so a bisection on every n at once finds the last quiet count (-1: none is)."""
+        n = np.asarray(n, dtype=np.int64)
+        lo, hi = np.full(n.shape, -1, np.int64), n.copy()
+        while (hi > lo).any():
+            mid = (lo + hi + 1) // 2
+            quiet = binomial_tail(mid, n, self.base_rate, rho=self.rho) * self.blocks_per_day > self.false_alarm_rate
+            quiet |= mid <= 0  # no hit at all never fires
+            lo, hi = np.where(quiet, mid, lo), np.where(quiet, hi, mid - 1)
+        return lo
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the attacker reads from a model's stored calibration."""
+
+    window_count: int | None  # queries in one volume window at which the volume detector finds
+    windows_per_day: float
+    proximity: BlockTest | None
+    boundary: BlockTest | None
+    sweep_records: int | None  # distinct records in one cell within an hour that the sweep counter flags
+
+    @classmethod
+    def from_calibration(cls, calibration: Mapping[str, Any]) -> Thresholds:
+        volume, sweep = calibration.get("volume"), calibration.get("near_duplicate_sweep")
+        windows = SECONDS_PER_DAY / float(volume["window_seconds"]) if volume else 144.0
+        window_count = (CountTail.from_dict(volume["tail"]).threshold(volume["false_alarm_rate"] / windows)
+                        if volume else None)
+        sweep_records = (CountTail.from_dict(sweep["counter_tail"]).threshold(
+            sweep["false_alarm_rate"] / sweep["buckets_per_client_day"] / 2) if sweep and "counter_tail" in sweep
+            else None)
+        return cls(window_count=window_count, windows_per_day=windows,
+                   proximity=BlockTest.from_calibration(calibration.get("training_proximity")),
+                   boundary=BlockTest.from_calibration(calibration.get("boundary_probing")),
+                   sweep_records=sweep_records)
+
+    def describe(self) -> str:
+        parts = []
+        if self.window_count is not None:
+            parts.append(f"volume {self.window_count:,} queries in one "
+                         f"{SECONDS_PER_DAY / self.windows_per_day / 60:g}-minute window")
+        if self.proximity is not None:
+            p = self.proximity
+            parts.append(f"training proximity {p.base_rate:.2%} of benign regions hit a member (rho {p.rho:.3g}, "
+                         f"{p.blocks_per_day:.2f} blocks a client-day)")
+        if self.boundary is not None:
+            parts.append(f"boundary probing {self.boundary.base_rate:.2%} of regions hesitant")
+        return "; ".join(parts) or "no calibrated threshold"
+
+
+def quiet_mask(thresholds: Thresholds, rates: np.ndarray, *, book: int, queries_per_record: float = 1.0,
+               probes_boundary: bool = False, blocks: int = 1, days: int = 1, pooled: int = 1,
+               member_share: float = MEMBER_SHARE) -> np.ndarray:
+    """For each rate, True when that many candidates an account-day (with a `book` of cover records an account-day)
+    keep every modelled test under its threshold with the attacker's margin, over a block of `days` days of `pooled`
+    accounts; `blocks` is how many such blocks must all stay quiet."""
+    rates = np.asarray(rates, dtype=np.int64)
+    margin = float(norm.ppf(1 - (1 - QUIET_CHANCE) / max(blocks, 1)))
+    cover, sent = pooled * days * book, pooled * days * rates
+    ok = np.ones(rates.shape, bool)
+    p, b = thresholds.proximity, thresholds.boundary
+    tests = []
+    if p is not None:
+        tests.append((p, member_share + (1 - member_share) * p.base_rate))
+    if b is not None:
+        tests.append((b, 1.0 if probes_boundary else b.base_rate))
+    for test, share in tests:
+        expected = test.base_rate * cover + share * sent
+        sd = np.sqrt(test.base_rate * (1 - test.base_rate) * cover + share * (1 - share) * sent)
+        ok &= expected + margin * sd <= test.max_hits(cover + sent)
+    if thresholds.window_count is not None:
+        per_window = (book + queries_per_record * rates) / thresholds.windows_per_day
+        ok &= per_window + 3 * np.sqrt(per_window) <= VOLUME_MARGIN * thresholds.window_count
+    return ok
+
+
+def quiet(thresholds: Thresholds, rate: int, **kwargs: Any) -> bool:
+    """`quiet_mask` for one rate."""
+    return bool(quiet_mask(thresholds, np.asarray([rate]), **kwargs)[0])
+
+
+def quiet_rate(thresholds: Thresholds, *, book: int, cap: int = MAX_RECORDS, queries_per_record: float = 1.0,
+               **kwargs: Any) -> int:
+    """The largest number of candidates an account-day (at most `cap`) that stays `quiet`; 0 when none does.
+
+    Whole counts make the quiet rates uneven (a block's allowed hits step by one: one record can be loud where two
+    are not), so every rate up to the volume test's bound is tried at once; without a volume test, up to
+    MAX_SEARCH."""
+    bound = min(max(0, int(cap)), MAX_SEARCH)
+    if thresholds.window_count is not None:
+        # per_window + 3 sqrt(per_window) <= c  <=>  sqrt(per_window) <= (-3 + sqrt(9 + 4c)) / 2
+        c = VOLUME_MARGIN * thresholds.window_count
+        per_window = ((-3 + math.sqrt(9 + 4 * c)) / 2) ** 2
+        bound = min(bound, max(0, math.floor((per_window * thresholds.windows_per_day - book) / queries_per_record) + 1))
+    rates = np.arange(1, bound + 1)
+    ok = quiet_mask(thresholds, rates, book=book, queries_per_record=queries_per_record, **kwargs)
+    return int(rates[ok].max()) if ok.any() else 0
