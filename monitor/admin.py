@@ -45,7 +45,8 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     readonly_fields = ("source", "feature_names", "features", "class_labels", "label_column", "version", "created_by",
                        "created_at")
     fields = ("slug", "name", "team", "endpoint_url", "output_policy", "retention_days", "auto_restrict_action",
-              "auto_restrict_severity", "auto_restrict_hours", "false_alarm_budget") + readonly_fields
+              "auto_restrict_severity", "auto_restrict_hours", "false_alarm_budget", "client_queries_per_minute",
+              "client_queries_per_day", "undetected_records_target") + readonly_fields
     inlines = [ArtifactInline, DatasetInline]
 
     def add_view(self, request, form_url: str = "", extra_context=None):
