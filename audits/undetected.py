@@ -54,6 +54,21 @@ def detector_bound(calibration: dict[str, Any], window: dict[str, Any]) -> tuple
     return rates[factor], text
 
 
+_BOUNDS: dict[tuple[int, Any], tuple[int | None, str]] = {}
+MAX_CACHED = 4096
+
+
+def _cached_bound(model_id: int, calibrated_at: Any, calibration: dict[str, Any],
+                  window: dict[str, Any]) -> tuple[int | None, str]:
+    """`detector_bound` once per calibration of a model in this process (a model list reads every model's)."""
+    key = (model_id, calibrated_at)
+    if key not in _BOUNDS:
+        if len(_BOUNDS) >= MAX_CACHED:
+            _BOUNDS.clear()
+        _BOUNDS[key] = detector_bound(calibration, window)
+    return _BOUNDS[key]
+
+
 def _tpr(model: RegisteredModel) -> tuple[dict[str, Any], Any]:
     run = model.audit_runs.filter(status=RunStatus.DONE).order_by("-finished_at", "-pk").first()
     return (headline_rate(run.headline, HEADLINE_FPR) if run is not None else {}), run
@@ -70,13 +85,14 @@ def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
     """`{records_per_account_day, tpr_at_1pct_fpr, recommended_rate_limit: {per_minute, per_day, ...}, basis, ...}`,
     present on every model: the figures are null, and `basis` says what is missing, before the first calibration
     (the first scan) or the first finished audit."""
-    state = DetectorState.objects.filter(model=model).values("calibration", "calibration_window").first()
-    calibration = (state or {}).get("calibration") or {}
-    window = (state or {}).get("calibration_window") or {}
+    state = (DetectorState.objects.filter(model=model).values("calibration", "calibration_window", "calibrated_at")
+             .first()) or {}
+    calibration = state.get("calibration") or {}
+    window = state.get("calibration_window") or {}
     current = client_limit.current(model)
     target = model.undetected_records_target
     basis: list[str] = []
-    detected, how = (None, "") if not calibration else detector_bound(calibration, window)
+    detected, how = (None, "") if not calibration else _cached_bound(model.pk, state["calibrated_at"], calibration, window)
     if not calibration:
         basis.append("records: not known before the detectors are calibrated (the first scan of this model's traffic)")
     else:
