@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -33,6 +33,7 @@ TASK = "audits.tasks.gate_candidate"
 WAITING_FOR_BROKER = "waiting for a worker (the broker could not be reached; the next check sends it again)"
 # A promotion of a candidate that did not pass needs a reason at least this long (a word or two is not one).
 MIN_REASON_CHARS = 20
+MAX_IDEMPOTENCY_KEY = 255
 # The artifact format a candidate is stored as -> the model's `source` once it is promoted.
 SOURCE_OF_FORMAT = {"skops": RegisteredModel.SKOPS, "onnx": RegisteredModel.ONNX,
                     "xgboost_json": RegisteredModel.XGBOOST_JSON, "xgboost_ubj": RegisteredModel.XGBOOST_UBJ,
@@ -53,9 +54,35 @@ class Upload:
     filename: str = ""
 
 
+def idempotency_problem(key: str) -> str | None:
+    """Why `key` cannot be an Idempotency-Key (None when it can): 1 to 255 visible ASCII characters."""
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not all(33 <= ord(c) <= 126 for c in key):
+        return f"give 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters (a UUID per upload is usual)"
+    return None
+
+
+def _replay(model: RegisteredModel, key: str, artifact: Upload, members_sha256: str) -> GateCandidate | None:
+    """The candidate an earlier upload with this key stored, when this one is the same; CandidateError when the key
+    was used for another candidate."""
+    earlier = GateCandidate.objects.filter(model=model, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    if earlier.artifact_sha256 != hashlib.sha256(artifact.data).hexdigest() or earlier.members_sha256 != members_sha256:
+        raise CandidateError("Idempotency-Key", f"already used for candidate {earlier.pk}, with another artifact or "
+                                                "members file: send a new key with a new candidate", conflict=True)
+    return earlier
+
+
 def submit(model: RegisteredModel, *, artifact: Upload, members: Upload | None = None, id_column: str | None = None,
-           alpha: float | None = None, user: Any = None, ip: str | None = None) -> GateCandidate:
-    """Check the candidate now (nothing is stored when it is refused), store it queued and send it to a worker."""
+           alpha: float | None = None, user: Any = None, ip: str | None = None,
+           idempotency_key: str | None = None) -> GateCandidate:
+    """Check the candidate now (nothing is stored when it is refused), store it queued and send it to a worker.
+
+    With `idempotency_key` (the client's Idempotency-Key header), an upload sent again after a dropped connection
+    returns the candidate the first one stored, queued once and gated once; the same key with another artifact or
+    members file is refused (conflict)."""
+    if idempotency_key is not None and (problem := idempotency_problem(idempotency_key)):
+        raise CandidateError("Idempotency-Key", problem)
     if alpha is not None and not 0 < alpha < 0.5:
         raise CandidateError("alpha", f"{alpha}: give a significance level between 0 and 0.5")
     if len(artifact.data) > settings.ARTIFACT_MAX_BYTES:
@@ -82,16 +109,31 @@ def submit(model: RegisteredModel, *, artifact: Upload, members: Upload | None =
             raise CandidateError("members", exc.message + (f" ({details})" if details else "")) from exc
         members_fields = {"members_ciphertext": encrypt_arrays(parsed.arrays), "members_sha256": parsed.sha256,
                           "members_rows": len(parsed.arrays.y)}
+    if idempotency_key and (earlier := _replay(model, idempotency_key, artifact, members_fields.get("members_sha256", ""))):
+        return earlier
+    try:
+        return _store(model, artifact=artifact, members_fields=members_fields, alpha=alpha, user=user, ip=ip,
+                      own_members=members is not None, idempotency_key=idempotency_key or "")
+    except IntegrityError:
+        # The same key raced in from another connection and won: answer with its candidate.
+        earlier = _replay(model, idempotency_key or "", artifact, members_fields.get("members_sha256", ""))
+        if earlier is None:
+            raise
+        return earlier
+
+
+def _store(model: RegisteredModel, *, artifact: Upload, members_fields: dict[str, Any], alpha: float | None,
+           user: Any, ip: str | None, own_members: bool, idempotency_key: str) -> GateCandidate:
     with transaction.atomic(), recorded_by_caller():
         candidate = GateCandidate.objects.create(
             model=model, artifact_data=artifact.data, artifact_format=sniff_format(artifact.data),
             artifact_sha256=hashlib.sha256(artifact.data).hexdigest(), artifact_size=len(artifact.data),
             artifact_name=artifact.filename[:255], production_version=model.version, alpha=alpha,
-            created_by=user if getattr(user, "pk", None) else None, **members_fields)
+            created_by=user if getattr(user, "pk", None) else None, idempotency_key=idempotency_key, **members_fields)
         TrailEntry.record(action="candidate.submitted", actor=user, ip=ip, obj=candidate,
                           after={"model": model.slug, "artifact_sha256": candidate.artifact_sha256,
                                  "artifact_name": candidate.artifact_name, "production_version": model.version,
-                                 "own_members": members is not None, "alpha": alpha})
+                                 "own_members": own_members, "alpha": alpha})
         publish_on_commit(TASK, candidate.pk, on_failure=lambda: GateCandidate.objects.filter(
             id=candidate.pk, status=CandidateStatus.QUEUED).update(step=WAITING_FOR_BROKER))
     return candidate

@@ -354,9 +354,13 @@ class GateCandidate(models.Model):
                                     related_name="+")
     promoted_at = models.DateTimeField(null=True, blank=True)
     promotion_reason = models.TextField(blank=True, help_text="required to promote a candidate the gate failed")
+    # The client's Idempotency-Key header: a retried upload answers with the candidate the first one stored.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["model", "-created_at"], name="candidate_model_created")]
+        constraints = [models.UniqueConstraint(fields=["model", "idempotency_key"], condition=~Q(idempotency_key=""),
+                                               name="candidate_model_idempotency_key")]
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

@@ -17,8 +17,10 @@ asked for, prints the Markdown summary on stdout, and exits:
     2  could not decide: the audits were too weak, the candidate could not be gated, the wait passed --timeout,
        bad input, a refused token, or a server that could not be reached
 
-Connection refused or reset and 502 / 503 / 504 (and 429) are retried a few times with backoff; once the upload is
-accepted (202) it is never sent again. The token is read from --token or MONITOR_TOKEN and is never printed.
+Connection refused or reset, timeouts and 502 / 503 / 504 (and 429) are retried a few times with backoff. The upload
+carries an Idempotency-Key (a new UUID per run): sent again after a lost answer, it gets the candidate the server
+stored the first time, gated once; once accepted (202) it is never sent again. The token is read from --token or
+MONITOR_TOKEN and is never printed.
 """
 from __future__ import annotations
 
@@ -75,11 +77,11 @@ class Monitor:
         return self.deadline - time.monotonic()
 
     def call(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
-             retry_timeouts: bool = True) -> bytes:
-        """The answer's body of a 2xx; transient failures retried with backoff within the deadline. An upload is
-        not retried after a timeout: the server may have taken it."""
+             extra_headers: dict[str, str] | None = None) -> bytes:
+        """The answer's body of a 2xx; transient failures retried with backoff within the deadline (the upload is
+        safe to send again: it carries an Idempotency-Key)."""
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json, text/plain",
-                   "User-Agent": "mi-monitor-gate-client/1"}
+                   "User-Agent": "mi-monitor-gate-client/1", **(extra_headers or {})}
         if content_type:
             headers["Content-Type"] = content_type
         for attempt in range(1, ATTEMPTS + 1):
@@ -97,11 +99,8 @@ class Monitor:
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 timed_out = isinstance(reason, (socket.timeout, TimeoutError))
-                if not (isinstance(reason, DROPPED) or (timed_out and retry_timeouts)) or attempt == ATTEMPTS:
-                    raise GateClientError(f"{method} {self.base}{path}: {describe(reason)}"
-                                          + (" (the upload may have been taken: look at the model's candidates "
-                                             "page before sending it again)" if timed_out and not retry_timeouts
-                                             else "")) from None
+                if not (isinstance(reason, DROPPED) or timed_out) or attempt == ATTEMPTS:
+                    raise GateClientError(f"{method} {self.base}{path}: {describe(reason)}") from None
                 problem, wait = describe(reason), None
             wait = min(MAX_WAIT, 2.0 ** (attempt - 1) if wait is None else wait)
             if wait >= self.remaining():
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         body, content_type = multipart(fields, files)
         note(f"uploading {args.artifact.name} ({len(body):,} bytes) as a candidate for {args.model} to {monitor.base}")
         accepted = monitor.json_call("POST", f"/api/v1/models/{slug}/candidates", body=body,
-                                     content_type=content_type, retry_timeouts=False)
+                                     content_type=content_type, extra_headers={"Idempotency-Key": str(uuid.uuid4())})
         if not isinstance(accepted.get("id"), int):
             raise GateClientError(f"the server accepted the upload but named no candidate id: {accepted!r:.200}")
         # From here on only GETs: the candidate is on the server, whatever happens to this process.

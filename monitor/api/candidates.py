@@ -54,13 +54,16 @@ def submit_candidate(request: HttpRequest, slug: str, artifact: File[UploadedFil
     `members`: the candidate's own members CSV, when it trained on new data (the model's feature and label
     columns; `id_column` names its id column). `alpha`: the significance level (default: the model's policy's
     `gate_alpha`). The candidate is checked at once (400 naming the field, nothing stored), then audited beside
-    production; poll `GET .../candidates/{id}` for progress and the verdict."""
+    production; poll `GET .../candidates/{id}` for progress and the verdict. Send an `Idempotency-Key` header (a UUID
+    per upload) to make retries safe: an upload sent again with the same key answers with the candidate the first
+    one stored (202, gated once); the same key with another artifact or members file answers 409."""
     model = get_model(slug)
+    key = request.headers.get("Idempotency-Key")
     artifact_upload = _read(artifact, "artifact", settings.ARTIFACT_MAX_BYTES)
     members_upload = _read(members, "members", settings.DATASET_MAX_BYTES) if members is not None else None
     try:
         candidate = submit(model, artifact=artifact_upload, members=members_upload, id_column=id_column.strip() or None,
-                           alpha=alpha, user=request_user(request), ip=client_ip(request))
+                           alpha=alpha, user=request_user(request), ip=client_ip(request), idempotency_key=key)
     except CandidateError as exc:
         raise _error(exc) from None
     return Status(202, summary(candidate))

@@ -267,6 +267,12 @@ def test_a_503_is_retried_and_the_candidate_is_uploaded_once_it_is_accepted(moni
     assert [r["method"] for r in server.requests[:2]] == ["POST", "POST"]
     assert len(server.posts()) == 2  # the refused one and the accepted one; the polls' 503 and 502 re-send nothing
     assert result.stderr.count("trying again") == 3
+    # The retried upload carries the first one's Idempotency-Key, so a server that took it answers with that candidate.
+    keys = {post["headers"].get("Idempotency-Key") for post in server.posts()}
+    assert len(keys) == 1 and len(next(iter(keys)) or "") == 36
+    again = monitor(uploads=[ACCEPTED], states=[candidate("done", 100, verdict="pass")])
+    assert gate(again, artifact).returncode == 0
+    assert again.posts()[0]["headers"]["Idempotency-Key"] not in keys  # a new run, a new key
 
 
 def test_a_refused_upload_prints_the_servers_error_and_each_detail_and_is_not_retried(monitor, artifact):
