@@ -35,6 +35,8 @@ QUIET_CHANCE = 0.9  # the attacker's chance that none of its blocks fires
 MEMBER_SHARE = 0.5  # of the candidates; the attacker does not know which
 MAX_RECORDS = 1_000_000  # per account-day: the search's upper bound
 MAX_SEARCH = 200_000  # rates tried at once when no volume test bounds them
+EXACT_RATES = 1024  # every rate up to this is tried
+GRID_POINTS = 400  # past it, a geometric grid of this many rates up to the bound, then every rate of one stretch
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,16 @@ def quiet_rate(thresholds: Thresholds, *, book: int, cap: int = MAX_RECORDS, que
         c = VOLUME_MARGIN * thresholds.window_count
         per_window = ((-3 + math.sqrt(9 + 4 * c)) / 2) ** 2
         bound = min(bound, max(0, math.floor((per_window * thresholds.windows_per_day - book) / queries_per_record) + 1))
-    rates = np.arange(1, bound + 1)
-    ok = quiet_mask(thresholds, rates, book=book, queries_per_record=queries_per_record, **kwargs)
+    kwargs = {"book": book, "queries_per_record": queries_per_record, **kwargs}
+    # Every rate up to EXACT_RATES; past it, where a step of one hit is small against the drift, a geometric grid
+    # finds the last quiet stretch and every rate between its two grid points is tried.
+    rates = np.arange(1, min(bound, EXACT_RATES) + 1)
+    if bound > EXACT_RATES:
+        grid = np.unique(np.geomspace(EXACT_RATES, bound, GRID_POINTS).astype(np.int64))
+        quiet_grid = grid[quiet_mask(thresholds, grid, **kwargs)]
+        if len(quiet_grid):
+            last = int(quiet_grid.max())
+            following = grid[grid > last]
+            rates = np.arange(last, int(following[0]) if len(following) else last + 1)
+    ok = quiet_mask(thresholds, rates, **kwargs)
     return int(rates[ok].max()) if ok.any() else 0
