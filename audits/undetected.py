@@ -49,8 +49,9 @@ def detector_bound(calibration: dict[str, Any], window: dict[str, Any]) -> tuple
     cover = round(factor * book)
     text = (f"predicted from the detectors' calibration of {window.get('client_days') or 0:g} client-days "
             f"({thresholds.describe()}): one query per candidate record, half of them members, "
-            f"{'no cover' if cover == 0 else f'{cover:,} cover records'} a day, each detector's block kept quiet with "
-            f"a 90 % chance and the volume under 80 % of its threshold")
+            f"{'no cover' if cover == 0 else f'{cover:,} fresh cover records'} a day, each detector's block (and its "
+            f"carried test over the client's week, where calibrated) kept quiet with a 90 % chance and the volume "
+            f"under 80 % of its threshold")
     return rates[factor], text
 
 
@@ -81,10 +82,22 @@ def _cost(model: RegisteredModel, per_day: int) -> dict[str, int]:
     return {"client_days_over": days.filter(count__gt=per_day).count(), "client_days": days.count()}
 
 
+def _throttle_per_day(current: dict[str, int | None]) -> int | None:
+    """The queries a day the throttle in force lets one client send (the tighter of its two limits), None: none."""
+    per_minute, per_day = current["per_minute"], current["per_day"]
+    limits = [limit for limit in (per_day, per_minute and per_minute * MINUTES_PER_DAY) if limit]
+    return min(limits) if limits else None
+
+
 def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
     """`{records_per_account_day, tpr_at_1pct_fpr, recommended_rate_limit: {per_minute, per_day, ...}, basis, ...}`,
     present on every model: the figures are null, and `basis` says what is missing, before the first calibration
     (the first scan) or the first finished audit."""
+    return _assess(model)[0]
+
+
+def _assess(model: RegisteredModel) -> tuple[dict[str, Any], str]:
+    """The statement and its throttle clause (why a throttle is, or is not, recommended)."""
     state = (DetectorState.objects.filter(model=model).values("calibration", "calibration_window", "calibrated_at")
              .first()) or {}
     calibration = state.get("calibration") or {}
@@ -97,9 +110,7 @@ def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
         basis.append("records: not known before the detectors are calibrated (the first scan of this model's traffic)")
     else:
         basis.append(f"records: {how}")
-    throttled = min([limit for limit in (current["per_day"],
-                                         current["per_minute"] and current["per_minute"] * MINUTES_PER_DAY) if limit]
-                    or [None])  # type: ignore[type-var]
+    throttled = _throttle_per_day(current)
     records = detected
     if throttled is not None and (records is None or throttled < records):
         records = throttled
@@ -119,7 +130,7 @@ def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
         basis.append("throttle: no recommendation until the records are known, once the detectors are calibrated")
     elif records <= target:
         basis.append(f"throttle: none needed, {records:,} records an account-day is within the target of {target:,}")
-    else:
+    else:  # the clause is appended below, with what the throttle would cut
         recommended = {"per_minute": max(1, math.ceil(target / SPREAD_MINUTES)), "per_day": target,
                        **_cost(model, target)}
         cost = (f"{recommended['client_days_over']:,} of the {recommended['client_days']:,} client-days of the last "
@@ -128,7 +139,7 @@ def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
         basis.append(f"throttle: {target:,} queries a client-day keeps an account at the target of {target:,} records "
                      f"however it splits them (spent over an hour at least: {recommended['per_minute']:,} a minute); "
                      f"{cost}")
-    return {
+    statement = {
         "records_per_account_day": records,
         "tpr_at_1pct_fpr": tpr,
         "tpr_interval": [rate["low"], rate["high"]] if tpr is not None and "low" in rate else None,
@@ -139,6 +150,7 @@ def undetected_attacker(model: RegisteredModel) -> dict[str, Any]:
         "basis": "; ".join(basis) + ".",
         "per_account": "an attacker with K accounts tests K times as many; the account-linking detector looks for them",
     }
+    return statement, basis[-1] + "."
 
 
 class NoRecommendation(Exception):
@@ -155,14 +167,11 @@ def apply_recommended(model: RegisteredModel, *, target: int | None = None, acto
     the statement it rests on. Raises NoRecommendation (nothing changed) when none is recommended, and
     client_limit.RateLimitError for a bad target."""
     if target is not None:
-        if isinstance(target, bool) or not isinstance(target, int) or target < 1:
-            raise client_limit.RateLimitError("target_records_per_account_day", "must be a whole number of at least 1")
-        model.undetected_records_target = target
-    statement = undetected_attacker(model)
+        model.undetected_records_target = client_limit.checked_target(target)
+    statement, throttle = _assess(model)
     recommended = statement["recommended_rate_limit"]
     if recommended["per_day"] is None:
-        clauses = statement["basis"].rstrip(".").split("; ")
-        raise NoRecommendation(next((c for c in clauses if c.startswith("throttle:")), statement["basis"]) + ".")
+        raise NoRecommendation(throttle)
     return client_limit.set_limits(model, per_minute=recommended["per_minute"], per_day=recommended["per_day"],
                                    target=target, actor=actor, ip=ip,
                                    basis={key: statement[key] for key in ("records_per_account_day", "tpr_at_1pct_fpr",

@@ -15,8 +15,10 @@ margin under each threshold it can compute:
      continuous columns only, rounded to their grid), one an hour, scored by the product's label-only attack;
   c. boundary: label-only boundary search, one bisection step an hour (12 steps towards a population record of
      the other label: continuous columns move, the others jump at half way), scored by correctness, then distance.
-Each spreads over K accounts; each account also sends its own book of cover records (population records, each once a
-day, as an honest client re-scores its customers); an account-day is spread over 24 hours, records of one coarse cell
+Each spreads over K accounts; each account also sends a book of cover records a day (population records, each once,
+a fresh book every day from its own share of the attacker's population records, none shared with another account:
+the carried test counts a client's distinct regions over its epoch, so a book sent again would dilute nothing, and
+account linking pairs accounts that send the same records); an account-day is spread over 24 hours, records of one coarse cell
 in different hours (the sweep counter and the density check look within an hour). The attacker predicts from the
 calibration how many candidates an account-day can carry (the training-proximity and boundary-probing block tests,
 the volume tail at 80 %); the bench then searches, all strategies at once, for the largest rate that opens no
@@ -27,7 +29,10 @@ accounts and the TPR@1%FPR the attacker reaches on them (`audits.attacks.metrics
 attacker unmonitored: all its candidates on day one with its full design (b: the audit's 48 copies; c: 3
 directions), and the ratio of members identified at 1 % FPR (TPR × members tested).
 
-Usage: python bench/adversary.py [--quick] [--accounts K] [--days D] [--seed S] [--trials N]
+Usage: python bench/adversary.py [--quick] [--accounts K] [--days D] [--seed S] [--trials N] [--book B] [--blocks-alone]
+                                [--reference-days R]
+--blocks-alone runs the same attackers against the block tests alone (the detectors before the carried test of
+monitor/detection/detectors/carried.py): the before of the after.
 On DATABASE_URL when set (migrated, nothing dropped: the model gets a fresh slug), else on SQLite in a fresh folder
 under MONITOR_DATA_DIR (a temporary folder when unset). No goal yet: the figure is the honest one to improve.
 """
@@ -38,7 +43,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +106,8 @@ def read_thresholds(model: Any) -> Thresholds:
 @dataclass
 class Strategy:
     """One attacker: its candidates, each candidate's queries under the monitored design (in order, one an hour
-    when there are several), the scores of both designs, and each account's book of cover records."""
+    when there are several), the scores of both designs, and each account's own cover records (its book of day d
+    is the d-th `book` of them, wrapping round when they run out)."""
 
     key: str
     title: str
@@ -113,7 +119,12 @@ class Strategy:
     full_scores: np.ndarray
     full_queries: int
     probes_boundary: bool  # the attacker's guess: each candidate brings a hesitant region (else the base rate)
-    books: list[np.ndarray]
+    covers: list[np.ndarray]
+    book: int
+
+    def book_of(self, account: int, day: int) -> np.ndarray:
+        rows = self.covers[account]
+        return rows[(day * self.book + np.arange(self.book)) % len(rows)]
 
     @property
     def queries_per_record(self) -> float:
@@ -167,7 +178,7 @@ def predicted_rate(strategy: Strategy, thresholds: Thresholds, *, cap: int, bloc
     block test, a block of `days` days of `pooled` accounts, a fresh book every account-day, a region per record as
     the worst case, a 90 % chance that none of `blocks` blocks fires; the volume per window under 80 % of the
     volume detector's)."""
-    return evasion.quiet_rate(thresholds.core, book=len(strategy.books[0]), cap=cap,
+    return evasion.quiet_rate(thresholds.core, book=strategy.book, cap=cap,
                               queries_per_record=strategy.queries_per_record,
                               probes_boundary=strategy.probes_boundary, blocks=blocks, days=days, pooled=pooled)
 
@@ -291,11 +302,11 @@ def spread(items: list[np.ndarray], *, start: float, thresholds: Thresholds,
     return np.concatenate(features).astype(np.float32), np.concatenate(times)
 
 
-def account_day(strategy: Strategy, *, account: int, name: str, rate: int, first: int, start: float,
+def account_day(strategy: Strategy, *, account: int, day: int, name: str, rate: int, first: int, start: float,
                 thresholds: Thresholds, rng: np.random.Generator) -> gen.Traffic:
-    """One account's day: `rate` candidates from position `first`, and its book, once each."""
+    """One account's day: `rate` candidates from position `first`, and its book of the day, once each."""
     attack, attack_times = spread(strategy.sequences[first:first + rate], start=start, thresholds=thresholds, rng=rng)
-    book = strategy.books[account]
+    book = strategy.book_of(account, day)
     cover, cover_times = spread([row[None] for row in book], start=start, thresholds=thresholds, rng=rng)
     features = np.concatenate([attack, cover])
     return gen.Traffic(features=features, client_ids=np.full(len(features), name).astype(str),
@@ -368,7 +379,11 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
     rng = np.random.default_rng([args.seed, 29])
     side = len(nonmembers) // 3
     chosen_members, chosen_nonmembers = rng.choice(members, 3 * side, replace=False), rng.permutation(nonmembers)
-    books = np.array_split(rng.permutation(cover_pool), 3 * args.accounts)
+    # Cover: the attacker's population records (its reference models' pool too), each account its own, so no two
+    # accounts share a record (account linking pairs accounts that do); a fresh book a day while they last.
+    covers = np.array_split(rng.permutation(np.concatenate([cover_pool, reference_pool])), 3 * args.accounts)
+    z_parts = np.array_split(rng.permutation(cover_pool), 3)
+    book = args.book or min(250, min(len(c) for c in covers) // args.days)
     references = train_reference_models(estimator=clone(target), pool_X=data.X[reference_pool],
                                         pool_y=data.y[reference_pool], n_models=N_REFERENCE, seed=args.seed)
     pool = (data.X[reference_pool], data.y[reference_pool])
@@ -384,8 +399,8 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
         rows = np.concatenate([chosen_members[s * side:(s + 1) * side], chosen_nonmembers[s * side:(s + 1) * side]])
         rows = rows[rng.permutation(len(rows))]
         X, y = data.X[rows], data.y[rows]
-        own_books = [data.X[b] for b in books[s * args.accounts:(s + 1) * args.accounts]]
-        z_rows = np.concatenate(books[s * args.accounts:(s + 1) * args.accounts])
+        own_covers = [data.X[c] for c in covers[s * args.accounts:(s + 1) * args.accounts]]
+        z_rows = z_parts[s]
         if key == "a":
             scores = rmia_design(target, references, pool=pool, candidates=(X, y), z=(data.X[z_rows], data.y[z_rows]))
             sequences, full, full_queries = [x[None] for x in X], scores, 1
@@ -402,7 +417,7 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
         world.strategies.append(Strategy(
             key=key, title=title, design=design, full_design=full_design, is_member=np.isin(rows, members),
             sequences=sequences, scores=scores, full_scores=full, full_queries=full_queries,
-            probes_boundary=key == "c", books=own_books))
+            probes_boundary=key == "c", covers=own_covers, book=book))
     facts = {"members": len(members), "candidates": 2 * side,
              "references": f"{references.n_models} reference forests on "
                            f"{int(references.pool_in.sum(axis=1).mean()):,} population records each"}
@@ -428,7 +443,7 @@ def run_trial(world: World, active: dict[str, int], *, trial: int, args: argpars
             if rate is None or strategy.key in caught:
                 continue
             for k, name in enumerate(names[strategy.key]):
-                parts.append(account_day(strategy, account=k, name=name, rate=rate,
+                parts.append(account_day(strategy, account=k, day=day, name=name, rate=rate,
                                          first=(day * args.accounts + k) * rate, start=begin,
                                          thresholds=world.thresholds, rng=rng))
         store(world.model, world.target, gen.combine(*parts))
@@ -456,7 +471,8 @@ def report(strategy: Strategy, search: Search, args: argparse.Namespace, facts: 
            thresholds: Thresholds) -> None:
     k, d = args.accounts, args.days
     print(f"== {strategy.key}. {strategy.title}: {strategy.design} (monitored; {strategy.queries_per_record:.1f} "
-          f"queries a record) + a book of {len(strategy.books[0])} cover records an account-day"
+          f"queries a record) + a fresh book of {strategy.book} cover records an account-day (from "
+          f"{len(strategy.covers[0]):,})"
           + (f"; {facts['references']}" if strategy.key == "a" else ""))
     print("   trials: " + "; ".join(
         f"{t.rate}/account-day " + (f"incident on day {t.incident_day} ({', '.join(t.detectors)})"
@@ -488,10 +504,29 @@ def report(strategy: Strategy, search: Search, args: argparse.Namespace, facts: 
           f"{(monitored.value / anchor.value) if monitored and anchor and anchor.value else float('nan'):.2f}, "
           f"members identified {ratio:.3f}; account-days to match the unmonitored day one: "
           + (f"{anchor_found / per_account_day:,.0f}" if per_account_day else "never at this rate"))
-    carried = predicted_rate(strategy, thresholds, cap=search.cap, blocks=k, days=30)
+    blocks_alone = predicted_rate(strategy, without_carried(thresholds), cap=search.cap, blocks=k * d)
     linked = predicted_rate(strategy, thresholds, cap=search.cap, blocks=d, pooled=k)
-    print(f"   the calibration's arithmetic (not run): {carried} a day if the block tests carried a client's "
-          f"regions over 30 days (a fresh book every day); {linked} if the {k} accounts' days were one block")
+    print(f"   the calibration's arithmetic (not run): {blocks_alone} a day with the block tests alone (no carried "
+          f"test); {linked} if the {k} accounts' epochs were one (account linking)")
+
+
+def without_carried(thresholds: Thresholds) -> Thresholds:
+    """The same thresholds as a calibration without the carried test would read."""
+    core = thresholds.core
+    tests = {name: replace(test, rho_upper=None) if test is not None else None
+             for name, test in (("proximity", core.proximity), ("boundary", core.boundary))}
+    return replace(thresholds, core=replace(core, **tests))
+
+
+def drop_carried_test(model: Any) -> None:
+    """The stored calibration as one made before the carried test: without `rho_upper` the share detectors run their
+    block tests alone (`detectors/carried.py`), and the attacker reads no carried test."""
+    from monitor.models import DetectorState
+
+    state = DetectorState.objects.get(model=model)
+    for name in ("training_proximity", "boundary_probing"):
+        state.calibration.get(name, {}).pop("rho_upper", None)
+    state.save(update_fields=["calibration"])
 
 
 def main() -> int:
@@ -502,6 +537,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trials", type=int, help="most trials of the search (default 10, --quick 4)")
     parser.add_argument("--clients", type=int, default=1000, help="benign clients")
+    parser.add_argument("--reference-days", type=int, default=1,
+                        help="days of benign traffic the detectors calibrate on (default 1)")
+    parser.add_argument("--blocks-alone", action="store_true",
+                        help="the detectors as before the carried test (its calibration figure removed): the before")
+    parser.add_argument("--book", type=int, default=None,
+                        help="cover records an account sends a day (default: its own cover records ÷ D, at most 250)")
     parser.add_argument("--per-day", type=float, help="benign queries a client-day (default 100, --quick 50)")
     args = parser.parse_args()
     args.days, args.trials = args.days or (2 if args.quick else 3), args.trials or (4 if args.quick else 10)
@@ -512,11 +553,13 @@ def main() -> int:
     from monitor.models import AlertAccount, AlertSource, DetectorState
 
     world, facts = build_world(args)
-    first = time.time() // DAY * DAY - (1 + args.trials * args.days) * DAY
+    first = time.time() // DAY * DAY - (args.reference_days + args.trials * args.days) * DAY
     reference = gen.benign_traffic(world.pool, n_clients=args.clients, seed=args.seed * 1000, start=first,
-                                   duration=DAY, queries_per_day=args.per_day)
+                                   duration=args.reference_days * DAY, queries_per_day=args.per_day)
     store(world.model, world.target, reference)
     calibrate_model(world.model)
+    if args.blocks_alone:
+        drop_carried_test(world.model)
     DetectorState.objects.filter(model=world.model).update(watermark_id=len(reference))  # scan after the benign day
     world.thresholds = read_thresholds(world.model)
     cap = facts["candidates"] // (args.accounts * args.days)
@@ -531,7 +574,8 @@ def main() -> int:
         active = {key: s.next for key, s in searches.items() if s.next is not None}
         if not active:
             break
-        outcome = run_trial(world, active, trial=trial, args=args, start=first + (1 + trial * args.days) * DAY)
+        outcome = run_trial(world, active, trial=trial, args=args,
+                            start=first + (args.reference_days + trial * args.days) * DAY)
         for key, result in outcome.items():
             searches[key].record(result)
         print(f"  trial {trial + 1}: " + "; ".join(

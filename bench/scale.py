@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=5_000)
     parser.add_argument("--retention-days", type=int, default=14)
     parser.add_argument("--loads", type=int, default=30)
+    parser.add_argument("--deadline-minutes", type=float, default=None,
+                        help="stop posting new days once this much wall time has passed, then measure retention "
+                             "and the pages and print the summary for the days done")
     parser.add_argument("--private-postgres", action=argparse.BooleanOptionalAction, default=None,
                         help="start a private cluster with production defaults (default: yes unless "
                              "BENCH_DATABASE_URL is set)")
@@ -204,12 +207,12 @@ def main() -> None:
             url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
             where = f"the server at {url}"
         print(f"scale: on {where}", flush=True)
-        run(args, url, where)
+        run(args, url, where, wall_started)
     print(f"scale: wall time {time.perf_counter() - wall_started:,.0f} s (private cluster stopped and removed: "
           f"{'yes' if private else 'n/a'})", flush=True)
 
 
-def run(args: argparse.Namespace, url: str, where: str) -> None:
+def run(args: argparse.Namespace, url: str, where: str, wall_started: float) -> None:
     setup_django(url)
     from pages import session_cookie, time_page
 
@@ -229,6 +232,9 @@ def run(args: argparse.Namespace, url: str, where: str) -> None:
         partitions.ensure_partitions([model.pk], today=first_day.date(), back=0, ahead=1)
         post_all(port, token, "/api/v1/models/scale/queries", [day_bodies(first_day, 50, 10, seed=10_000 + i)[0] for i in range(4)], senders=2)
         for day in range(args.days):
+            if args.deadline_minutes is not None and time.perf_counter() - wall_started > args.deadline_minutes * 60:
+                print(f"  deadline of {args.deadline_minutes:g} min reached after {day} of {args.days} days", flush=True)
+                break
             start = first_day + timedelta(days=day)
             partitions.ensure_partitions([model.pk], today=start.date(), back=0, ahead=1)  # as beat makes them ahead
             bodies = day_bodies(start, daily[day], args.clients, seed=day)
@@ -254,13 +260,14 @@ def run(args: argparse.Namespace, url: str, where: str) -> None:
         watched = {name: live_vs_disk(name, pgstattuple) for name in WATCHED}
         cookie = session_cookie()
         pages = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/", "/metrics")}
-    total = sum(daily)
-    print(f"scale: {total:,} queries over {args.days} days from {args.clients:,} clients, posted through the API "
+    done = len(ingest_rates)
+    total = sum(daily[:done])
+    print(f"scale: {total:,} queries over {done} of {args.days} days from {args.clients:,} clients, posted through the API "
           f"(columnar batches of {BATCH:,}, gunicorn 2 workers), scanned after each day")
     print(f"  on {where}: {facts}")
-    print(f"  ingestion day 1 / day {args.days}: {ingest_rates[0]:,.0f} / {ingest_rates[-1]:,.0f} queries/s, "
+    print(f"  ingestion day 1 / day {done}: {ingest_rates[0]:,.0f} / {ingest_rates[-1]:,.0f} queries/s, "
           f"ratio {ingest_rates[-1] / ingest_rates[0]:.2f} (goal ≥ 0.8)")
-    print(f"  scan per million new queries day 1 / day {args.days}: {scan_per_million[0]:.1f} / {scan_per_million[-1]:.1f} s "
+    print(f"  scan per million new queries day 1 / day {done}: {scan_per_million[0]:.1f} / {scan_per_million[-1]:.1f} s "
           "(day 1 includes calibrating the detectors)")
     print(f"  retention {args.retention_days} days: dropped {sum(1 for e in result.expired if e.partition and not e.waiting)} "
           f"partitions, {result.rows_dropped:,} rows in {retention_seconds:.1f} s; waiting {sum(1 for e in result.expired if e.waiting)}")

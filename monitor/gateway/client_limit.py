@@ -70,6 +70,13 @@ def _limit(value: Any, field: str) -> int:
     return value
 
 
+def checked_target(target: Any) -> int:
+    """A target of records per account-day as given, or RateLimitError naming the field."""
+    if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= MAX_CLIENT_QUERIES:
+        raise RateLimitError("target_records_per_account_day", f"must be a whole number from 1 to {MAX_CLIENT_QUERIES:,}")
+    return target
+
+
 def set_limits(model: RegisteredModel, *, per_minute: Any, per_day: Any, target: Any = None, actor: Any = None,
                ip: str | None = None, basis: dict[str, Any] | None = None) -> RegisteredModel:
     """Set the per-client throttle (None or 0: no limit) and, when given, the target, in the security trail as
@@ -77,9 +84,7 @@ def set_limits(model: RegisteredModel, *, per_minute: Any, per_day: Any, target:
     after: dict[str, Any] = {"client_queries_per_minute": _limit(per_minute, "per_minute"),
                              "client_queries_per_day": _limit(per_day, "per_day")}
     if target is not None:
-        if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= MAX_CLIENT_QUERIES:
-            raise RateLimitError("target_records_per_account_day", f"must be a whole number from 1 to {MAX_CLIENT_QUERIES:,}")
-        after["undetected_records_target"] = target
+        after["undetected_records_target"] = checked_target(target)
     with transaction.atomic(), recorded_by_caller():  # one entry, this one, naming the caller
         model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
         before = {name: getattr(model, name) for name in after}

@@ -19,9 +19,15 @@ from monitor.detection.detectors.base import (
     ModelContext,
     QueryBatch,
 )
-from monitor.detection.detectors.client_blocks import block_findings, calibrate_share, region_keys, scan_share
+from monitor.detection.detectors.client_blocks import (
+    block_findings,
+    calibrate_share,
+    carried_led,
+    region_keys,
+    scan_share,
+)
 from monitor.detection.detectors.registry import register
-from monitor.detection.detectors.wording import as_count, as_share
+from monitor.detection.detectors.wording import as_count, as_share, short_value
 
 
 def top_two_margin(outputs: np.ndarray) -> np.ndarray:
@@ -47,6 +53,10 @@ class BoundaryProbingDetector(Detector):
 
     def describe(self, evidence: Mapping[str, Any]) -> str:
         near, regions = evidence.get("n_regions_near_boundary"), evidence.get("n_regions")
+        if carried_led(evidence):
+            return (f"Over {short_value(evidence.get('carried_days'))} days, {as_count(evidence.get('carried_hits'))} "
+                    f"of about {as_count(round(float(evidence.get('carried_units') or 0)))} distinct query regions "
+                    f"sat at the decision boundary (benign clients {as_share(evidence.get('base_rate'))}).")
         return (f"{as_count(near)} of {as_count(regions)} distinct query regions sat at the decision boundary "
                 f"({as_share(evidence.get('share_near_boundary'))}; benign clients "
                 f"{as_share(evidence.get('base_rate'))}).")
@@ -87,12 +97,13 @@ class BoundaryProbingDetector(Detector):
             return [], dict(state or {})
         prepared = context.prepared(batch)
         hits = top_two_margin(prepared.outputs) <= calibration["margin_threshold"]
-        results, pending = scan_share(
+        results, sections = scan_share(
             prepared,
             hits,
             calibration=calibration,
             min_queries=int(calibration["min_queries"]),
             pending=(state or {}).get("pending"),
+            histories=(state or {}).get("carried") or {},
             unit_keys=region_keys(prepared, float(calibration["region_cell_size"])),
         )
         findings = block_findings(self.name, results, calibration, lambda result: {
@@ -101,5 +112,6 @@ class BoundaryProbingDetector(Detector):
             "share_near_boundary": round(result.hits / result.n, 6),
             "base_rate": round(calibration["base_rate"], 6),
             "margin_threshold": round(calibration["margin_threshold"], 6),
+            **result.extra,
         })
-        return findings, {"pending": pending}
+        return findings, sections

@@ -26,11 +26,22 @@ from monitor.detection.detectors.base import (
     score_from_p,
     severity_for,
 )
+from monitor.detection.detectors.carried import HORIZON_SECONDS as CARRIED_HORIZON_SECONDS
+from monitor.detection.detectors.carried import (
+    History,
+    applies,
+    carried_tail,
+    joint_p,
+    unit_hashes,
+)
+from monitor.detection.detectors.carried import prune as prune_histories
+from monitor.detection.detectors.carried import update as update_history
 from monitor.detection.detectors.significance import (
     binomial_tail,
     fit_base_rate,
     fit_mean_dispersion,
     normal_two_sided,
+    rho_upper_bound,
 )
 
 # Pending blocks of clients that went quiet are dropped after this long, keeping the state bounded.
@@ -185,6 +196,9 @@ def calibrate_share(
     return {
         "base_rate": base_rate,
         "rho": rho,
+        # For the carried test (carried.py): the units of a week are many days' worth, so rho's noise matters.
+        "rho_upper": rho_upper_bound(x[fitted], n[fitted], base_rate, rho),
+        "horizon_seconds": CARRIED_HORIZON_SECONDS,
         "blocks_per_client_day": blocks_per_client_day(prepared, n, min_queries),
         "reference_queries": int(len(prepared)),
         "reference_units": int(n.sum()),
@@ -202,13 +216,18 @@ def scan_share(
     unit_keys: np.ndarray | None = None,
     hit_keys: np.ndarray | None = None,
     member_ids: np.ndarray | None = None,
+    histories: Mapping[str, Any] | None = None,
 ) -> tuple[list[BlockResult], dict[str, dict[str, Any]]]:
     """Add this batch (sorted order) to each client's open block; test blocks of `min_queries` units.
 
-    Returns the tested blocks (the caller keeps the significant ones) and the new pending state.
+    Returns the tested blocks (the caller keeps the significant ones) and the new state: {"pending": open blocks},
+    and with `histories` (the client's epochs of `carried.py`, {} at first) {"carried": the updated epochs}, whose
+    test joins each tested block's (`carried.joint_p`) when the calibration has it.
     With `member_ids`, `hit_keys` are member positions and the block reports the members hit.
     """
     carried: dict[str, dict[str, Any]] = {client: dict(entry) for client, entry in (pending or {}).items()}
+    epochs = _Epochs.start(prepared, hits, unit_keys=prepared.repeat_keys if unit_keys is None else unit_keys,
+                           hit_keys=hit_keys, histories=histories, calibration=calibration)
     unit_keys = prepared.repeat_keys if unit_keys is None else unit_keys
     counts = _share_counts(prepared, hits, unit_keys, hit_keys, carried)
     hit_starts = np.searchsorted(counts.hit_pairs[0], np.arange(len(prepared.clients) + 1))
@@ -237,6 +256,7 @@ def scan_share(
             "members": _bounded(members),
             "last": float(max(entry["last"], last_new[code])),
         }
+        epochs.add(code, client, lo, hi)
         if merged["n"] >= min_queries:
             tested.append((code, merged["n"], min(merged["hits"], merged["n"]), merged))
         elif counts.n[code] or entry["n"]:
@@ -254,20 +274,71 @@ def scan_share(
         float(calibration["base_rate"]),
         rho=float(calibration["rho"]),
     )
-    results = [
-        BlockResult(
+    results = []
+    for (code, n_total, x_total, merged), p in zip(tested, p_values.tolist(), strict=True):
+        joint, extra, members = epochs.joint(code, float(p), member_ids)
+        results.append(BlockResult(
             client_id=str(prepared.clients[code]),
             n=n_total,
             hits=x_total,
-            p_value=float(p),
-            p_per_day=min(1.0, float(p) * float(calibration["blocks_per_client_day"])),
+            p_value=joint,
+            p_per_day=min(1.0, joint * float(calibration["blocks_per_client_day"])),
             query_ids=merged["ids"],
-            member_ids=merged["members"],
-        )
-        for (code, n_total, x_total, merged), p in zip(tested, p_values.tolist(), strict=True)
-    ]
+            member_ids=_bounded(sorted(set(merged["members"]) | set(members))),
+            extra=extra,
+        ))
     now = float(prepared.times.max()) if len(prepared) else 0.0
-    return results, _prune(carried, now) if len(prepared) else dict(sorted(carried.items()))
+    sections = {"pending": _prune(carried, now) if len(prepared) else dict(sorted(carried.items()))}
+    if histories is not None:
+        sections["carried"] = epochs.state(now)
+    return results, sections
+
+
+@dataclass
+class _Epochs:
+    """The carried test's side of `scan_share`: each client's epoch, updated with the batch, tested with a block."""
+
+    calibration: Mapping[str, Any]
+    times: np.ndarray  # per sorted row
+    hashes: np.ndarray  # per sorted row: the sketch hash of its unit
+    hit_ids: np.ndarray  # per sorted row: the hit's id (member position or unit key), -1 for no hit
+    histories: dict[str, Any] | None
+    updated: dict[int, History] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, prepared: PreparedBatch, hits: np.ndarray, *, unit_keys: np.ndarray, hit_keys: np.ndarray | None,
+              histories: Mapping[str, Any] | None, calibration: Mapping[str, Any]) -> _Epochs:
+        if histories is None:
+            return cls(calibration, prepared.times, np.zeros(0, np.uint32), np.zeros(0, np.int64), None)
+        ids = np.where(hits & (hit_keys >= 0), hit_keys, -1) if hit_keys is not None else np.where(hits, unit_keys, -1)
+        return cls(calibration, prepared.times, unit_hashes(unit_keys), ids.astype(np.int64),
+                   dict(histories))
+
+    def add(self, code: int, client: str, lo: int, hi: int) -> None:
+        """Client `code`'s rows lo:hi of this batch into its epoch."""
+        if self.histories is None or hi <= lo:
+            return
+        ids, times = self.hit_ids[lo:hi], self.times[lo:hi]
+        history = update_history(self.histories.get(client), self.hashes[lo:hi], ids[ids >= 0],
+                                      first=float(times.min()), last=float(times.max()))
+        self.histories[client] = history.to_entry()
+        self.updated[code] = history
+
+    def joint(self, code: int, p_block: float, member_ids: np.ndarray | None) -> tuple[float, dict[str, float], list[Any]]:
+        """The block's p-value joined with its client's carried test, the carried figures and members hit."""
+        history = self.updated.get(code)
+        if history is None or not applies(self.calibration):
+            return p_block, {}, []
+        units, hits = history.units, float(min(len(history.hits), history.units))
+        p_carried = float(carried_tail(hits, units, float(self.calibration["base_rate"]),
+                                                    float(self.calibration["rho_upper"])))
+        extra = {"carried_units": round(units, 1), "carried_hits": hits, "carried_days": round(history.days, 2),
+                 "carried_p_value": p_carried, "block_p_value": p_block}
+        members = evidence_ids(member_ids[history.hits]) if member_ids is not None and p_carried < p_block else []
+        return joint_p(p_block, p_carried), extra, members
+
+    def state(self, now: float) -> dict[str, dict[str, Any]]:
+        return prune_histories(self.histories or {}, now)
 
 
 def calibrate_mean(
@@ -378,6 +449,12 @@ def scan_mean(
             }
     now = float(prepared.times.max()) if len(prepared) else 0.0
     return results, _prune(carried, now) if len(prepared) else dict(sorted(carried.items()))
+
+
+def carried_led(evidence: Mapping[str, Any]) -> bool:
+    """Whether a block finding's evidence was carried over days rather than held in its block."""
+    carried = evidence.get("carried_p_value")
+    return carried is not None and float(carried) < float(evidence.get("block_p_value", 1.0))
 
 
 def region_keys(prepared: PreparedBatch, cell_size: float) -> np.ndarray:

@@ -7,7 +7,9 @@ reads the stored calibration and keeps a margin under each threshold it can comp
 
 - training proximity: its block's member hits (candidates that are members, plus the base rate on the rest and on
   its book) stay at the hit count the product's own binomial tail lets through, with a 90 % chance that the block
-  does not fire (a normal quantile of the hits' spread);
+  does not fire (a normal quantile of the hits' spread); and, where the calibration carries it, the same over its
+  whole epoch (`carried.py`: HORIZON_SECONDS of days, a fresh book every day, the carried tail with rho's upper
+  bound and the sketch's error), each test on its share of the false-alarm budget;
 - boundary probing: the same with the base rate of hesitant regions (one query per record probes no boundary);
 - volume: its mean count per volume window, spread evenly over the day, stays under 80 % of the volume threshold
   with three standard deviations to spare.
@@ -28,6 +30,13 @@ import numpy as np
 from scipy.stats import norm
 
 from monitor.detection.detectors.base import SECONDS_PER_DAY
+from monitor.detection.detectors.carried import (
+    BLOCK_SHARE,
+    CARRIED_SHARE,
+    HORIZON_SECONDS,
+    applies,
+    carried_tail,
+)
 from monitor.detection.detectors.significance import CountTail, binomial_tail
 
 VOLUME_MARGIN = 0.8  # of the count per volume window at which the volume detector finds
@@ -41,29 +50,44 @@ GRID_POINTS = 400  # past it, a geometric grid of this many rates up to the boun
 
 @dataclass(frozen=True)
 class BlockTest:
-    """A share test as the attacker reads it from the calibration (`detectors/client_blocks.py`)."""
+    """A share test as the attacker reads it from the calibration (`detectors/client_blocks.py`), with the carried
+    test over the client's epoch (`detectors/carried.py`) when the calibration has one (`rho_upper`)."""
 
     base_rate: float
     rho: float
     blocks_per_day: float
     false_alarm_rate: float
+    rho_upper: float | None = None  # the carried test's rho; None: a calibration without the carried test
 
     @classmethod
     def from_calibration(cls, calibration: Mapping[str, Any] | None) -> BlockTest | None:
         """None when the detector is not calibrated or not applicable (training proximity without members)."""
         if not calibration or not calibration.get("applicable", True) or "base_rate" not in calibration:
             return None
+        rho_upper = float(calibration["rho_upper"]) if applies(calibration) else None
         return cls(float(calibration["base_rate"]), float(calibration["rho"]),
-                   float(calibration["blocks_per_client_day"]), float(calibration["false_alarm_rate"]))
+                   float(calibration["blocks_per_client_day"]), float(calibration["false_alarm_rate"]), rho_upper)
 
-    def max_hits(self, n: np.ndarray | int) -> np.ndarray:
-        """Most hits a block of n units holds and stays quiet, by the product's own tail (for each n): the tail falls
-        as hits rise, so a bisection on every n at once finds the last quiet count (-1: none is)."""
+    def share(self, *, carried: bool) -> float:
+        """The part of the false-alarm budget a test has (`carried.joint_p`)."""
+        if self.rho_upper is None:
+            return 1.0
+        return CARRIED_SHARE if carried else BLOCK_SHARE
+
+    def max_hits(self, n: np.ndarray | int, *, carried: bool = False) -> np.ndarray:
+        """Most hits a block of n units (with `carried`, an epoch of n units) holds and stays quiet, by the product's
+        own tail (for each n): the tail falls as hits rise, so a bisection on every n at once finds the last quiet
+        count (-1: none is)."""
         n = np.asarray(n, dtype=np.int64)
+        if carried and self.rho_upper is None:
+            return n  # no carried test: every count is quiet
+        rho_upper = self.rho_upper or 0.0
         lo, hi = np.full(n.shape, -1, np.int64), n.copy()
         while (hi > lo).any():
             mid = (lo + hi + 1) // 2
-            quiet = binomial_tail(mid, n, self.base_rate, rho=self.rho) * self.blocks_per_day > self.false_alarm_rate
+            tail = (carried_tail(mid, n, self.base_rate, rho_upper) if carried
+                    else binomial_tail(mid, n, self.base_rate, rho=self.rho))
+            quiet = tail * self.blocks_per_day > self.false_alarm_rate * self.share(carried=carried)
             quiet |= mid <= 0  # no hit at all never fires
             lo, hi = np.where(quiet, mid, lo), np.where(quiet, hi, mid - 1)
         return lo
@@ -100,8 +124,10 @@ class Thresholds:
                          f"{SECONDS_PER_DAY / self.windows_per_day / 60:g}-minute window")
         if self.proximity is not None:
             p = self.proximity
+            carried = "" if p.rho_upper is None else (f", carried over {HORIZON_SECONDS / SECONDS_PER_DAY:g} days "
+                                                      f"with rho ≤ {p.rho_upper:.3g}")
             parts.append(f"training proximity {p.base_rate:.2%} of benign regions hit a member (rho {p.rho:.3g}, "
-                         f"{p.blocks_per_day:.2f} blocks a client-day)")
+                         f"{p.blocks_per_day:.2f} blocks a client-day{carried})")
         if self.boundary is not None:
             parts.append(f"boundary probing {self.boundary.base_rate:.2%} of regions hesitant")
         return "; ".join(parts) or "no calibrated threshold"
@@ -123,10 +149,17 @@ def quiet_mask(thresholds: Thresholds, rates: np.ndarray, *, book: int, queries_
         tests.append((p, member_share + (1 - member_share) * p.base_rate))
     if b is not None:
         tests.append((b, 1.0 if probes_boundary else b.base_rate))
+    epoch = HORIZON_SECONDS / SECONDS_PER_DAY
     for test, share in tests:
         expected = test.base_rate * cover + share * sent
         sd = np.sqrt(test.base_rate * (1 - test.base_rate) * cover + share * (1 - share) * sent)
         ok &= expected + margin * sd <= test.max_hits(cover + sent)
+        if test.rho_upper is not None:
+            # The carried test sees the whole epoch: a fresh book every day, as many candidates every day.
+            cover_epoch, sent_epoch = np.int64(round(pooled * epoch * book)), np.rint(pooled * epoch * rates).astype(np.int64)
+            expected = test.base_rate * cover_epoch + share * sent_epoch
+            sd = np.sqrt(test.base_rate * (1 - test.base_rate) * cover_epoch + share * (1 - share) * sent_epoch)
+            ok &= expected + margin * sd <= test.max_hits(cover_epoch + sent_epoch, carried=True)
     if thresholds.window_count is not None:
         per_window = (book + queries_per_record * rates) / thresholds.windows_per_day
         ok &= per_window + 3 * np.sqrt(per_window) <= VOLUME_MARGIN * thresholds.window_count

@@ -345,7 +345,7 @@ class NearDuplicateSweepDetector(Detector):
         np.maximum.at(max_count, group_client, cells.group_max)
 
         dense, history = self._dense(prepared, state.get("history") or {})
-        results, pending = scan_share(
+        results, sections = scan_share(
             prepared,
             dense,
             calibration=calibration["density"],
@@ -402,7 +402,7 @@ class NearDuplicateSweepDetector(Detector):
         new_state = {
             "counter": self._carry_entries(prepared, cells, carried),
             "history": history,
-            "pending": pending,
+            "pending": sections["pending"],
         }
         return findings, new_state
 

@@ -13,8 +13,8 @@ import numpy as np
 from scipy.special import betainc, ndtr
 
 
-def binomial_tail(hits: np.ndarray, n: np.ndarray, p: float, *, rho: float = 0.0) -> np.ndarray:
-    """P(X >= hits) for X ~ Binomial(n, p) widened by intra-client correlation rho.
+def binomial_tail(hits: np.ndarray, n: np.ndarray, p: float, *, rho: float | np.ndarray = 0.0) -> np.ndarray:
+    """P(X >= hits) for X ~ Binomial(n, p) widened by intra-client correlation rho (a number, or one per n).
 
     Overdispersion is handled with Kish's design effect 1 + (n - 1) rho: the test runs on an
     effective sample n / deff with hits / deff (Kish 1965; the usual beta-binomial approximation).
@@ -53,6 +53,25 @@ def fit_base_rate(hits: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     scale = float((n_u * (n_u - 1) * p * q).sum())
     rho = 0.0 if scale <= 0 else min(0.5, max(0.0, excess / scale))
     return p, rho
+
+
+def rho_upper_bound(hits: np.ndarray, n: np.ndarray, p: float, rho: float, *, z: float = 2.0) -> float:
+    """rho plus z standard errors of its method-of-moments estimate, clipped to [0, 0.5].
+
+    The estimate is excess / scale with excess = sum((x_i - n_i p)^2 - n_i p q); each square has variance about
+    2 v_i^2 + v_i with v_i = n_i p q (1 + (n_i - 1) rho) (normal, plus the Poisson term that matters at small
+    counts), so se = sqrt(sum(2 v_i^2 + v_i)) / scale. Fewer than two usable clients: 0.5, the largest rho allowed.
+    """
+    hits = np.asarray(hits, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    usable = n >= 2
+    q = 1.0 - p
+    scale = float((n[usable] * (n[usable] - 1) * p * q).sum())
+    if usable.sum() < 2 or scale <= 0:
+        return 0.5
+    v = n[usable] * p * q * (1.0 + (n[usable] - 1.0) * rho)
+    se = float(np.sqrt((2.0 * v**2 + v).sum())) / scale
+    return float(min(0.5, max(0.0, rho) + z * se))
 
 
 def fit_mean_dispersion(means: np.ndarray, n: np.ndarray, *, unit_variance: float, centre: float) -> float:

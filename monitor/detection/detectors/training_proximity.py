@@ -17,7 +17,13 @@ from monitor.detection.detectors.base import (
     ModelContext,
     QueryBatch,
 )
-from monitor.detection.detectors.client_blocks import block_findings, calibrate_share, region_keys, scan_share
+from monitor.detection.detectors.client_blocks import (
+    block_findings,
+    calibrate_share,
+    carried_led,
+    region_keys,
+    scan_share,
+)
 from monitor.detection.detectors.registry import register
 from monitor.detection.detectors.wording import as_count, short_value
 
@@ -37,10 +43,16 @@ class TrainingProximityDetector(Detector):
 
     def describe(self, evidence: Mapping[str, Any]) -> str:
         members = evidence.get("member_ids") or []
-        return (f"Queried {as_count(evidence.get('n_members_hit'))} training records in "
-                f"{as_count(evidence.get('n_regions'))} distinct regions "
-                f"({short_value(evidence.get('members_hit_per_region'))} per region; benign clients "
-                f"{short_value(evidence.get('base_rate'))})"
+        if carried_led(evidence):
+            lead = (f"Over {short_value(evidence.get('carried_days'))} days queried "
+                    f"{as_count(evidence.get('carried_hits'))} training records in about "
+                    f"{as_count(round(float(evidence.get('carried_units') or 0)))} distinct regions")
+        else:
+            lead = (f"Queried {as_count(evidence.get('n_members_hit'))} training records in "
+                    f"{as_count(evidence.get('n_regions'))} distinct regions "
+                    f"({short_value(evidence.get('members_hit_per_region'))} per region")
+        return (lead + ("; " if not carried_led(evidence) else " (") + "benign clients "
+                f"{short_value(evidence.get('base_rate'))} per region)"
                 + (f", e.g. member ids {short_value(members[:5])}" if members else "") + ".")
 
     def calibrate(self, reference: QueryBatch, context: ModelContext) -> dict[str, Any]:
@@ -84,12 +96,13 @@ class TrainingProximityDetector(Detector):
             # Calibrated with members, scanned without: nothing to compare against this time.
             return [], dict(state or {})
         matched, positions = matches
-        results, pending = scan_share(
+        results, sections = scan_share(
             prepared,
             matched,
             calibration=calibration,
             min_queries=int(calibration["min_queries"]),
             pending=(state or {}).get("pending"),
+            histories=(state or {}).get("carried") or {},
             unit_keys=region_keys(prepared, float(calibration["region_cell_size"])),
             hit_keys=positions,
             member_ids=index.member_ids,
@@ -100,5 +113,6 @@ class TrainingProximityDetector(Detector):
             "members_hit_per_region": round(result.hits / result.n, 6),
             "base_rate": round(calibration["base_rate"], 6),
             "member_ids": result.member_ids,
+            **result.extra,
         })
-        return findings, {"pending": pending}
+        return findings, sections
