@@ -320,7 +320,7 @@ class _Epochs:
             return
         ids, times = self.hit_ids[lo:hi], self.times[lo:hi]
         history = update_history(self.histories.get(client), self.hashes[lo:hi], ids[ids >= 0],
-                                      first=float(times.min()), last=float(times.max()))
+                                 first=float(times.min()), last=float(times.max()))
         self.histories[client] = history.to_entry()
         self.updated[code] = history
 
@@ -331,10 +331,13 @@ class _Epochs:
             return p_block, {}, []
         units, hits = history.units, float(min(len(history.hits), history.units))
         p_carried = float(carried_tail(hits, units, float(self.calibration["base_rate"]),
-                                                    float(self.calibration["rho_upper"])))
+                                       float(self.calibration["rho_upper"])))
         extra = {"carried_units": round(units, 1), "carried_hits": hits, "carried_days": round(history.days, 2),
                  "carried_p_value": p_carried, "block_p_value": p_block}
-        members = evidence_ids(member_ids[history.hits]) if member_ids is not None and p_carried < p_block else []
+        members: list[Any] = []
+        if member_ids is not None and p_carried < p_block:
+            # Positions in the member index; one stored before the members changed may point past it.
+            members = evidence_ids(member_ids[history.hits[history.hits < len(member_ids)]])
         return joint_p(p_block, p_carried), extra, members
 
     def state(self, now: float) -> dict[str, dict[str, Any]]:
