@@ -2,12 +2,14 @@
 the target the security team set (OWASP AISVS 11.4.2: throttles sized to the threat).
 
 Records: the most candidate records one account can test a day and stay under every detector's calibrated threshold
-(`monitor.detection.detectors.evasion`: one query per record, scored offline; the attacker picks the cover it sends
-beside them), capped by the per-client throttle in force. TPR: the latest finished audit's headline at 1 % FPR, the
-strongest of the product's attacks on this model, which such an attacker can run. Recommended throttle: none when
-the records are within the target; else a day's allowance of the target (an account that sends only candidates
-tests at most that many), spent no faster than over an hour (`per_minute`), with how many logged client-days of the
-last 14 it would have cut.
+(`monitor.detection.detectors.evasion.best_rate`: one query per record, scored offline; the attacker picks the cover
+it sends beside them, up to what the volume test and the per-client throttle in force let one client send a day).
+TPR: the latest finished audit's headline at 1 % FPR, the strongest of the product's attacks on this model, which
+such an attacker can run. Recommended throttle: none when the records are within the target; else the loosest day's
+allowance under which the best attacker tests at most the target (`evasion.throttle_for`: candidates and cover
+share the allowance, and within it the detectors bound the candidates; the target itself when nothing is
+calibrated), spent no faster than over an hour (`per_minute`), with how many logged client-days of the last 14 it
+would have cut.
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ from monitor.models import ClientDayRollup, DetectorState, RegisteredModel
 MINUTES_PER_DAY = 1440
 SPREAD_MINUTES = 60  # a day's allowance is spent no faster than over this many minutes
 COST_DAYS = 14  # logged client-days the recommendation's cost is counted over
-COVER_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0)  # the cover books the attacker tries, in benign client-days' records
 
 
 def _book(calibration: dict[str, Any], window: dict[str, Any]) -> int:
@@ -38,36 +39,52 @@ def _book(calibration: dict[str, Any], window: dict[str, Any]) -> int:
     return 0
 
 
-def detector_bound(calibration: dict[str, Any], window: dict[str, Any]) -> tuple[int | None, str]:
-    """Records per account-day the calibrated detectors let through, and what that reading rests on."""
+def _thresholds(calibration: dict[str, Any]) -> evasion.Thresholds | None:
     thresholds = evasion.Thresholds.from_calibration(calibration)
     if thresholds.proximity is None and thresholds.boundary is None and thresholds.window_count is None:
+        return None
+    return thresholds
+
+
+def detector_bound(calibration: dict[str, Any], window: dict[str, Any],
+                   per_day: int | None = None) -> tuple[int | None, str]:
+    """Records per account-day the calibrated detectors let through (within a throttle of `per_day` queries a client-
+    day when one is in force), and what that reading rests on."""
+    thresholds = _thresholds(calibration)
+    if thresholds is None:
         return None, "no calibrated detector bounds it"
-    book = _book(calibration, window)
-    rates = {factor: evasion.quiet_rate(thresholds, book=round(factor * book)) for factor in COVER_FACTORS}
-    factor = max(rates, key=lambda f: (rates[f], -f))
-    cover = round(factor * book)
+    best = evasion.best_rate(thresholds, benign_book=_book(calibration, window), per_day=per_day)
+    within = "" if per_day is None else f", cover and candidates within the throttle's {per_day:,} queries a day"
     text = (f"predicted from the detectors' calibration of {window.get('client_days') or 0:g} client-days "
             f"({thresholds.describe()}): one query per candidate record, half of them members, "
-            f"{'no cover' if cover == 0 else f'{cover:,} fresh cover records'} a day, each detector's block (and its "
-            f"carried test over the client's week, where calibrated) kept quiet with a 90 % chance and the volume "
-            f"under 80 % of its threshold")
-    return rates[factor], text
+            f"{'no cover' if best.book == 0 else f'{best.book:,} fresh cover records'} a day{within}, each "
+            f"detector's block (and its carried test over the client's week, where calibrated) kept quiet with a 90 % "
+            f"chance and the volume under 80 % of its threshold")
+    return best.records, text
 
 
-_BOUNDS: dict[tuple[int, Any], tuple[int | None, str]] = {}
+def detector_throttle(calibration: dict[str, Any], window: dict[str, Any], target: int) -> int:
+    """The loosest per-client day's allowance under which the best attacker tests at most `target` records a day."""
+    thresholds = _thresholds(calibration)
+    if thresholds is None:
+        return target
+    upper = evasion.volume_per_day(thresholds) or client_limit.MAX_CLIENT_QUERIES
+    return evasion.throttle_for(thresholds, target, benign_book=_book(calibration, window),
+                                upper=min(upper, client_limit.MAX_CLIENT_QUERIES))
+
+
+_CACHE: dict[tuple[Any, ...], Any] = {}
 MAX_CACHED = 4096
 
 
-def _cached_bound(model_id: int, calibrated_at: Any, calibration: dict[str, Any],
-                  window: dict[str, Any]) -> tuple[int | None, str]:
-    """`detector_bound` once per calibration of a model in this process (a model list reads every model's)."""
-    key = (model_id, calibrated_at)
-    if key not in _BOUNDS:
-        if len(_BOUNDS) >= MAX_CACHED:
-            _BOUNDS.clear()
-        _BOUNDS[key] = detector_bound(calibration, window)
-    return _BOUNDS[key]
+def _cached(key: tuple[Any, ...], compute: Any) -> Any:
+    """`compute()` once per key in this process (a model list reads every model's statement): keys hold the model
+    and its calibration time, so a new calibration is read afresh."""
+    if key not in _CACHE:
+        if len(_CACHE) >= MAX_CACHED:
+            _CACHE.clear()
+        _CACHE[key] = compute()
+    return _CACHE[key]
 
 
 def _tpr(model: RegisteredModel) -> tuple[dict[str, Any], Any]:
@@ -105,12 +122,14 @@ def _assess(model: RegisteredModel) -> tuple[dict[str, Any], str]:
     current = client_limit.current(model)
     target = model.undetected_records_target
     basis: list[str] = []
-    detected, how = (None, "") if not calibration else _cached_bound(model.pk, state["calibrated_at"], calibration, window)
+    throttled = _throttle_per_day(current)
+    calibrated_at = state.get("calibrated_at")
+    detected, how = (None, "") if not calibration else _cached(
+        ("bound", model.pk, calibrated_at, throttled), lambda: detector_bound(calibration, window, throttled))
     if not calibration:
         basis.append("records: not known before the detectors are calibrated (the first scan of this model's traffic)")
     else:
         basis.append(f"records: {how}")
-    throttled = _throttle_per_day(current)
     records = detected
     if throttled is not None and (records is None or throttled < records):
         records = throttled
@@ -130,15 +149,18 @@ def _assess(model: RegisteredModel) -> tuple[dict[str, Any], str]:
         basis.append("throttle: no recommendation until the records are known, once the detectors are calibrated")
     elif records <= target:
         basis.append(f"throttle: none needed, {records:,} records an account-day is within the target of {target:,}")
-    else:  # the clause is appended below, with what the throttle would cut
-        recommended = {"per_minute": max(1, math.ceil(target / SPREAD_MINUTES)), "per_day": target,
-                       **_cost(model, target)}
+    else:
+        per_day = target if not calibration else _cached(
+            ("throttle", model.pk, calibrated_at, target), lambda: detector_throttle(calibration, window, target))
+        recommended = {"per_minute": max(1, math.ceil(per_day / SPREAD_MINUTES)), "per_day": per_day,
+                       **_cost(model, per_day)}
         cost = (f"{recommended['client_days_over']:,} of the {recommended['client_days']:,} client-days of the last "
                 f"{COST_DAYS} days in the rollups sent more" if recommended["client_days"]
                 else "no client-day is in the rollups yet to count what it would cut")
-        basis.append(f"throttle: {target:,} queries a client-day keeps an account at the target of {target:,} records "
-                     f"however it splits them (spent over an hour at least: {recommended['per_minute']:,} a minute); "
-                     f"{cost}")
+        why = ("however it splits them" if per_day == target else
+               "with cover and candidates sharing the allowance, as the detectors bound the candidates within it")
+        basis.append(f"throttle: {per_day:,} queries a client-day keeps an account at the target of {target:,} records "
+                     f"or fewer {why} (spent over an hour at least: {recommended['per_minute']:,} a minute); {cost}")
     statement = {
         "records_per_account_day": records,
         "tpr_at_1pct_fpr": tpr,

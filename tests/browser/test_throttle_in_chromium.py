@@ -42,14 +42,16 @@ def test_the_statement_and_the_throttle_button_on_the_model_page(page, live_serv
     page.fill("#throttle-form input[name=target]", str(target))
     page.click("#throttle-apply")
     page.wait_for_selector("#undetected-attacker")
-    assert f"{target} queries a day" in page.locator("#throttle-current").inner_text()
-    assert f"up to {target} records a day" in page.locator("#undetected-statement").inner_text()
+    model.refresh_from_db()
+    per_day = model.client_queries_per_day  # the loosest allowance that keeps the best attacker at the target
+    assert per_day >= target and model.undetected_records_target == target
+    assert f"{per_day} queries a day" in page.locator("#throttle-current").inner_text()
+    after = page.locator("#undetected-statement").inner_text()
+    assert int(after.split("up to ")[1].split(" records")[0]) <= target
     assert "Throttle applied" in page.locator("body").inner_text()
     screenshot("throttle-applied")
     entry = TrailEntry.objects.get(action="model.client_rate_limit")
-    assert entry.actor_name == "sam" and entry.after["client_queries_per_day"] == target
-    model.refresh_from_db()
-    assert model.client_queries_per_day == target
+    assert entry.actor_name == "sam" and entry.after["client_queries_per_day"] == per_day
 
     page.click("#throttle-remove")
     page.wait_for_selector("#undetected-attacker")

@@ -46,6 +46,8 @@ MAX_RECORDS = 1_000_000  # per account-day: the search's upper bound
 MAX_SEARCH = 200_000  # rates tried at once when no volume test bounds them
 EXACT_RATES = 1024  # every rate up to this is tried
 GRID_POINTS = 400  # past it, a geometric grid of this many rates up to the bound, then every rate of one stretch
+COVER_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0)  # cover books the attacker tries, in a benign client-day's distinct records
+COVER_SHARES = (0.2, 0.4, 0.6, 0.8, 0.9)  # and, within a day's query budget, these shares of it
 
 
 @dataclass(frozen=True)
@@ -197,3 +199,56 @@ def quiet_rate(thresholds: Thresholds, *, book: int, cap: int = MAX_RECORDS, que
             rates = np.arange(last, int(following[0]) if len(following) else last + 1)
     ok = quiet_mask(thresholds, rates, **kwargs)
     return int(rates[ok].max()) if ok.any() else 0
+
+
+def volume_per_day(thresholds: Thresholds) -> int | None:
+    """Queries a day one client can send spread evenly and keep the volume test's margin; None: no volume test."""
+    if thresholds.window_count is None:
+        return None
+    c = VOLUME_MARGIN * thresholds.window_count
+    return max(0, math.floor(((-3 + math.sqrt(9 + 4 * c)) / 2) ** 2 * thresholds.windows_per_day))
+
+
+@dataclass(frozen=True)
+class Best:
+    """The attacker's best day: candidates tested and the cover book sent beside them."""
+
+    records: int
+    book: int
+
+
+def best_rate(thresholds: Thresholds, *, benign_book: int, per_day: int | None = None,
+              queries_per_record: float = 1.0, **kwargs: Any) -> Best:
+    """The most candidates one account can test a day and stay `quiet`, over the cover books it may choose: multiples
+    of a benign client-day's records (COVER_FACTORS) and, within the day's query budget (`per_day`, a per-client
+    throttle, or the volume test's), shares of that budget (COVER_SHARES); candidates and cover share the budget."""
+    budgets = [b for b in (per_day, volume_per_day(thresholds)) if b is not None]
+    budget = min(budgets) if budgets else None
+    books = {round(f * benign_book) for f in COVER_FACTORS}
+    if budget is not None:
+        books = {b for b in books if b < budget} | {round(s * budget) for s in (0.0, *COVER_SHARES)}
+    best = Best(0, 0)
+    for book in sorted(books):
+        cap = MAX_RECORDS if budget is None else math.floor((budget - book) / queries_per_record)
+        if cap <= best.records:
+            continue
+        rate = quiet_rate(thresholds, book=book, cap=cap, queries_per_record=queries_per_record, **kwargs)
+        if rate > best.records:
+            best = Best(rate, book)
+    return best
+
+
+def throttle_for(thresholds: Thresholds, target: int, *, benign_book: int, upper: int) -> int:
+    """The largest per-client limit of queries a day, from `target` to `upper`, under which the best attacker
+    (`best_rate`) tests at most `target` records a day: a limit of `target` always does (one query a record at
+    least), and the detectors let a looser one do as well. Bisection on a geometric scale, to within 2 %."""
+    lo, hi = max(1, target), max(1, target, upper)
+    if best_rate(thresholds, benign_book=benign_book, per_day=hi).records <= target:
+        return hi
+    while hi - lo > max(1, lo // 50):
+        mid = min(hi - 1, max(lo + 1, round(math.sqrt(lo * hi))))
+        if best_rate(thresholds, benign_book=benign_book, per_day=mid).records <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo

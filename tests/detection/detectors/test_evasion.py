@@ -92,3 +92,42 @@ def test_the_predicted_rate_stays_quiet_and_four_times_it_does_not(world, seed):
 
     assert not ({"training_proximity", "volume"} & flagged(rate))
     assert "training_proximity" in flagged(4 * rate)
+
+
+def test_the_best_day_shares_the_budget_between_cover_and_candidates(world):
+    context, *_ = world
+    thresholds = evasion.Thresholds.from_calibration(context.calibration)
+    volume = evasion.volume_per_day(thresholds)
+    assert volume is not None and volume > 0
+    benign_book = 40
+    best = evasion.best_rate(thresholds, benign_book=benign_book)
+    # At least what any of the books it tries gives on its own, and never past the volume test's day.
+    for factor in evasion.COVER_FACTORS:
+        book = round(factor * benign_book)
+        assert best.records >= evasion.quiet_rate(thresholds, book=book, cap=max(0, volume - book))
+    assert best.records + best.book <= volume
+    # Under a throttle of a day's queries, cover and candidates share it: a brute force over every book agrees
+    # within the books the search tries, and nothing passes the allowance.
+    for per_day in (10, 60, 150):
+        throttled = evasion.best_rate(thresholds, benign_book=benign_book, per_day=per_day)
+        brute = max(evasion.quiet_rate(thresholds, book=book, cap=per_day - book) for book in range(per_day))
+        assert throttled.records + throttled.book <= per_day
+        assert 0.8 * brute <= throttled.records <= brute
+
+
+def test_the_throttle_for_a_target_is_the_loosest_that_keeps_it(world):
+    context, *_ = world
+    thresholds = evasion.Thresholds.from_calibration(context.calibration)
+    upper = evasion.volume_per_day(thresholds)
+    previous = 0
+    for target in (1, 3, 8, 20):
+        per_day = evasion.throttle_for(thresholds, target, benign_book=40, upper=upper)
+        assert target <= per_day <= upper and per_day >= previous
+        assert evasion.best_rate(thresholds, benign_book=40, per_day=per_day).records <= target
+        if per_day < upper:  # within 2 % looser, an allowance lets the best attacker pass the target
+            looser = range(per_day + 1, per_day + max(1, per_day // 50) + 2)
+            assert any(evasion.best_rate(thresholds, benign_book=40, per_day=x).records > target for x in looser)
+        previous = per_day
+    # A target the detectors already keep within the volume test's day needs nothing tighter than that day.
+    enough = evasion.best_rate(thresholds, benign_book=40, per_day=upper).records
+    assert evasion.throttle_for(thresholds, enough, benign_book=40, upper=upper) == upper
