@@ -18,8 +18,9 @@ margin under each threshold it can compute:
 Each spreads over K accounts; each account also sends a book of cover records a day (population records, each once,
 a fresh book every day from its own share of the attacker's population records, none shared with another account:
 the carried test counts a client's distinct regions over its epoch, so a book sent again would dilute nothing, and
-account linking pairs accounts that send the same records); an account-day is spread over 24 hours, records of one coarse cell
-in different hours (the sweep counter and the density check look within an hour). The attacker predicts from the
+account linking pairs accounts that send the same records; as large as the attacker's reading of the calibration
+says is best, `evasion.best_rate`, as far as its share lasts over D days); an account-day is spread over 24 hours,
+records of one coarse cell in different hours (the sweep counter and the density check look within an hour). The attacker predicts from the
 calibration how many candidates an account-day can carry (the training-proximity and boundary-probing block tests,
 the volume tail at 80 %); the bench then searches, all strategies at once, for the largest rate that opens no
 incident over D days: each trial is D days with fresh accounts, doubling from the prediction, then bisecting.
@@ -383,7 +384,7 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
     # accounts share a record (account linking pairs accounts that do); a fresh book a day while they last.
     covers = np.array_split(rng.permutation(np.concatenate([cover_pool, reference_pool])), 3 * args.accounts)
     z_parts = np.array_split(rng.permutation(cover_pool), 3)
-    book = args.book or min(250, min(len(c) for c in covers) // args.days)
+    book = args.book or min(len(c) for c in covers) // args.days  # until the attacker has read the calibration
     references = train_reference_models(estimator=clone(target), pool_X=data.X[reference_pool],
                                         pool_y=data.y[reference_pool], n_models=N_REFERENCE, seed=args.seed)
     pool = (data.X[reference_pool], data.y[reference_pool])
@@ -504,18 +505,11 @@ def report(strategy: Strategy, search: Search, args: argparse.Namespace, facts: 
           f"{(monitored.value / anchor.value) if monitored and anchor and anchor.value else float('nan'):.2f}, "
           f"members identified {ratio:.3f}; account-days to match the unmonitored day one: "
           + (f"{anchor_found / per_account_day:,.0f}" if per_account_day else "never at this rate"))
-    blocks_alone = predicted_rate(strategy, without_carried(thresholds), cap=search.cap, blocks=k * d)
+    blocks_alone = predicted_rate(strategy, replace(thresholds, core=thresholds.core.without_carried()), cap=search.cap,
+                                  blocks=k * d)
     linked = predicted_rate(strategy, thresholds, cap=search.cap, blocks=d, pooled=k)
     print(f"   the calibration's arithmetic (not run): {blocks_alone} a day with the block tests alone (no carried "
           f"test); {linked} if the {k} accounts' epochs were one (account linking)")
-
-
-def without_carried(thresholds: Thresholds) -> Thresholds:
-    """The same thresholds as a calibration without the carried test would read."""
-    core = thresholds.core
-    tests = {name: replace(test, rho_upper=None) if test is not None else None
-             for name, test in (("proximity", core.proximity), ("boundary", core.boundary))}
-    return replace(thresholds, core=replace(core, **tests))
 
 
 def drop_carried_test(model: Any) -> None:
@@ -542,7 +536,8 @@ def main() -> int:
     parser.add_argument("--blocks-alone", action="store_true",
                         help="the detectors as before the carried test (its calibration figure removed): the before")
     parser.add_argument("--book", type=int, default=None,
-                        help="cover records an account sends a day (default: its own cover records ÷ D, at most 250)")
+                        help="cover records an account sends a day (default: the best cover by the attacker's reading "
+                             "of the calibration, at most its own cover records ÷ D)")
     parser.add_argument("--per-day", type=float, help="benign queries a client-day (default 100, --quick 50)")
     args = parser.parse_args()
     args.days, args.trials = args.days or (2 if args.quick else 3), args.trials or (4 if args.quick else 10)
@@ -562,6 +557,12 @@ def main() -> int:
         drop_carried_test(world.model)
     DetectorState.objects.filter(model=world.model).update(watermark_id=len(reference))  # scan after the benign day
     world.thresholds = read_thresholds(world.model)
+    if args.book is None:  # the cover the attacker's reading says is best, as far as its own cover records go
+        for strategy in world.strategies:
+            best = evasion.best_rate(world.thresholds.core, benign_book=0,
+                                     queries_per_record=strategy.queries_per_record,
+                                     probes_boundary=strategy.probes_boundary)
+            strategy.book = min(strategy.book, best.book)
     cap = facts["candidates"] // (args.accounts * args.days)
     searches = {s.key: Search(predicted=predicted_rate(s, world.thresholds, cap=cap, blocks=args.accounts * args.days),
                               cap=cap) for s in world.strategies}

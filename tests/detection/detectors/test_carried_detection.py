@@ -3,8 +3,6 @@ clients scanned day after day for a week, with their state carried, stay within 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -89,8 +87,8 @@ def test_an_attacker_whose_blocks_stay_under_the_threshold_is_found_by_its_week(
     context = adult.context(reference_batch, fingerprint_key=f"carried-{seed}".encode() * 4)
     context.calibration = calibrate(reference_batch, context, detectors=SHARE_DETECTORS)
     proximity = Thresholds.from_calibration(context.calibration).proximity
-    blocks_alone = Thresholds(window_count=None, windows_per_day=144.0, proximity=replace(proximity, rho_upper=None),
-                              boundary=None, sweep_records=None)
+    blocks_alone = Thresholds(window_count=None, windows_per_day=144.0, proximity=proximity, boundary=None,
+                              sweep_records=None).without_carried()
     rate = 2 * quiet_rate(blocks_alone, book=SMALL_BOOK)
     attacker = patient_attacker(adult, rate=rate, seed=seed, book=SMALL_BOOK)
     found = run_week(adult, context, attacker)
