@@ -116,10 +116,15 @@ class History:
     def add(self, hashes: np.ndarray, hit_ids: np.ndarray, *, first: float, last: float) -> History:
         """This history with a batch's units (their hashes) and hits; a new epoch when this one is over."""
         current = self if last - self.since <= HORIZON_SECONDS else History.empty(first)
-        sketch = np.union1d(current.sketch, np.asarray(hashes, dtype=np.uint32))[:SKETCH_SIZE].astype(np.uint32)
-        hits = current.hits
+        hashes = np.asarray(hashes, dtype=np.uint32)
+        if current.saturated:  # only a hash below the sketch's largest can enter it (a scan adds a client often)
+            hashes = hashes[hashes < current.sketch[-1]]
+        sketch = current.sketch
+        if len(hashes):
+            sketch = np.union1d(sketch, hashes)[:SKETCH_SIZE].astype(np.uint32)
+        hits, hit_ids = current.hits, np.asarray(hit_ids, dtype=np.int64)
         if len(hits) < MAX_HITS and len(hit_ids):
-            hits = np.union1d(hits, np.asarray(hit_ids, dtype=np.int64))[:MAX_HITS]
+            hits = np.union1d(hits, hit_ids)[:MAX_HITS]
         return History(since=current.since, last=max(current.last, last), sketch=sketch, hits=hits)
 
 
