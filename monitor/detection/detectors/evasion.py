@@ -141,6 +141,15 @@ class Thresholds:
         return "; ".join(parts) or "no calibrated threshold"
 
 
+def _stays_under(test: BlockTest, share: float, cover: Any, sent: np.ndarray, margin: float, *,
+                 carried: bool = False) -> np.ndarray:
+    """Whether the hits of `cover` units at the base rate and `sent` at `share` stay, with `margin` standard
+    deviations, at most what the test lets through in a block (with `carried`, an epoch) of that many units."""
+    expected = test.base_rate * cover + share * sent
+    sd = np.sqrt(test.base_rate * (1 - test.base_rate) * cover + share * (1 - share) * sent)
+    return expected + margin * sd <= test.max_hits(cover + sent, carried=carried)
+
+
 def quiet_mask(thresholds: Thresholds, rates: np.ndarray, *, book: int, queries_per_record: float = 1.0,
                probes_boundary: bool = False, blocks: int = 1, days: int = 1, pooled: int = 1,
                member_share: float = MEMBER_SHARE) -> np.ndarray:
@@ -159,15 +168,11 @@ def quiet_mask(thresholds: Thresholds, rates: np.ndarray, *, book: int, queries_
         tests.append((b, 1.0 if probes_boundary else b.base_rate))
     epoch = HORIZON_SECONDS / SECONDS_PER_DAY
     for test, share in tests:
-        expected = test.base_rate * cover + share * sent
-        sd = np.sqrt(test.base_rate * (1 - test.base_rate) * cover + share * (1 - share) * sent)
-        ok &= expected + margin * sd <= test.max_hits(cover + sent)
+        ok &= _stays_under(test, share, cover, sent, margin)
         if test.rho_upper is not None:
             # The carried test sees the whole epoch: a fresh book every day, as many candidates every day.
-            cover_epoch, sent_epoch = np.int64(round(pooled * epoch * book)), np.rint(pooled * epoch * rates).astype(np.int64)
-            expected = test.base_rate * cover_epoch + share * sent_epoch
-            sd = np.sqrt(test.base_rate * (1 - test.base_rate) * cover_epoch + share * (1 - share) * sent_epoch)
-            ok &= expected + margin * sd <= test.max_hits(cover_epoch + sent_epoch, carried=True)
+            ok &= _stays_under(test, share, np.int64(round(pooled * epoch * book)),
+                               np.rint(pooled * epoch * rates).astype(np.int64), margin, carried=True)
     if thresholds.window_count is not None:
         per_window = (book + queries_per_record * rates) / thresholds.windows_per_day
         ok &= per_window + 3 * np.sqrt(per_window) <= VOLUME_MARGIN * thresholds.window_count
