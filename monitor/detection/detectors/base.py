@@ -16,7 +16,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from scipy.spatial import cKDTree
 
-from monitor.detection.detectors.fingerprints import mix64, quantised_fingerprints
+from monitor.detection.detectors.fingerprints import mix64, quantised_fingerprints, unique_first
 from monitor.platform.severity import Severity
 
 # Evidence lists are capped: an attacker's 100,000 query ids would make an unreadable alert.
@@ -157,6 +157,12 @@ def evidence_ids(values: np.ndarray) -> list[Any]:
     return [item.item() if isinstance(item, np.generic) else item for item in unique]
 
 
+# KD-tree leaves of 64 members rather than scipy's 16: with a match radius of about half the nearest-member distance in
+# 10-40 dimensions a query visits many leaves either way, and fewer, larger ones cost less (1.6x faster at 20
+# features, the same at 8, on 5,000 members and 100,000 queries). Exact either way (test_fast_paths.py).
+LEAF_SIZE = 64
+
+
 class MemberIndex:
     """Member records in standardised space, held in memory only, with a match radius per record.
 
@@ -176,9 +182,9 @@ class MemberIndex:
         else:
             self.rotation = np.eye(members_z.shape[1])
         members_z = members_z @ self.rotation
-        self.tree = cKDTree(members_z)
+        self.tree = cKDTree(members_z, leafsize=LEAF_SIZE)
         if len(members_z) > 1:
-            distances, _ = self.tree.query(members_z, k=2)
+            distances, _ = self.tree.query(members_z, k=2, workers=-1)
             nearest = distances[:, 1]
         else:
             nearest = np.ones(len(members_z))
@@ -195,6 +201,7 @@ class MemberIndex:
             np.asarray(z, dtype=np.float64) @ self.rotation,
             k=1,
             distance_upper_bound=self.max_radius * (1 + 1e-9),
+            workers=-1,  # the queries are independent: every core (the scan's largest single cost)
         )
         found = np.isfinite(distance)
         matched = np.zeros(len(z), bool)
@@ -396,8 +403,8 @@ class PreparedBatch:
 
     @cached_property
     def _records(self) -> tuple[np.ndarray, np.ndarray]:
-        _, first, inverse = np.unique(self.repeat_keys, return_index=True, return_inverse=True)
-        return first, inverse.reshape(-1)
+        _, first, inverse, _ = unique_first(self.repeat_keys)
+        return first, inverse
 
     @property
     def record_rows(self) -> np.ndarray:
@@ -421,8 +428,7 @@ class PreparedBatch:
         hashes = np.zeros(len(z), np.uint64)
         for column in z.view(np.uint32).T:
             hashes = mix64(hashes ^ column.astype(np.uint64))
-        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        _, first, inverse, _ = unique_first(hashes)
         if (z != z[first[inverse]]).any():  # a 64-bit collision: compare the bytes themselves
             _, first, inverse = np.unique(
                 z.view(np.dtype((np.void, z.itemsize * z.shape[1]))).reshape(-1),

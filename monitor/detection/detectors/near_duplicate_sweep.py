@@ -30,7 +30,7 @@ from monitor.detection.detectors.base import (
     severity_for,
 )
 from monitor.detection.detectors.client_blocks import calibrate_share, scan_share
-from monitor.detection.detectors.fingerprints import mix64
+from monitor.detection.detectors.fingerprints import mix64, unique_first
 from monitor.detection.detectors.registry import register
 from monitor.detection.detectors.significance import CountTail
 from monitor.detection.detectors.wording import as_count
@@ -196,8 +196,8 @@ class NearDuplicateSweepDetector(Detector):
             # One entry per distinct record per group: a record re-sent within the bucket counts once
             # (Blacklight counts matching queries; we count distinct records, because honest clients
             # re-send the same customer).
-            _, rows = np.unique(
-                mix64(mix64(group.view(np.uint64)) ^ prepared.row_record.astype(np.uint64)), return_index=True
+            _, rows, _, _ = unique_first(
+                mix64(mix64(group.view(np.uint64)) ^ prepared.row_record.astype(np.uint64))
             )
             group_parts.append(np.repeat(group[rows], grids))
             grid_parts.append(np.tile(np.arange(grids, dtype=np.int64), len(rows)))
@@ -212,12 +212,10 @@ class NearDuplicateSweepDetector(Detector):
         cell_of_entry = _cell_keys(groups, grid_ids, coarse_all)
         if len(extra):
             # Entries carried from the previous scan may repeat records seen again now.
-            _, distinct = np.unique(mix64(cell_of_entry ^ fine_all.view(np.uint64)), return_index=True)
+            _, distinct, _, _ = unique_first(mix64(cell_of_entry ^ fine_all.view(np.uint64)))
         else:
             distinct = np.arange(len(groups))
-        cell_keys, first, entry_cell, cell_counts = np.unique(
-            cell_of_entry[distinct], return_index=True, return_inverse=True, return_counts=True
-        )
+        cell_keys, first, entry_cell, cell_counts = unique_first(cell_of_entry[distinct])
         group_keys, cell_group = np.unique(groups[distinct][first], return_inverse=True)
         group_max = np.zeros(len(group_keys), dtype=np.int64)
         np.maximum.at(group_max, cell_group, cell_counts)
