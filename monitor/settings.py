@@ -351,6 +351,10 @@ CELERY_BEAT_SCHEDULE = {
 # Query scanning: rows read per chunk, reference window for calibration, one scan per model at a time.
 SCAN_CHUNK_ROWS = env.int("SCAN_CHUNK_ROWS", default=200_000)
 SCAN_LEASE_SECONDS = env.int("SCAN_LEASE_SECONDS", default=900)
+# A part commits its findings, its clients' state rows and its watermark together every this many queries (or once
+# its changed state rows hold this many bytes), and at its end (monitor/detection/state_rows.py).
+SCAN_STATE_FLUSH_ROWS = env.int("SCAN_STATE_FLUSH_ROWS", default=1_000_000)
+SCAN_STATE_FLUSH_BYTES = env.int("SCAN_STATE_FLUSH_BYTES", default=128 * 2**20)
 # Queries per minute the gateway answers a client under a "throttle" restriction.
 RESTRICTED_QUERIES_PER_MINUTE = env.int("RESTRICTED_QUERIES_PER_MINUTE", default=10)
 # Parts of one model's scan that workers run at once: client-hash shards (+ one part comparing clients).

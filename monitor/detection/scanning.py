@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -29,7 +28,7 @@ from monitor.detection.leases import (
     scan_parts,
 )
 from monitor.detection.log_reader import load_queries
-from monitor.detection.state_rows import client_last_seen, expire_state, load_state, save_state
+from monitor.detection.state_rows import StateBuffer, client_last_seen, expire_state
 from monitor.ingestion.store import safe_high_water
 from monitor.models import DetectorFinding, DetectorState, RegisteredModel, ScannerState, ScanShard
 from monitor.platform.locks import ModelLock, lock_model
@@ -156,30 +155,55 @@ def _scan_part(model: RegisteredModel, shard: ScanShard, summary: ScanSummary, *
     exposed = _most_exposed(model)
     high = safe_high_water(model) if upto is None else upto
     latest = None
+    buffer, pending = StateBuffer(), _Pending()
     while shard.watermark_id < high and (max_chunks is None or summary.chunks < max_chunks):
         batch, last_id = load_queries(model, after_id=shard.watermark_id, upto_id=high, limit=chunk_rows,
                                       shard=part_clients(shard))
         seen = client_last_seen(batch)
-        findings: list[Finding] = []
-        new_state: dict[str, Any] = {}
         if seen:
             latest = max(latest or -np.inf, *seen.values())
-            loaded = load_state(model, detectors, list(seen), latest=max(seen.values()))
-            findings, new_state = scan(batch, context, loaded.state, detectors=detectors, most_exposed_ids=exposed)
-        with transaction.atomic():
-            record_findings(model, findings, range_start=shard.watermark_id + 1, range_end=last_id, summary=summary)
-            if seen:
-                save_state(model, detectors, new_state, seen, loaded)
-            ScanShard.objects.filter(pk=shard.pk).update(watermark_id=last_id, last_scan_at=timezone.now())
-            advance_model_watermark(model, shard.count)
+            carried = buffer.load(model, detectors, list(seen), latest=max(seen.values()))
+            findings, new_state = scan(batch, context, carried, detectors=detectors, most_exposed_ids=exposed)
+            buffer.keep(detectors, new_state, seen)
+            pending.findings.append((findings, shard.watermark_id + 1, last_id))
+        pending.queries += len(batch)
+        pending.chunks += 1
         shard.watermark_id = last_id
         summary.scanned += len(batch)
         summary.chunks += 1
+        if pending.queries >= settings.SCAN_STATE_FLUSH_ROWS or buffer.nbytes >= settings.SCAN_STATE_FLUSH_BYTES:
+            _commit(model, shard, buffer, pending, summary)
+    _commit(model, shard, buffer, pending, summary)
     if latest is not None:
         expire_state(model, detectors, latest=latest)
     summary.watermark = shard.watermark_id
     context.forget_batch()  # the last chunk's arrays; the member index stays for the next scan
     return summary
+
+
+@dataclass
+class _Pending:
+    """What a part has scanned since its last commit: each chunk's findings and query range, and how many queries."""
+
+    findings: list[tuple[list[Finding], int, int]] = field(default_factory=list)
+    queries: int = 0
+    chunks: int = 0
+
+
+def _commit(model: RegisteredModel, shard: ScanShard, buffer: StateBuffer, pending: _Pending,
+            summary: ScanSummary) -> None:
+    """One transaction: the findings of the chunks scanned since the last commit, their clients' state rows and the
+    part's watermark, so a part that stops anywhere scans again from a point its state and findings agree with."""
+    if not pending.chunks:
+        return
+    with transaction.atomic():
+        for findings, range_start, range_end in pending.findings:
+            record_findings(model, findings, range_start=range_start, range_end=range_end, summary=summary)
+        buffer.write(model)
+        ScanShard.objects.filter(pk=shard.pk).update(watermark_id=shard.watermark_id, last_scan_at=timezone.now())
+        advance_model_watermark(model, shard.count)
+    pending.findings.clear()
+    pending.queries = pending.chunks = 0
 
 
 def _most_exposed(model: RegisteredModel) -> list[str] | None:

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from monitor.demo.simulation import Plan, build_traffic
+from monitor.detection import scanning
 from monitor.detection.calibration import model_detectors
 from monitor.detection.context import model_context, state_for
 from monitor.detection.detectors import scan
@@ -65,8 +66,11 @@ def test_rows_of_clients_not_seen_within_a_detectors_horizon_expire(model):
     assert "seen-last-week" in left and not {"gone-a-month", "gone-two-days"} & left
 
 
-def test_findings_are_those_of_the_whole_state_carried_in_memory(model):
-    """The same chunks scanned by the pure core with its whole state, and by the scanner with rows."""
+@pytest.mark.parametrize("flush_rows", [1, 2_100, 10**9])
+def test_findings_are_those_of_the_whole_state_carried_in_memory(model, settings, flush_rows):
+    """The same chunks scanned by the pure core with its whole state, and by the scanner with rows: written after
+    every chunk, every third chunk, or once at the end (held in its buffer between)."""
+    settings.SCAN_STATE_FLUSH_ROWS = flush_rows
     chunk = 700
     scan_model(model, chunk_rows=chunk)
     stored = flagged(model)
@@ -108,3 +112,34 @@ def test_a_new_part_count_takes_over_only_once_every_part_has_reached_the_same_q
     scan_model(model)  # the current parts, all up to the high-water mark
     high = safe_high_water(model)
     assert [(part.count, part.watermark_id) for part in scan_parts(model, 3)] == [(3, high)] * 4
+
+
+def test_a_part_that_fails_between_commits_resumes_from_its_last_and_finds_what_an_unbroken_scan_finds(
+        model, settings, monkeypatch):
+    settings.SCAN_STATE_FLUSH_ROWS = 1_400  # a commit every second chunk of 700
+    scan_model(model, chunk_rows=700)
+    unbroken, unbroken_rows = flagged(model), read_rows(model)
+    rewind_scanner(model, 0)
+    DetectorFinding.objects.filter(model=model).delete()
+
+    calls = {"n": 0}
+    real_scan = scanning.scan
+
+    def failing_on_the_fourth_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("the worker died here")
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(scanning, "scan", failing_on_the_fourth_chunk)
+    with pytest.raises(RuntimeError, match="worker died"):
+        scan_model(model, chunk_rows=700)
+    # Chunk 3 was scanned but not committed: the part stands after chunk 2, its state and findings with it.
+    first_two = load_queries(model, after_id=0, upto_id=safe_high_water(model), limit=2 * 700)[1]
+    assert ScanShard.objects.get(model=model).watermark_id == first_two
+    committed = flagged(model)
+    assert committed <= unbroken
+    monkeypatch.setattr(scanning, "scan", real_scan)
+    scan_model(model, chunk_rows=700)
+    assert flagged(model) == unbroken
+    assert read_rows(model) == unbroken_rows
