@@ -66,11 +66,13 @@ def test_rows_of_clients_not_seen_within_a_detectors_horizon_expire(model):
     assert "seen-last-week" in left and not {"gone-a-month", "gone-two-days"} & left
 
 
-@pytest.mark.parametrize("flush_rows", [1, 2_100, 10**9])
-def test_findings_are_those_of_the_whole_state_carried_in_memory(model, settings, flush_rows):
+@pytest.mark.parametrize(("flush_rows", "flush_bytes"), [(1, 2**40), (2_100, 2**40), (10**9, 2**40), (10**9, 1)])
+def test_findings_are_those_of_the_whole_state_carried_in_memory(model, settings, flush_rows, flush_bytes):
     """The same chunks scanned by the pure core with its whole state, and by the scanner with rows: written after
-    every chunk, every third chunk, or once at the end (held in its buffer between)."""
+    every chunk, every third chunk, once at the end (held in its buffer between), or whenever the buffer holds a
+    byte."""
     settings.SCAN_STATE_FLUSH_ROWS = flush_rows
+    settings.SCAN_STATE_FLUSH_BYTES = flush_bytes
     chunk = 700
     scan_model(model, chunk_rows=chunk)
     stored = flagged(model)
