@@ -114,3 +114,30 @@ def test_folds_racing_on_two_connections_count_each_row_once(model, api_as, db_v
         thread.join(60)
     assert not errors and sorted(results) == [0, 0, 0, 300]
     assert sum(ClientDayRollup.objects.values_list("count", flat=True)) == 300
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("count", ["queries_logged", "client_count", "client_queries"])
+def test_a_fold_landing_between_the_watermark_read_and_the_count_is_counted_once(model, api_as, count):
+    """Each count reads the fold watermark, then counts rollups plus the log past it in one statement that also reads
+    the watermark again: a fold committed in between (here, run just before that statement) means another try."""
+    from monitor.ingestion import counts
+
+    api = api_as(ingest_token(model=model))
+    now = datetime.now(UTC).isoformat()
+    assert api.post(URL, {"queries": [query(client_id=f"c{i % 2}", ts=now) for i in range(6)]}).status_code == 201
+    folded = {"done": False}
+
+    def fold_before_the_count(execute, sql, params, many, context):
+        if not folded["done"] and ("SUM(count)" in sql or "UNION" in sql):  # the counting statement
+            folded["done"] = True
+            fold_rollups(model)
+        return execute(sql, params, many, context)
+
+    read = {"queries_logged": lambda: counts.queries_logged(model), "client_count": lambda: counts.client_count(model),
+            "client_queries": lambda: counts.client_queries(model, "c0")}[count]
+    with connection.execute_wrapper(fold_before_the_count):
+        value = read()
+    assert folded["done"], "the fold did not run between the two reads"
+    assert value == {"queries_logged": 6, "client_count": 2, "client_queries": 3}[count]
+    assert sum(ModelHourRollup.objects.values_list("count", flat=True)) == 6
