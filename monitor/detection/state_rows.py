@@ -145,7 +145,7 @@ def _save_postgresql(model: RegisteredModel, upserts: list[tuple[str, str, bytes
     """One statement each: an upsert from arrays, a delete from arrays (no per-row SQL to build).
 
     The upsert's arrays go as binary parameters of a server-side bound statement: Django's cursor binds on the
-    client, which quotes every state blob into the SQL text (a quarter of a busy scan's time in that quoting)."""
+    client, which quotes every state blob into the SQL text (a quarter of the time the state writes took)."""
     if upserts:
         detectors, clients, data, seen = (list(column) for column in zip(*upserts, strict=True))
         connection.ensure_connection()
