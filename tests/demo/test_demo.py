@@ -12,6 +12,7 @@ from monitor.models import Alert, QueryLog, RegisteredModel
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.long
 def test_demo_seeds_model_users_and_an_attacker_once(capsys, tmp_path, settings):
     settings.DATA_DIR = tmp_path
     call_command("demo")

@@ -81,6 +81,7 @@ def names_in(words: object, clients: list[str]) -> list[str]:
     return sorted(client for client in clients if f'"{client}"' in text)
 
 
+@pytest.mark.long
 def test_a_heavy_sweep_in_a_new_models_first_traffic_is_caught_under_every_key_and_its_incident_names_it_alone():
     template = make_audited_model(n=600, slug="sweep-key-template")
     traffic = first_traffic(template, "noise_sweep")

@@ -45,6 +45,7 @@ def run_of(services: Services, run_id: int) -> dict:
     return services.postgres.one("SELECT status, step, error FROM audits_auditrun WHERE id = %s", (run_id,))
 
 
+@pytest.mark.long
 def test_with_redis_down_requests_keep_answering_and_scans_audits_and_alerts_catch_up_afterwards(
         services: Services, web: str, processes: Processes, seeded: dict, webhooks: Callable[[], WebhookServer]):
     ingest = {"Authorization": f"Bearer {seeded['model']['token']}"}

@@ -24,7 +24,10 @@ PASSWORD = "a-long-password-1"
 
 def production_environment(**extra: str) -> dict[str, str]:
     """What a real deployment sets: a public host name and its own secrets (see README)."""
-    environment = {key: value for key, value in os.environ.items() if key not in ("DEBUG", "SECURE_COOKIES")}
+    # Without what the test session itself sets: DJANGO_ALLOW_ASYNC_UNSAFE comes from the browser tests' fixture
+    # (Playwright's event loop beside the ORM) when they ran earlier in the same process.
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("DEBUG", "SECURE_COOKIES", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     environment.update(ALLOWED_HOSTS="monitor.example.com", SITE_URL="https://monitor.example.com",
                        SECRET_KEY=secrets.token_urlsafe(50), DATA_ENCRYPTION_KEY=Fernet.generate_key().decode(),
                        EVIDENCE_SIGNING_KEY=base64.b64encode(os.urandom(32)).decode(), **extra)

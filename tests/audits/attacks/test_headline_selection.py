@@ -81,6 +81,7 @@ def placebo_headlines() -> list[tuple[float, float, float, float]]:
     return rows
 
 
+@pytest.mark.long
 def test_placebo_forests_hold_chance_in_the_headline_interval(placebo_headlines):
     """Measured: the headline interval holds 1 % for 19 of these 20 seeds (297 of seeds 0–299 of the same
     construction, 99 %); the chosen attack's own interval for 10 of 20 (188 of 300, 63 %)."""
