@@ -2,6 +2,7 @@
 request_id. The rollups the dashboards read are folded from the stored rows afterwards (monitor.ingestion.rollups)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -68,7 +69,7 @@ def _after_midnight(now: datetime) -> bool:
     return connection.vendor == "postgresql" and (now - _retry_window()).date() != now.astimezone(UTC).date()
 
 
-def _stored_request_ids(model_id: int, wanted: list[str], timestamps: list[datetime]) -> set[str]:
+def _stored_request_ids(model_id: int, wanted: list[str], timestamps: Sequence[datetime]) -> set[str]:
     table = QueryLog._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -111,7 +112,7 @@ def _store_once(model: RegisteredModel, batch: QueryBatch, *, check_duplicates: 
         QueryLog.objects.bulk_create(
             [QueryLog(model_id=model.id, client_id=batch.client_ids[i], ts=batch.timestamps[i],
                       features=features[i].tobytes(), outputs=outputs[i].tobytes(), label=int(labels[i]),
-                      confidence=float(confidences[i]), request_id=batch.request_ids[i]) for i in rows],
+                      confidence=float(confidences[i]), request_id=batch.request_ids[i]) for i in rows.tolist()],
             batch_size=500,
         )
     return StoreResult(accepted=len(rows), duplicates=len(batch) - len(rows))

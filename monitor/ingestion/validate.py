@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import itemgetter
+from typing import overload
 
 import numpy as np
 from django.utils import timezone
@@ -42,10 +45,36 @@ UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
+class EpochTimes(Sequence[datetime]):
+    """Rows' times as aware UTC datetimes, made from int64 epoch microseconds only when first read: storing a batch on
+    PostgreSQL needs the microseconds alone (the datetimes cost a fifth of the checks of a batch)."""
+
+    def __init__(self, micros: np.ndarray) -> None:
+        self._micros = micros
+        self._made: list[datetime] | None = None
+
+    def _all(self) -> list[datetime]:
+        if self._made is None:
+            self._made = [UNIX_EPOCH + timedelta(microseconds=us) for us in self._micros.tolist()]
+        return self._made
+
+    def __len__(self) -> int:
+        return len(self._micros)
+
+    @overload
+    def __getitem__(self, index: int) -> datetime: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[datetime]: ...
+
+    def __getitem__(self, index: int | slice) -> datetime | list[datetime]:
+        return self._all()[index]
+
+
 @dataclass
 class QueryBatch:
     client_ids: list[str]
-    timestamps: list[datetime]
+    timestamps: Sequence[datetime]
     features: np.ndarray  # float32 (n, d)
     outputs: np.ndarray  # float32 (n, k)
     request_ids: list[str | None]
@@ -237,20 +266,30 @@ def unseen_cells(rows: list, schema: FeatureSchema) -> list[tuple[int, int, str]
 _NUMBER_TYPES = frozenset({int, float})
 COLUMNS_REQUIRED = ("client_id", "features", "output")
 COLUMNS_ALL = (*COLUMNS_REQUIRED, "ts", "request_id")
-_ROW_KEYS = frozenset(COLUMNS_REQUIRED)
-_ROW_KEYS_ALL = frozenset(COLUMNS_ALL)
+_ABSENT = object()  # a field a row left out, told apart from one it sent as null
 
 
 def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
     """The common case: the rows turned into columns and checked as the columnar form is. None sends the batch
     to the row-by-row path, which finds and names every problem."""
-    if not all(type(row) is dict and _ROW_KEYS <= row.keys() <= _ROW_KEYS_ALL for row in rows):
+    if set(map(type, rows)) != {dict}:
         return None
-    columns = {name: [row.get(name) for row in rows] for name in COLUMNS_ALL}
+    try:  # every required field in every row
+        columns = {name: list(map(itemgetter(name), rows)) for name in COLUMNS_REQUIRED}
+    except KeyError:
+        return None
+    present = 0
+    for name in COLUMNS_ALL[len(COLUMNS_REQUIRED):]:
+        values = [row.get(name, _ABSENT) for row in rows]
+        absent = values.count(_ABSENT)
+        present += len(rows) - absent
+        columns[name] = [None if value is _ABSENT else value for value in values] if absent else values
+    if sum(map(len, rows)) != len(COLUMNS_REQUIRED) * len(rows) + present:  # a field of no known name
+        return None
     return _columns_fast(columns, n=len(rows), n_features=n_features, n_classes=n_classes, now=now)
 
 
-def _fast_timestamps(raw: list, now: datetime) -> tuple[list[datetime], np.ndarray | None] | None:
+def _fast_timestamps(raw: list, now: datetime) -> tuple[Sequence[datetime], np.ndarray | None] | None:
     """Every row's time: `now` where none was sent; epoch seconds checked as one array (returned as microseconds
     too). None when a value needs the row-by-row path (ISO strings are parsed one by one; a bad value is named
     there)."""
@@ -269,8 +308,8 @@ def _fast_timestamps(raw: list, now: datetime) -> tuple[list[datetime], np.ndarr
     micros = np.round(seconds * 1e6).astype(np.int64)
     sent = [value is not None for value in raw]
     micros = np.where(sent, micros, now_micros)
-    return [UNIX_EPOCH + timedelta(microseconds=us) if given else now
-            for given, us in zip(sent, micros.tolist(), strict=True)], micros
+    return EpochTimes(micros), micros
+
 
 
 
@@ -315,18 +354,25 @@ def _numbers(matrix: list, width: int) -> np.ndarray | None:
         return None
     if not set(map(type, itertools.chain.from_iterable(matrix))) <= _NUMBER_TYPES:
         return None
-    try:
-        return np.asarray(matrix, dtype=np.float64).reshape(len(matrix), width)
+    try:  # fromiter over the flattened values: a third faster than asarray over the rows
+        return np.fromiter(itertools.chain.from_iterable(matrix), dtype=np.float64,
+                           count=len(matrix) * width).reshape(len(matrix), width)
     except (OverflowError, ValueError):  # an integer past float64: the row-by-row path names it
         return None
 
 
 def _identifiers(values: list, *, required: bool) -> bool:
+    """Every value a non-empty printable string of at most MAX_ID_LENGTH characters, not only spaces (or None where
+    not `required`). Checked a whole column per call: a concatenation is printable exactly when each part is."""
     allowed = {str} if required else {str, type(None)}
     if not set(map(type, values)) <= allowed:
         return False
-    texts = [value for value in values if value is not None]
-    return all(0 < len(text) <= MAX_ID_LENGTH and text.isprintable() and not text.isspace() for text in texts)
+    texts = [value for value in values if value is not None] if not required else values
+    if not texts:
+        return True
+    lengths = list(map(len, texts))
+    return (min(lengths) > 0 and max(lengths) <= MAX_ID_LENGTH and "".join(texts).isprintable()
+            and not any(map(str.isspace, texts)))
 
 
 def _columns_fast(columns: dict, *, n: int, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:

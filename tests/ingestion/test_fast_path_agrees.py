@@ -1,0 +1,121 @@
+"""The fast path of the row form (`validate._validate_fast`: columns checked at once) accepts exactly what the
+row-by-row validator accepts, and stores the same values: on clean batches and on batches with one defect of
+every kind a client sends (a field left out or sent as null, an unknown field, a boolean or a numeric string for a
+number, blank or over-long or unprintable ids, a timestamp in the future). Pure: no database."""
+from __future__ import annotations
+
+import copy
+import math
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from monitor.ingestion import validate
+from monitor.platform.feature_schema import FeatureSchema
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+N_FEATURES = 4
+MODEL = SimpleNamespace(n_features=N_FEATURES, class_labels=["no", "yes"],
+                        schema=FeatureSchema.numeric([f"f{i}" for i in range(N_FEATURES)]))
+
+
+def slow(rows: list) -> validate.QueryBatch | None:
+    """The row-by-row validator alone (the fast path switched off), None where it refuses the batch."""
+    fast = validate._validate_fast
+    validate._validate_fast = lambda *args, **kwargs: None
+    try:
+        return validate.validate_queries(copy.deepcopy(rows), model=MODEL, max_queries=10_000, now=NOW)
+    except validate.IngestError:
+        return None
+    finally:
+        validate._validate_fast = fast
+
+
+def clean_rows(rng: np.random.Generator, n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        p = float(rng.uniform())
+        row = {"client_id": f"client-{rng.integers(0, 50)}", "features": rng.normal(size=N_FEATURES).tolist(),
+               "output": [1 - p, p]}
+        if rng.random() < 0.7:
+            row["ts"] = (NOW - timedelta(seconds=float(rng.uniform(0, 86_400)))).timestamp()
+        elif rng.random() < 0.5:
+            row["ts"] = None
+        if rng.random() < 0.7:
+            row["request_id"] = f"r-{i}"
+        elif rng.random() < 0.5:
+            row["request_id"] = None
+        if rng.random() < 0.2:
+            row["features"] = [int(v * 10) for v in row["features"]]  # integers are numbers too
+        rows.append(row)
+    return rows
+
+
+DEFECTS = {
+    "unknown field": lambda row: row.update(colour="red"),
+    "client_id left out": lambda row: row.pop("client_id"),
+    "features left out": lambda row: row.pop("features"),
+    "output left out": lambda row: row.pop("output"),
+    "client_id null": lambda row: row.update(client_id=None),
+    "client_id blank": lambda row: row.update(client_id="   "),
+    "client_id empty": lambda row: row.update(client_id=""),
+    "client_id too long": lambda row: row.update(client_id="x" * (validate.MAX_ID_LENGTH + 1)),
+    "client_id at the limit": lambda row: row.update(client_id="x" * validate.MAX_ID_LENGTH),
+    "client_id with a control character": lambda row: row.update(client_id="a\x00b"),
+    "client_id a number": lambda row: row.update(client_id=7),
+    "request_id blank": lambda row: row.update(request_id="\t"),
+    "request_id a number": lambda row: row.update(request_id=3),
+    "a boolean feature": lambda row: row["features"].__setitem__(1, True),
+    "a numeric string feature": lambda row: row["features"].__setitem__(2, "1.5"),
+    "a null feature": lambda row: row["features"].__setitem__(0, None),
+    "a NaN feature": lambda row: row["features"].__setitem__(0, math.nan),
+    "an integer past float64": lambda row: row["features"].__setitem__(3, 10**400),
+    "features one short": lambda row: row["features"].pop(),
+    "output above one": lambda row: row.update(output=[-0.5, 1.5]),
+    "ts in the future": lambda row: row.update(ts=(NOW + timedelta(hours=1)).timestamp()),
+    "ts as ISO text": lambda row: row.update(ts="2026-12-07T11:00:00+00:00"),
+    "a row that is a list": lambda row: None,  # replaced below
+}
+
+
+def same(a: validate.QueryBatch, b: validate.QueryBatch) -> None:
+    assert a.client_ids == b.client_ids and a.request_ids == b.request_ids
+    assert list(a.timestamps) == list(b.timestamps)
+    assert np.array_equal(a.micros, b.micros)
+    assert np.array_equal(a.features, b.features) and np.array_equal(a.outputs, b.outputs)
+    assert a.server_stamped == b.server_stamped
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clean_batches_give_the_same_batch_both_ways(seed):
+    rows = clean_rows(np.random.default_rng(seed), 300)
+    fast = validate._validate_fast(copy.deepcopy(rows), n_features=N_FEATURES, n_classes=2, now=NOW)
+    assert fast is not None, "a clean batch left the fast path"
+    same(fast, slow(rows))
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+@pytest.mark.parametrize("seed", range(3))
+def test_a_defect_is_refused_or_accepted_as_the_row_by_row_validator_does(defect, seed):
+    rng = np.random.default_rng(100 + seed)
+    rows = clean_rows(rng, 50)
+    where = int(rng.integers(0, len(rows)))
+    if defect == "a row that is a list":
+        rows[where] = list(rows[where].values())
+    else:
+        DEFECTS[defect](rows[where])
+    expected = slow(rows)
+    fast = validate._validate_fast(copy.deepcopy(rows), n_features=N_FEATURES, n_classes=2, now=NOW)
+    if fast is not None:  # what the fast path accepts, the row-by-row validator accepts with the same values
+        assert expected is not None, f"the fast path accepted a batch with {defect}"
+        same(fast, expected)
+    # Whatever the fast path passes on, validate_queries answers as the row-by-row validator does.
+    try:
+        whole = validate.validate_queries(copy.deepcopy(rows), model=MODEL, max_queries=10_000, now=NOW)
+    except validate.IngestError:
+        whole = None
+    assert (whole is None) == (expected is None), defect
+    if whole is not None:
+        same(whole, expected)
