@@ -46,10 +46,11 @@ chromium:
 	  || sudo -n sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'; }
 
 # Two pytest workers (pytest-xdist), each with its own test database (test_monitor_gw0, …), Celery queues and
-# servers; work-stealing keeps both busy to the end. TEST_WORKERS=0 runs the suite in one process.
+# servers. `--dist load` hands each worker its tests in collection order, so pytest-django's order (transactional
+# tests after the others) holds on each worker as in one process. TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 test: install chromium
-	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load) $(PYTEST_ARGS)
 
 # bandit: no medium or high finding may stand; reviewed exceptions carry "# nosec <test id>" on their line.
 lint: install

@@ -18,9 +18,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(f"REQUIRE_SERVICES=1 but the broker is {settings.CELERY_BROKER_URL}")
 
 
+def _transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", [])
+    return bool(marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))) \
+        or "transactional_db" in fixtures or "live_server" in fixtures
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked `long` first (a stable sort: the rest keep their order). Under pytest-xdist a long test met
-    last keeps one worker busy for minutes after the other has finished."""
+    last keeps one worker busy for minutes after the other has finished.
+
+    This runs after pytest-django's own ordering (its hook is tryfirst): tests on the database in a transaction
+    first, transactional ones (which flush the database, the roles' groups of migration 0002 included) after them.
+    A long transactional test would break that order, so none may be marked long. `make test` distributes with
+    xdist's `load`, which hands each worker its tests in this order; `worksteal` does not (a worker that steals
+    runs earlier tests after later ones), and failed test_groups_exist_after_migrations that way."""
+    wrong = [item.nodeid for item in items if item.get_closest_marker("long") and _transactional(item)]
+    if wrong:
+        raise pytest.UsageError(f"a transactional test may not be marked long (it would run before the others): {wrong}")
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
