@@ -311,10 +311,6 @@ def _fast_timestamps(raw: list, now: datetime) -> tuple[Sequence[datetime], np.n
     return EpochTimes(micros), micros
 
 
-
-
-
-
 def validate_columns(columns: object, *, model: RegisteredModel, max_queries: int,
                      now: datetime | None = None) -> QueryBatch:
     """The columnar body {"columns": {"client_id": [...], "features": [[...], ...], "output": [[...], ...],
