@@ -15,7 +15,7 @@ import numpy as np
 from django.utils import timezone
 
 from monitor.models import CLIENT_ID_MAX_LENGTH, RegisteredModel
-from monitor.platform.feature_schema import FeatureSchema
+from monitor.platform.feature_schema import CATEGORICAL, MAX_CATEGORY_LENGTH, FeatureSchema
 
 MAX_ID_LENGTH = CLIENT_ID_MAX_LENGTH  # client ids and request ids alike
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -200,10 +200,9 @@ def validate_queries(rows: object, *, model: RegisteredModel, max_queries: int, 
         raise IngestError(f"the batch has {len(rows):,} queries; at most {max_queries:,} per request",
                           [{"field": "queries", "message": f"at most {max_queries} queries"}],
                           refusal=IngestRefusal.TOO_LARGE)
-    n_features, n_classes = model.n_features, len(model.class_labels)
+    n_classes = len(model.class_labels)
     schema = model.schema
-    # Numbers only take the fast path; a category sent as a number ("3") is matched as its text, row by row.
-    fast = None if schema.categorical else _validate_fast(rows, n_features=n_features, n_classes=n_classes, now=now)
+    fast = _validate_fast(rows, schema=schema, n_classes=n_classes, now=now)
     if fast is not None:
         return fast
     details: list[dict] = []
@@ -269,7 +268,7 @@ COLUMNS_ALL = (*COLUMNS_REQUIRED, "ts", "request_id")
 _ABSENT = object()  # a field a row left out, told apart from one it sent as null
 
 
-def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
+def _validate_fast(rows: list, *, schema: FeatureSchema, n_classes: int, now: datetime) -> QueryBatch | None:
     """The common case: the rows turned into columns and checked as the columnar form is. None sends the batch
     to the row-by-row path, which finds and names every problem."""
     if set(map(type, rows)) != {dict}:
@@ -286,7 +285,7 @@ def _validate_fast(rows: list, *, n_features: int, n_classes: int, now: datetime
         columns[name] = [None if value is _ABSENT else value for value in values] if absent else values
     if sum(map(len, rows)) != len(COLUMNS_REQUIRED) * len(rows) + present:  # a field of no known name
         return None
-    return _columns_fast(columns, n=len(rows), n_features=n_features, n_classes=n_classes, now=now)
+    return _columns_fast(columns, n=len(rows), schema=schema, n_classes=n_classes, now=now)
 
 
 def _fast_timestamps(raw: list, now: datetime) -> tuple[Sequence[datetime], np.ndarray | None] | None:
@@ -336,8 +335,7 @@ def validate_columns(columns: object, *, model: RegisteredModel, max_queries: in
         raise IngestError(f"the batch has {n:,} queries; at most {max_queries:,} per request",
                           [{"field": "columns", "message": f"at most {max_queries} queries"}],
                           refusal=IngestRefusal.TOO_LARGE)
-    fast = None if model.schema.categorical else _columns_fast(columns, n=n, n_features=model.n_features,
-                                                               n_classes=len(model.class_labels), now=now)
+    fast = _columns_fast(columns, n=n, schema=model.schema, n_classes=len(model.class_labels), now=now)
     if fast is not None:
         return fast
     rows = [{name: columns[name][i] for name in columns} for i in range(n)]
@@ -357,6 +355,52 @@ def _numbers(matrix: list, width: int) -> np.ndarray | None:
         return None
 
 
+def _features(matrix: list, schema: FeatureSchema) -> tuple[np.ndarray, list[tuple[int, int, str]]] | None:
+    """Every query's features as lists in the schema's order, coded as `schema.encode` codes them (NaN for a missing
+    value and for a category training never saw), with the unseen categories' cells; checked a feature at a time.
+    None sends the batch to the row-by-row path: anything `schema.value_problem` would refuse, and what it accepts
+    but is rare (the object form, a category sent as a number)."""
+    width = len(schema)
+    if schema.is_plain:
+        features = _numbers(matrix, width)
+        if features is None or not np.isfinite(features).all() or (np.abs(features) > FLOAT32_MAX).any():
+            return None
+        return features, []
+    if not matrix or not set(map(type, matrix)) <= {list} or set(map(len, matrix)) - {width}:
+        return None
+    coded = np.empty((len(matrix), width), dtype=np.float64)
+    cells: list[tuple[int, int, str]] = []
+    for index, (feature, column) in enumerate(zip(schema.features, zip(*matrix, strict=True), strict=True)):
+        missing = column.count(None)
+        if missing and not feature.missing_accepted:
+            return None
+        present = [value for value in column if value is not None] if missing else column
+        if feature.kind == CATEGORICAL:
+            if not set(map(type, present)) <= {str}:
+                return None
+            if present:
+                lengths = list(map(len, present))
+                if min(lengths) == 0 or max(lengths) > MAX_CATEGORY_LENGTH or not "".join(present).isprintable():
+                    return None
+            codes = {category: float(code) for code, category in enumerate(feature.categories)}
+            values = np.fromiter((codes.get(value, math.nan) for value in column), dtype=np.float64, count=len(column))
+            cells.extend((row, index, column[row]) for row in np.flatnonzero(np.isnan(values)).tolist()
+                         if column[row] is not None)
+        else:
+            if not set(map(type, present)) <= _NUMBER_TYPES:
+                return None
+            try:  # None is read as NaN
+                values = np.array(column, dtype=np.float64)
+            except OverflowError:  # an integer past float64: the row-by-row path names it
+                return None
+            # NaN only where null was sent (a NaN the fallback parser read is refused), no infinity, float32 range.
+            if int(np.isnan(values).sum()) != missing or np.isinf(values).any() \
+                    or (np.abs(np.nan_to_num(values)) > FLOAT32_MAX).any():
+                return None
+        coded[:, index] = values
+    return coded, cells
+
+
 def _identifiers(values: list, *, required: bool) -> bool:
     """Every value a non-empty printable string of at most MAX_ID_LENGTH characters, not only spaces (or None where
     not `required`). Checked a whole column per call: a concatenation is printable exactly when each part is."""
@@ -371,17 +415,18 @@ def _identifiers(values: list, *, required: bool) -> bool:
             and not any(map(str.isspace, texts)))
 
 
-def _columns_fast(columns: dict, *, n: int, n_features: int, n_classes: int, now: datetime) -> QueryBatch | None:
+def _columns_fast(columns: dict, *, n: int, schema: FeatureSchema, n_classes: int, now: datetime) -> QueryBatch | None:
     if n == 0 or not _identifiers(columns["client_id"], required=True):
         return None
     request_ids = columns.get("request_id") or [None] * n
     if not _identifiers(request_ids, required=False):
         return None
-    features, outputs = _numbers(columns["features"], n_features), _numbers(columns["output"], n_classes)
-    if features is None or outputs is None:
+    coded = _features(columns["features"], schema)
+    outputs = _numbers(columns["output"], n_classes)
+    if coded is None or outputs is None:
         return None
-    if (not np.isfinite(features).all() or (np.abs(features) > FLOAT32_MAX).any()
-            or not np.isfinite(outputs).all() or (outputs < 0).any() or (outputs > 1).any()):
+    features, cells = coded
+    if not np.isfinite(outputs).all() or (outputs < 0).any() or (outputs > 1).any():
         return None
     raw_ts = columns.get("ts") or [None] * n
     stamped = _fast_timestamps(raw_ts, now)
@@ -390,4 +435,4 @@ def _columns_fast(columns: dict, *, n: int, n_features: int, n_classes: int, now
     timestamps, micros = stamped
     return QueryBatch(client_ids=list(columns["client_id"]), timestamps=timestamps, request_ids=list(request_ids),
                       features=features.astype(np.float32), outputs=outputs.astype(np.float32),
-                      server_stamped=raw_ts.count(None), epoch_micros=micros)
+                      server_stamped=raw_ts.count(None), epoch_micros=micros, unseen_cells=cells)
