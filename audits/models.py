@@ -1,6 +1,7 @@
 """The audit engine's tables: each model's audit policy, its audit runs, and the reference-model cache."""
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,8 +102,10 @@ class AuditPolicy(models.Model):
             problems["gate_alpha"] = "a significance level between 0 and 0.5 (0.05 by default)"
         for field in ("max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor"):
             value = getattr(self, field)
-            if value is not None and not value > 0:
-                problems[field] = "must be greater than 0"
+            if value is not None and not 0 < value < math.inf:  # infinity cannot be stored in the trail's JSON
+                problems[field] = "must be a finite number greater than 0"
+        if self.max_tpr_at_1pct_fpr is not None and self.max_tpr_at_1pct_fpr > 1:
+            problems["max_tpr_at_1pct_fpr"] = "a fraction between 0 and 1 (0.02 = 2 %)"
         if problems:
             raise ValidationError(problems)
 

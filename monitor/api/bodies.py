@@ -57,7 +57,7 @@ def load_json(raw: bytes, *, where: str) -> Any:
         # UTF-8 only, as orjson and RFC 8259 read JSON: the standard library would also guess UTF-16 and UTF-32,
         # whose escapes the depth scan does not see.
         return json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of more than 4,300 digits (Python's limit)
         message = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise ApiError(400, f"the body is not valid JSON ({where})", [problem(None, message)]) from exc
 

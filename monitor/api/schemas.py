@@ -8,7 +8,7 @@ stored 0 into 0.0). Free-form content (evidence, ROC points, configs) is `dict[s
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
@@ -30,6 +30,35 @@ ERROR_SCHEMA = {
             "field": {"type": ["string", "null"]}, "message": {"type": "string"}}}},
     },
 }
+
+
+# --- text and times every request body takes ------------------------------------------------------
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")  # PostgreSQL text cannot store them
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800"): no database can store it, nor look it up
+        raise ValueError("must be valid Unicode (a lone surrogate escape such as \\ud800 is not)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a timezone (Z or +00:00)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-14:00 is past year 9999 in UTC
+        raise ValueError("must fall within years 1 to 9999 in UTC") from None
+
+
+# A time with a timezone, as UTC: a naive time cannot be compared with the server's, and one past year 9999 in UTC
+# cannot be stored.
+Moment = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 # --- audits ---------------------------------------------------------------------------------------
@@ -365,8 +394,8 @@ class RestrictionIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     action: str = Field(..., description='"label_only", "round:K", "throttle" or "block"')
-    until: datetime | None = Field(None, description="ISO 8601 with a timezone; null: until lifted")
-    reason: str = Field(..., max_length=2000, description="why: recorded in the security trail and on the client's alerts")
+    until: Moment | None = Field(None, description="ISO 8601 with a timezone; null: until lifted")
+    reason: Text = Field(..., max_length=2000, description="why: recorded in the security trail and on the client's alerts")
 
 
 class RestrictionOut(Schema):
@@ -445,15 +474,6 @@ class ChannelTestOut(Schema):
 
 # --- request bodies -------------------------------------------------------------------------------
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")  # PostgreSQL text cannot store them
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-
 class BodyIn(BaseModel):
     """Request bodies are plain pydantic models, which take only a JSON object: ninja's Schema reads attributes off
     any value, so a body of `true` or `[1]` would pass as one with every field at its default. An unknown field is
@@ -467,7 +487,7 @@ class AckIn(BodyIn):
 
 
 class MuteIn(BodyIn):
-    until: datetime
+    until: Moment
     reason: Text = Field(..., min_length=1, max_length=500)
 
 

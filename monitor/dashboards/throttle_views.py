@@ -22,7 +22,7 @@ def client_rate_limit(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         if action == "apply":
             raw = (request.POST.get("target") or "").strip()
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:  # "²" is a digit to str.isdigit, not to int()
                 raise client_limit.RateLimitError("target", "must be a whole number of records per account-day")
             model = apply_recommended(model, target=int(raw), actor=request.user, ip=client_ip(request))
             messages.success(request, f"Throttle applied: at most {model.client_queries_per_day:,} queries a day and "

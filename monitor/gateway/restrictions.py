@@ -4,7 +4,7 @@ bundles) and onto the timeline of the client's open alerts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from monitor.access.ratelimit import add_to_window, window_of
 from monitor.alerts import timeline
+from monitor.ingestion.validate import identifier_problem
 from monitor.models import Alert, AlertEventKind, ClientRestriction, RegisteredModel, RestrictionUsage
 from monitor.platform.output_policy import OutputPolicy
 from monitor.platform.severity import Severity
@@ -66,8 +67,18 @@ def restrict(model: RegisteredModel, client_id: str, *, action: Any, until: date
     """Put `action` on the client (replacing its current restriction, if any)."""
     now = now or timezone.now()
     action = parse_action(action)
-    if until is not None and until <= now:
-        raise RestrictionError("until", "must be in the future (or null: until lifted)")
+    problem = identifier_problem(client_id, "client_id", required=True)  # as ingestion takes client ids
+    if problem:
+        raise RestrictionError("client_id", problem)
+    if until is not None:
+        if until.tzinfo is None:
+            raise RestrictionError("until", "needs a timezone (Z or +00:00)")
+        try:
+            until = until.astimezone(UTC)
+        except OverflowError:
+            raise RestrictionError("until", "must fall within years 1 to 9999 in UTC") from None
+        if until <= now:
+            raise RestrictionError("until", "must be in the future (or null: until lifted)")
     if not isinstance(reason, str) or not reason.strip():
         raise RestrictionError("reason", "say why (it goes to the security trail and the client's alerts)")
     if len(reason) > MAX_REASON:

@@ -154,6 +154,8 @@ def feature_values(value: object, schema: FeatureSchema) -> tuple[list[object] |
 def parse_timestamp(value: object, *, now: datetime) -> datetime:
     """ISO 8601 with a timezone, or seconds since the epoch; not in the future, not ancient."""
     if is_number(value):
+        if type(value) is int and abs(value) > FLOAT32_MAX:  # math.isfinite cannot take an integer past float64
+            raise ValueError("is out of range: seconds since the epoch, a number below 10^38")
         if not math.isfinite(value):
             raise ValueError("must be a finite number of seconds since the epoch")
         try:
@@ -300,7 +302,10 @@ def _fast_timestamps(raw: list, now: datetime) -> tuple[Sequence[datetime], np.n
             return [now if value is None else parse_timestamp(value, now=now) for value in raw], None
         except ValueError:
             return None
-    seconds = np.array([now.timestamp() if value is None else value for value in raw], dtype=np.float64)
+    try:
+        seconds = np.array([now.timestamp() if value is None else value for value in raw], dtype=np.float64)
+    except OverflowError:  # an integer past float64: the row-by-row path names it
+        return None
     if not np.isfinite(seconds).all() or (seconds > (now + FUTURE_TOLERANCE).timestamp()).any() \
             or (seconds < (now - OLDEST_ACCEPTED).timestamp()).any():
         return None

@@ -20,8 +20,8 @@ NUMERIC, CATEGORICAL = "numeric", "categorical"  # room for "text"
 KINDS = (NUMERIC, CATEGORICAL)
 MAX_CATEGORY_LENGTH = 200
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-# A category sent as an integer is matched by its text; past int64 it is no code anyone means (and a number of
-# thousands of digits could not even be turned into text).
+# A category sent as a number is matched by its text; past int64 it is no code anyone means (its text could be
+# longer than a category may be, and an integer of thousands of digits cannot even be turned into text).
 MAX_CATEGORY_NUMBER = 2**63
 
 
@@ -119,9 +119,10 @@ class FeatureSchema:
                 return None
             if type(value) is int:  # a numeric code of a category (3), matched as its text
                 return None if abs(value) < MAX_CATEGORY_NUMBER else (
-                    f"is an integer too large for a category; {feature.name!r} is categorical: send a string")
-            if type(value) is float and math.isfinite(value):
-                return None  # 3.0, matched as "3"
+                    f"is a number too large for a category; {feature.name!r} is categorical: send a string")
+            if type(value) is float and math.isfinite(value):  # 3.0, matched as "3"
+                return None if abs(value) < MAX_CATEGORY_NUMBER else (
+                    f"is a number too large for a category; {feature.name!r} is categorical: send a string")
             return f"is {type(value).__name__}; {feature.name!r} is categorical: send a string (or null)"
         if type(value) not in (int, float):
             return f"is {type(value).__name__} {value!r:.40}, not a number ({feature.name!r} is numeric)"

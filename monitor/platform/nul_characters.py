@@ -1,0 +1,49 @@
+"""A NUL character in a request's path, query string or form fields answers 400 naming where, before any view.
+
+PostgreSQL's text types cannot store NUL, nor compare against it: psycopg raises DataError, and a page filter, a
+restriction's client id or an alert note carrying one was a 500 on PostgreSQL (SQLite stores it). No name, note,
+reason, id or filter of this product means one. JSON bodies are checked where they are read, field by field (the
+API's `Text` type and the ingestion validator); uploaded files by their own parsers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.html import escape
+
+NUL = "\x00"
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def nul_place(request: HttpRequest) -> str | None:
+    """Where the request carries a NUL character ("path", "query parameter 'q'", "form field 'note'"), or None."""
+    if NUL in request.path:
+        return "path"
+    for where, fields in (("query parameter", request.GET), ("form field", request.POST if _is_form(request) else None)):
+        for key, values in fields.lists() if fields is not None else ():
+            if NUL in key or any(NUL in value for value in values):
+                return f"{where} {key.replace(NUL, '')[:60]!r}"
+    return None
+
+
+def _is_form(request: HttpRequest) -> bool:
+    # Reading a form's fields here parses it no earlier than CSRF's check does for every form a page posts; a
+    # multipart body's files are not read (a model file or a CSV may hold any byte).
+    return request.method not in ("GET", "HEAD", "OPTIONS") and request.content_type in FORMS
+
+
+class NulCharacterMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        place = nul_place(request)
+        if place is None:
+            return self.get_response(request)
+        message = f"NUL (\\u0000) characters are not accepted ({place}); nothing was changed"
+        if request.path.startswith("/api/"):
+            return JsonResponse({"error": "invalid request",
+                                 "details": [{"index": None, "field": place, "message": message}]}, status=400)
+        return HttpResponse(f"<!doctype html><html lang=\"en\"><head><title>Bad request</title></head><body>"
+                            f"<h1>Bad request</h1><p>{escape(message)}</p></body></html>", status=400)
