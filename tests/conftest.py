@@ -8,6 +8,13 @@ from django.conf import settings
 from django.db import connection
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Django's own advice for a faster suite: the users tests make get a cheap hash. PBKDF2 costs 0.3 s a password
+    # on a CI machine and the suite makes well over a thousand users; production's hashers stay in the list, so a
+    # stored PBKDF2 hash still verifies, and subprocesses (workers, `make run`) keep settings.py's.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # CI sets REQUIRE_SERVICES=1: the suite must run against PostgreSQL and Redis, never fall back.
     if os.environ.get("REQUIRE_SERVICES") == "1":

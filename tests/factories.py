@@ -1,6 +1,7 @@
 """Small keyword-only factories for tests: real artifacts, real registration, real tokens."""
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -29,6 +30,7 @@ def csv_bytes(X: np.ndarray, y: np.ndarray, *, features: list[str] = FEATURES, l
     return frame.to_csv(index=False).encode()
 
 
+@functools.cache  # the same bytes each time: training and saving cost more than many tests' own work
 def skops_bytes(*, seed: int = 0, kind: str = "logistic") -> bytes:
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
@@ -97,6 +99,19 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
     leaky=True trains it on the declared members (it memorises them); leaky=False trains it on other
     records from the same distribution (a placebo: the declared members were never seen).
     """
+    artifact, members, nonmembers, population = (_audited_files(n=n, seed=seed, leaky=leaky) if estimator is None
+                                                  else _audited_files.__wrapped__(n=n, seed=seed, leaky=leaky,
+                                                                                  estimator=estimator))
+    return register_model(
+        slug=slug, name=f"Audited {slug}", label_column="label", output_policy=output_policy,
+        artifact=Upload(artifact, "rf.skops"), members=Upload(members), nonmembers=Upload(nonmembers),
+        population=Upload(population),
+    )
+
+
+@functools.cache  # the default forest's files are the same each time: trained and saved once per process
+def _audited_files(*, n: int, seed: int, leaky: bool, estimator: Any = None) -> tuple[bytes, bytes, bytes, bytes]:
+    """(artifact, members, nonmembers, population) of `make_audited_model`."""
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
 
@@ -108,12 +123,8 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
     train = members if leaky else unseen
     estimator = (estimator if estimator is not None else RandomForestClassifier(n_estimators=50, random_state=seed)
                  ).fit(X[train], y[train])
-    return register_model(
-        slug=slug, name=f"Audited {slug}", label_column="label", output_policy=output_policy,
-        artifact=Upload(sio.dumps(estimator), "rf.skops"),
-        members=Upload(csv_bytes(X[members], y[members])), nonmembers=Upload(csv_bytes(X[nonmembers], y[nonmembers])),
-        population=Upload(csv_bytes(X[population], y[population])),
-    )
+    return (sio.dumps(estimator), csv_bytes(X[members], y[members]), csv_bytes(X[nonmembers], y[nonmembers]),
+            csv_bytes(X[population], y[population]))
 
 
 def sample_run_bundle(*, slug: str) -> bytes:

@@ -3,12 +3,17 @@ before this process loads it: the trusted-type list and the tree checks stand be
 code, and if anything gets past them the child dies, not the web worker, and the file is refused.
 
 The children fork from a forkserver that has the ML libraries imported, so a check costs a fraction of a second, not
-the seconds of a fresh interpreter.
+the seconds of a fresh interpreter. A file that passed is not checked again by the same process while it is among
+the last PASSED_KEPT that passed (the same bytes under the same limits: a model registered again, or sent as a
+gate candidate after its registration); a refusal is never remembered.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import signal
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,9 @@ PRELOAD = ["numpy", "pandas", "sklearn.ensemble", "sklearn.pipeline", "sklearn.c
            "monitor.registry.artifacts"]
 
 _forkserver: Any = None
+PASSED_KEPT = 256
+_passed: OrderedDict[bytes, None] = OrderedDict()  # digests of (file, limits) that passed, newest last
+_passed_lock = threading.Lock()
 
 
 def _process_context() -> Any:
@@ -75,6 +83,21 @@ def check_in_sandbox(data: bytes, fmt: str, *, max_unpacked: int, n_features: in
     dies (a signal: memory, CPU, a crash in compiled code) or runs past WALL_LIMIT_SECONDS."""
     if fmt == "endpoint":
         return
+    digest = hashlib.sha256(data)
+    digest.update(repr((fmt, max_unpacked, n_features, memory, cpu)).encode())
+    key = digest.digest()
+    with _passed_lock:
+        if key in _passed:
+            _passed.move_to_end(key)
+            return
+    _check_in_child(data, fmt, max_unpacked=max_unpacked, n_features=n_features, memory=memory, cpu=cpu)
+    with _passed_lock:
+        _passed[key] = None
+        while len(_passed) > PASSED_KEPT:
+            _passed.popitem(last=False)
+
+
+def _check_in_child(data: bytes, fmt: str, *, max_unpacked: int, n_features: int | None, memory: int, cpu: int) -> None:
     probe = np.zeros((1, n_features or 1))
     context = _process_context()
     receive, send = context.Pipe(duplex=False)

@@ -45,3 +45,23 @@ def test_a_refusal_inside_the_child_reaches_the_uploader_and_nothing_is_register
         register_model(slug="broken", name="Broken", label_column="label", artifact=Upload(damaged.getvalue(), "m.skops"),
                        members=Upload(csv_bytes(*make_data(seed=1))), nonmembers=Upload(csv_bytes(*make_data(seed=2))))
     assert caught.value.field == "artifact" and "cannot be" in caught.value.message
+
+
+def test_a_file_that_passed_is_not_checked_again_and_a_refusal_is_always_checked_again(monkeypatch):
+    from monitor.registry import sandbox
+
+    sound = skops_bytes(kind="forest", seed=7)
+    check_in_sandbox(sound, "skops", max_unpacked=50 * 2**20, n_features=4)
+    children: list[bytes] = []
+    real_child = sandbox._check_in_child
+    monkeypatch.setattr(sandbox, "_check_in_child", lambda data, *args, **kwargs: (
+        children.append(data), real_child(data, *args, **kwargs)))
+    check_in_sandbox(sound, "skops", max_unpacked=50 * 2**20, n_features=4)
+    assert children == []  # the same bytes under the same limits passed already
+    check_in_sandbox(sound, "skops", max_unpacked=50 * 2**20, n_features=5)
+    assert children == [sound]  # other limits: checked
+    damaged = sound[: len(sound) // 2]
+    for attempt in (1, 2):
+        with pytest.raises(ArtifactError):
+            check_in_sandbox(damaged, "skops", max_unpacked=50 * 2**20, n_features=4)
+        assert children.count(damaged) == attempt  # a refusal is never remembered
