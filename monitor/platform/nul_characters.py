@@ -28,9 +28,12 @@ def nul_place(request: HttpRequest) -> str | None:
 
 
 def _is_form(request: HttpRequest) -> bool:
-    # Reading a form's fields here parses it no earlier than CSRF's check does for every form a page posts; a
-    # multipart body's files are not read (a model file or a CSV may hold any byte).
-    return request.method not in ("GET", "HEAD", "OPTIONS") and request.content_type in FORMS
+    """A page's form, read here no earlier than CSRF's check reads it (a multipart body's files are not looked at:
+    a model file or a CSV may hold any byte). Not a multipart body sent to the API: parsing it consumes the stream,
+    and the API reads its bodies whole (a multipart body to a JSON endpoint must still answer 415)."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.content_type not in FORMS:
+        return False
+    return request.content_type != "multipart/form-data" or not request.path.startswith("/api/")
 
 
 class NulCharacterMiddleware:

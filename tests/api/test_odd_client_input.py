@@ -188,3 +188,11 @@ def test_the_api_answers_a_nul_in_a_query_parameter_in_its_own_error_shape(api_a
     response = api_as(user_token(role="viewer")).get("/api/v1/alerts?client=%00")
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == "query parameter 'client'"
+
+
+def test_a_form_body_sent_to_a_json_endpoint_is_still_a_415(api_as):
+    model = make_model()
+    api = api_as(ingest_token(model=model))
+    multipart = api.client.post(f"/api/v1/models/{model.slug}/queries", {"queries": "x"}, **api._headers())
+    form = api.post(f"/api/v1/models/{model.slug}/queries", raw=b"queries=x", content_type="application/x-www-form-urlencoded")
+    assert (multipart.status_code, form.status_code) == (415, 415), (multipart.content[:200], form.content[:200])
