@@ -105,6 +105,8 @@ def lift(model: RegisteredModel, client_id: str, *, user: Any = None, ip: str | 
          now: datetime | None = None) -> ClientRestriction | None:
     """Lift the client's current restriction; None when it has none."""
     now = now or timezone.now()
+    if "\x00" in client_id:  # no restriction can name one, and PostgreSQL would refuse the query rather than find none
+        return None
     with transaction.atomic():
         current = (ClientRestriction.objects.active(now).select_for_update()
                    .filter(model=model, client_id=client_id).first())

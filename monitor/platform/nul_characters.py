@@ -1,4 +1,4 @@
-"""A NUL character in a request's path, query string or form fields answers 400 naming where, before any view.
+"""A NUL character in a page's path, or in a query string or form field, answers 400 naming where, before any view.
 
 PostgreSQL's text types cannot store NUL, nor compare against it: psycopg raises DataError, and a page filter, a
 restriction's client id or an alert note carrying one was a 500 on PostgreSQL (SQLite stores it). No name, note,
@@ -16,14 +16,17 @@ NUL = "\x00"
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def nul_place(request: HttpRequest) -> str | None:
-    """Where the request carries a NUL character ("path", "query parameter 'q'", "form field 'note'"), or None."""
-    if NUL in request.path:
-        return "path"
+def nul_place(request: HttpRequest) -> tuple[str, str] | None:
+    """(field, where) of a NUL character the request carries (("path", "the path"), ("q", "query parameter 'q'"),
+    ("note", "form field 'note'")), or None. The API's own paths are left to the API, which answers an unknown
+    slug or id with 404."""
+    if NUL in request.path and not request.path.startswith("/api/"):
+        return "path", "the path"
     for where, fields in (("query parameter", request.GET), ("form field", request.POST if _is_form(request) else None)):
         for key, values in fields.lists() if fields is not None else ():
             if NUL in key or any(NUL in value for value in values):
-                return f"{where} {key.replace(NUL, '')[:60]!r}"
+                name = key.replace(NUL, "")[:60]
+                return name, f"{where} {name!r}"
     return None
 
 
@@ -44,9 +47,10 @@ class NulCharacterMiddleware:
         place = nul_place(request)
         if place is None:
             return self.get_response(request)
-        message = f"NUL (\\u0000) characters are not accepted ({place}); nothing was changed"
+        field, where = place
+        message = f"NUL (\\u0000) characters are not accepted ({where}); nothing was changed"
         if request.path.startswith("/api/"):
             return JsonResponse({"error": "invalid request",
-                                 "details": [{"index": None, "field": place, "message": message}]}, status=400)
+                                 "details": [{"index": None, "field": field, "message": message}]}, status=400)
         return HttpResponse(f"<!doctype html><html lang=\"en\"><head><title>Bad request</title></head><body>"
                             f"<h1>Bad request</h1><p>{escape(message)}</p></body></html>", status=400)

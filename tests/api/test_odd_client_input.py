@@ -187,7 +187,7 @@ def test_a_form_field_with_a_nul_character_is_a_400_and_changes_nothing(client):
 def test_the_api_answers_a_nul_in_a_query_parameter_in_its_own_error_shape(api_as):
     response = api_as(user_token(role="viewer")).get("/api/v1/alerts?client=%00")
     assert response.status_code == 400
-    assert response.json()["details"][0]["field"] == "query parameter 'client'"
+    assert response.json()["details"][0]["field"] == "client"
 
 
 def test_a_form_body_sent_to_a_json_endpoint_is_still_a_415(api_as):
@@ -196,3 +196,10 @@ def test_a_form_body_sent_to_a_json_endpoint_is_still_a_415(api_as):
     multipart = api.client.post(f"/api/v1/models/{model.slug}/queries", {"queries": "x"}, **api._headers())
     form = api.post(f"/api/v1/models/{model.slug}/queries", raw=b"queries=x", content_type="application/x-www-form-urlencoded")
     assert (multipart.status_code, form.status_code) == (415, 415), (multipart.content[:200], form.content[:200])
+
+
+def test_lifting_the_restriction_of_a_client_id_with_a_nul_character_is_a_404(api_as):
+    model = make_model()
+    response = api_as(user_token(role="security")).client.delete(
+        f"/api/v1/models/{model.slug}/clients/c%00/restriction", **api_as(user_token(role="security"))._headers())
+    assert response.status_code == 404, response.content[:300]
