@@ -117,10 +117,7 @@ class FeatureSchema:
                     return (f"must be a printable category of 1 to {MAX_CATEGORY_LENGTH} characters "
                             f"({feature.name!r} is categorical)")
                 return None
-            if type(value) is int:  # a numeric code of a category (3), matched as its text
-                return None if abs(value) < MAX_CATEGORY_NUMBER else (
-                    f"is a number too large for a category; {feature.name!r} is categorical: send a string")
-            if type(value) is float and math.isfinite(value):  # 3.0, matched as "3"
+            if type(value) is int or (type(value) is float and math.isfinite(value)):  # a code: 3 or 3.0 as "3"
                 return None if abs(value) < MAX_CATEGORY_NUMBER else (
                     f"is a number too large for a category; {feature.name!r} is categorical: send a string")
             return f"is {type(value).__name__}; {feature.name!r} is categorical: send a string (or null)"
