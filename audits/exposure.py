@@ -91,8 +91,9 @@ def record_exposure(model: Any, record_id: str, *, user: Any = None, ip: str | N
             entry["reason"] = "not among the members this audit sampled for evaluation"
         audits.append(entry)
     known = any(entry["evaluated"] for entry in audits) or _is_member(model, record_id)
+    # The id as asked, a NUL shown as \x00: PostgreSQL's JSON cannot hold one, and a lookup is recorded all the same.
     TrailEntry.record(action="exposure.lookup", actor=user, ip=ip, obj=model,
-                      after={"model": model.slug, "record_id": record_id[:128], "known": known})
+                      after={"model": model.slug, "record_id": record_id[:128].replace("\x00", "\\x00"), "known": known})
     if not known:
         raise UnknownRecord(f"no member record with id {record_id!r:.140} is registered for {model.slug}")
     return {"model": model.slug, "record_id": record_id, "audits": audits}

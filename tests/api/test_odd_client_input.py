@@ -203,3 +203,11 @@ def test_lifting_the_restriction_of_a_client_id_with_a_nul_character_is_a_404(ap
     response = api_as(user_token(role="security")).client.delete(
         f"/api/v1/models/{model.slug}/clients/c%00/restriction", **api_as(user_token(role="security"))._headers())
     assert response.status_code == 404, response.content[:300]
+
+
+def test_an_exposure_lookup_of_a_record_id_with_a_nul_character_is_a_404_and_recorded(api_as):
+    model = make_model()
+    response = api_as(user_token(role="security")).get(f"/api/v1/models/{model.slug}/records/r%00x/exposure")
+    assert response.status_code == 404, response.content[:300]  # was a DataError on PostgreSQL: the trail's JSON
+    lookup = TrailEntry.objects.filter(action="exposure.lookup").get()
+    assert lookup.after["record_id"] == "r\\x00x" and lookup.after["known"] is False
