@@ -99,9 +99,8 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
     leaky=True trains it on the declared members (it memorises them); leaky=False trains it on other
     records from the same distribution (a placebo: the declared members were never seen).
     """
-    artifact, members, nonmembers, population = (_audited_files(n=n, seed=seed, leaky=leaky) if estimator is None
-                                                  else _audited_files.__wrapped__(n=n, seed=seed, leaky=leaky,
-                                                                                  estimator=estimator))
+    artifact, members, nonmembers, population = (_default_audited_files(n=n, seed=seed, leaky=leaky) if estimator is None
+                                                  else _audited_files(n=n, seed=seed, leaky=leaky, estimator=estimator))
     return register_model(
         slug=slug, name=f"Audited {slug}", label_column="label", output_policy=output_policy,
         artifact=Upload(artifact, "rf.skops"), members=Upload(members), nonmembers=Upload(nonmembers),
@@ -110,7 +109,11 @@ def make_audited_model(*, slug: str = "leaky", leaky: bool = True, n: int = 600,
 
 
 @functools.cache  # the default forest's files are the same each time: trained and saved once per process
-def _audited_files(*, n: int, seed: int, leaky: bool, estimator: Any = None) -> tuple[bytes, bytes, bytes, bytes]:
+def _default_audited_files(*, n: int, seed: int, leaky: bool) -> tuple[bytes, bytes, bytes, bytes]:
+    return _audited_files(n=n, seed=seed, leaky=leaky, estimator=None)
+
+
+def _audited_files(*, n: int, seed: int, leaky: bool, estimator: Any) -> tuple[bytes, bytes, bytes, bytes]:
     """(artifact, members, nonmembers, population) of `make_audited_model`."""
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier

@@ -8,7 +8,7 @@ stored 0 into 0.0). Free-form content (evidence, ROC points, configs) is `dict[s
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 
 from audits.models import RunStatus, Trigger
 from monitor.models import AlertStatus, Severity
+from monitor.platform.moments import in_utc
 
 Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 
@@ -47,18 +48,9 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
-def _in_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("needs a timezone (Z or +00:00)")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-14:00 is past year 9999 in UTC
-        raise ValueError("must fall within years 1 to 9999 in UTC") from None
-
-
 # A time with a timezone, as UTC: a naive time cannot be compared with the server's, and one past year 9999 in UTC
 # cannot be stored.
-Moment = Annotated[datetime, AfterValidator(_in_utc)]
+Moment = Annotated[datetime, AfterValidator(in_utc)]
 
 
 # --- audits ---------------------------------------------------------------------------------------

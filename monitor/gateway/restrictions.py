@@ -4,7 +4,7 @@ bundles) and onto the timeline of the client's open alerts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +15,7 @@ from monitor.access.ratelimit import add_to_window, window_of
 from monitor.alerts import timeline
 from monitor.ingestion.validate import identifier_problem
 from monitor.models import Alert, AlertEventKind, ClientRestriction, RegisteredModel, RestrictionUsage
+from monitor.platform.moments import in_utc
 from monitor.platform.output_policy import OutputPolicy
 from monitor.platform.severity import Severity
 from monitor.trail.models import TrailEntry
@@ -71,12 +72,10 @@ def restrict(model: RegisteredModel, client_id: str, *, action: Any, until: date
     if problem:
         raise RestrictionError("client_id", problem)
     if until is not None:
-        if until.tzinfo is None:
-            raise RestrictionError("until", "needs a timezone (Z or +00:00)")
         try:
-            until = until.astimezone(UTC)
-        except OverflowError:
-            raise RestrictionError("until", "must fall within years 1 to 9999 in UTC") from None
+            until = in_utc(until)
+        except ValueError as exc:
+            raise RestrictionError("until", str(exc)) from None
         if until <= now:
             raise RestrictionError("until", "must be in the future (or null: until lifted)")
     if not isinstance(reason, str) or not reason.strip():

@@ -387,7 +387,7 @@ def _features(matrix: list, schema: FeatureSchema) -> tuple[np.ndarray, list[tup
                 lengths = list(map(len, present))
                 if min(lengths) == 0 or max(lengths) > MAX_CATEGORY_LENGTH or not "".join(present).isprintable():
                     return None
-            codes = {category: float(code) for code, category in enumerate(feature.categories)}
+            codes = schema.codes(index)
             values = np.fromiter((codes.get(value, math.nan) for value in column), dtype=np.float64, count=len(column))
             cells.extend((row, index, column[row]) for row in np.flatnonzero(np.isnan(values)).tolist()
                          if column[row] is not None)

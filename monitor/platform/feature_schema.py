@@ -94,11 +94,15 @@ class FeatureSchema:
         features[index] = replace(features[index], **changes)
         return FeatureSchema(tuple(features))
 
-    def code(self, index: int, category: str) -> int | None:
+    def codes(self, index: int) -> dict[str, int]:
+        """Feature `index`'s training categories and their codes (made once; do not change it)."""
         codes = self._codes.get(index)
         if codes is None:
             codes = self._codes[index] = {c: i for i, c in enumerate(self.features[index].categories)}
-        return codes.get(category)
+        return codes
+
+    def code(self, index: int, category: str) -> int | None:
+        return self.codes(index).get(category)
 
     # -- one value ------------------------------------------------------------------------------------------------
 
