@@ -31,9 +31,10 @@ attacker unmonitored: all its candidates on day one with its full design (b: the
 directions), and the ratio of members identified at 1 % FPR (TPR × members tested).
 
 Usage: python bench/adversary.py [--quick] [--accounts K] [--days D] [--seed S] [--trials N] [--book B] [--blocks-alone]
-                                [--reference-days R]
+                                [--reference-days R] [--narrower-match]
 --blocks-alone runs the same attackers against the block tests alone (the detectors before the carried test of
-monitor/detection/detectors/carried.py): the before of the after.
+monitor/detection/detectors/carried.py): the before of the after. --narrower-match prints, instead of the search,
+whether a narrower match radius for training proximity would shrink the figure (`narrower_match`).
 On DATABASE_URL when set (migrated, nothing dropped: the model gets a fresh slug), else on SQLite in a fresh folder
 under MONITOR_DATA_DIR (a temporary folder when unset). No goal yet: the figure is the honest one to improve.
 """
@@ -53,26 +54,30 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from attacker_designs import (  # noqa: E402
+    AUGMENT,
+    BOUNDARY_STEPS,
+    BOUNDARY_TRIES,
+    FULL_COPIES,
+    FULL_DIRECTIONS,
+    Support,
+    augmentation_design,
+    boundary_design,
+    rmia_design,
+)
 from common import setup_private_django  # noqa: E402
 from detect import store  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 
-from audits.attacks.label_only import LabelOnlyConfig, neighbourhood_queries, scores_from_labels  # noqa: E402
+from audits.attacks.label_only import LabelOnlyConfig  # noqa: E402
 from audits.attacks.metrics import RateEstimate, evaluate  # noqa: E402
-from audits.attacks.reference import ReferenceModels, reference_proba, train_reference_models  # noqa: E402
-from audits.attacks.rmia import calibrate_a, rmia_scores  # noqa: E402
-from audits.attacks.scores import default_clip, lexicographic_scores, true_class_proba  # noqa: E402
+from audits.attacks.reference import train_reference_models  # noqa: E402
 from monitor.demo import traffic as gen  # noqa: E402
 from monitor.detection.detectors import evasion  # noqa: E402
 
 DAY, HOUR = 86_400.0, 3_600.0
 SLOTS = 24  # one-hour slots: the sweep counter and the density check count within an hour (window_seconds 3,600)
 N_REFERENCE = 4  # reference models, as the audit's tier 1
-# 8 copies, moving only the continuous columns (rounded to their grid): 9 queries over 9 hours, on the support of
-# production traffic (copies moved in every column left it: distribution_shift's cell rank caught 10 a day, --quick).
-AUGMENT = LabelOnlyConfig(n_neighbours=2, radii=(0.05, 0.1, 0.2, 0.4))
-FULL_COPIES = LabelOnlyConfig().n_neighbours * len(LabelOnlyConfig().radii)  # the audit's label-only design
-BOUNDARY_STEPS, BOUNDARY_TRIES, FULL_DIRECTIONS = 12, 3, 3
 
 
 @dataclass(frozen=True)
@@ -184,104 +189,6 @@ def predicted_rate(strategy: Strategy, thresholds: Thresholds, *, cap: int, bloc
                               probes_boundary=strategy.probes_boundary, blocks=blocks, days=days, pooled=pooled)
 
 
-# ---- the attacker's designs ----------------------------------------------------------------------------------
-
-def labels_of(target: Any) -> Any:
-    """What a label-only attacker reads: the target's label for each query."""
-    return lambda X: np.asarray(target.predict_proba(X)).argmax(axis=1)
-
-
-def rmia_design(target: Any, references: ReferenceModels, *, pool: tuple[np.ndarray, np.ndarray],
-                candidates: tuple[np.ndarray, np.ndarray], z: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Offline RMIA as the audit runs it, with the attacker's reference models and its cover records as z."""
-    clip = default_clip(target)
-
-    def true(models_proba: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.stack([true_class_proba(p, y) for p in models_proba])
-
-    reference_z = true(reference_proba(references.models, z[0], 2), z[1])
-    a, _ = calibrate_a(pool_p=true(reference_proba(references.models, pool[0], 2), pool[1]),
-                       pool_in=references.pool_in, reference_pz=reference_z, clip=clip)
-    return rmia_scores(target_px=true_class_proba(target.predict_proba(candidates[0]), candidates[1]),
-                       reference_px=true(reference_proba(references.models, candidates[0], 2), candidates[1]),
-                       target_pz=true_class_proba(target.predict_proba(z[0]), z[1]), reference_pz=reference_z,
-                       a=a, clip=clip).score
-
-
-@dataclass(frozen=True)
-class Support:
-    """What the attacker knows of the table from its population records: the continuous columns (more than 50
-    values, as an honest client's edits in `benign_traffic`) and the columns that hold whole numbers."""
-
-    continuous: np.ndarray
-    integral: np.ndarray
-
-    @classmethod
-    def of(cls, X: np.ndarray) -> Support:
-        return cls(continuous=np.asarray([len(np.unique(column)) > 50 for column in X.T]),
-                   integral=np.all(X == np.round(X), axis=0))
-
-    def snap(self, moved: np.ndarray, origin: np.ndarray) -> np.ndarray:
-        """`moved` back on the support: whole numbers rounded, a zero measurement left at zero."""
-        snapped = np.where(self.integral, np.round(moved), moved)
-        return np.where(self.continuous & (origin != 0), snapped, origin)
-
-
-def augmentation_design(target: Any, X: np.ndarray, y: np.ndarray, *, stds: np.ndarray, config: LabelOnlyConfig,
-                        support: Support | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The label-only attack's scores and each record's queries: the record, then its copies. With `support`, only
-    continuous columns move and copies are snapped back on the support."""
-    queries = neighbourhood_queries(X, feature_std=stds if support is None else np.where(support.continuous, stds, 0),
-                                    config=config)
-    n_copies = len(config.radii) * config.n_neighbours
-    if support is not None:
-        queries = np.concatenate([X, support.snap(queries[len(X):], np.repeat(X, n_copies, axis=0))])
-    scores = scores_from_labels(labels_of(target)(queries), y, config=config).score
-    copies = queries[len(X):].reshape(len(X), n_copies, X.shape[1])
-    return scores, [np.vstack([X[i:i + 1], copies[i]]) for i in range(len(X))]
-
-
-def boundary_design(target: Any, X: np.ndarray, y: np.ndarray, *, pool: tuple[np.ndarray, np.ndarray],
-                    stds: np.ndarray, support: Support, directions: int,
-                    seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Label-only boundary distance: towards population records of the other label (by the attacker's own labels,
-    confirmed by the target in at most BOUNDARY_TRIES queries), bisect BOUNDARY_STEPS times; the score is
-    correctness, then the distance to the nearest boundary found (in standard deviations). Every point stays on the
-    support: continuous columns move (rounded), the others jump at half way, so each point holds one real record's
-    categories (straight interpolation left it: distribution_shift caught 24 a day in --quick)."""
-    rng = np.random.default_rng(seed)
-    ask = labels_of(target)
-    sent: list[list[np.ndarray]] = [[row] for row in X]
-    own = ask(X)
-    others = {label: np.flatnonzero(pool[1] != label) for label in np.unique(own)}
-    scale = np.where(stds > 0, stds, 1.0)
-    distance = np.full(len(X), np.inf)
-    for _ in range(directions):
-        far, found = np.zeros_like(X), np.zeros(len(X), bool)
-        for _ in range(BOUNDARY_TRIES):
-            todo = np.flatnonzero(~found)
-            picks = np.asarray([others[own[i]][rng.integers(len(others[own[i]]))] for i in todo], dtype=np.int64)
-            tries = pool[0][picks]
-            for i, row in zip(todo, tries, strict=True):
-                sent[i].append(row)
-            hit = ask(tries) != own[todo] if len(todo) else np.zeros(0, bool)
-            far[todo[hit]], found[todo[hit]] = tries[hit], True
-        live = np.flatnonzero(found)
-        start, end = X[live], far[live]
-        lo, hi = np.zeros(len(live)), np.ones(len(live))
-        for _ in range(BOUNDARY_STEPS):
-            mid = (lo + hi) / 2
-            points = support.snap(start + mid[:, None] * (end - start), np.where(mid[:, None] < 0.5, start, end))
-            for i, row in zip(live, points, strict=True):
-                sent[i].append(row)
-            crossed = ask(points) != own[live]
-            hi, lo = np.where(crossed, mid, hi), np.where(crossed, lo, mid)
-        distance[live] = np.minimum(distance[live], hi * np.linalg.norm((end - start) / scale, axis=1))
-    reached = np.isfinite(distance)
-    distance[~reached] = distance[reached].max() + 1.0 if reached.any() else 1.0  # no boundary found: far from it
-    return lexicographic_scores((own == y).astype(np.float64), distance), [np.asarray(s) for s in sent]
-
-
 # ---- traffic -------------------------------------------------------------------------------------------------
 
 def spread(items: list[np.ndarray], *, start: float, thresholds: Thresholds,
@@ -353,6 +260,12 @@ class World:
     pool: np.ndarray  # what benign clients query
     thresholds: Thresholds | None = None
     strategies: list[Strategy] = field(default_factory=list)
+    # Design a's candidates and its scorer (offline RMIA with the attacker's reference models), for --narrower-match.
+    candidates: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # X, y, is_member
+    rescore: Any = None
+    scores_a: np.ndarray | None = None
+    support: Support | None = None
+    feature_names: tuple[str, ...] = ()
 
 
 def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
@@ -375,7 +288,7 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
                            nonmembers=Upload(dataset_csv(data, nonmembers), "nonmembers.csv"),
                            population=Upload(dataset_csv(data, benign_pool), "population.csv"))
     fix_fingerprint_key(model)
-    world = World(model=model, target=target, pool=data.X[benign_pool])
+    world = World(model=model, target=target, pool=data.X[benign_pool], feature_names=tuple(data.feature_names))
 
     rng = np.random.default_rng([args.seed, 29])
     side = len(nonmembers) // 3
@@ -403,8 +316,11 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
         own_covers = [data.X[c] for c in covers[s * args.accounts:(s + 1) * args.accounts]]
         z_rows = z_parts[s]
         if key == "a":
-            scores = rmia_design(target, references, pool=pool, candidates=(X, y), z=(data.X[z_rows], data.y[z_rows]))
+            z = (data.X[z_rows], data.y[z_rows])
+            scores = rmia_design(target, references, pool=pool, candidates=(X, y), z=z)
             sequences, full, full_queries = [x[None] for x in X], scores, 1
+            world.candidates, world.support, world.scores_a = (X, y, np.isin(rows, members)), support, scores
+            world.rescore = lambda moved, y=y, z=z: rmia_design(target, references, pool=pool, candidates=(moved, y), z=z)
         elif key == "b":
             scores, sequences = augmentation_design(target, X, y, stds=stds, config=AUGMENT, support=support)
             full, full_sequences = augmentation_design(target, X, y, stds=stds, config=LabelOnlyConfig())
@@ -512,6 +428,50 @@ def report(strategy: Strategy, search: Search, args: argparse.Namespace, facts: 
           f"test); {linked} if the {k} accounts' epochs were one (account linking)")
 
 
+NARROWER = 0.1  # --narrower-match: a match radius of this fraction of a member's nearest-member distance
+
+
+def narrower_match(world: World) -> None:
+    """Whether a narrower match would shrink the figure (--narrower-match): an attacker of design a that sends exact
+    copies of its candidates hits members at training proximity's radius and at a narrower one alike, and the narrower
+    radius hits far fewer benign records; but the attacker can move each candidate just past the narrower radius, in
+    one continuous column (on its grid, a zero measurement left at zero), and score what it moved. Printed per column:
+    the records moved, the member candidates still matching at each radius, and the TPR@1%FPR offline RMIA keeps."""
+    from monitor.detection.context import model_context
+    from monitor.models import DetectorState
+
+    assert world.candidates is not None and world.support is not None and world.scores_a is not None
+    X, y, is_member = world.candidates
+    state = DetectorState.objects.get(model=world.model)
+    context = model_context(world.model, state)
+    wide = float(state.calibration["training_proximity"]["radius_fraction"])
+    means, stds = np.asarray(context.feature_means), np.asarray(context.feature_stds)
+
+    def matching(rows: np.ndarray, fraction: float) -> float:
+        return float(context.match_members((rows - means) / stds, radius_fraction=fraction)[0].mean())
+
+    reach = context.member_index(radius_fraction=NARROWER).max_radius  # the widest narrower radius, in σ
+    print(f"== narrower match (a test the product does not run): a match within {NARROWER:g} of a member's nearest-member"
+          f" distance (at most {reach:.3f} σ) beside training proximity's {wide:g}; benign clients' records matching: "
+          f"{matching(world.pool, NARROWER):.2%} against {matching(world.pool, wide):.2%}")
+    members = X[is_member]
+    exact = tpr(world.scores_a, is_member)
+    print(f"   exact copies: member candidates matching {matching(members, NARROWER):.0%} / {matching(members, wide):.0%}"
+          f"; TPR@1%FPR {rate_text(exact)}")
+    rng = np.random.default_rng(0)
+    for j in np.flatnonzero(world.support.continuous):
+        step = reach * 1.05 * stds[j]
+        step = math.ceil(step) if world.support.integral[j] else step
+        moved = X.copy()
+        moved[:, j] += rng.choice([-1.0, 1.0], len(X)) * step
+        moved = world.support.snap(moved, X)
+        share = float(np.mean(moved[:, j] != X[:, j]))
+        zeros = "" if share == 1 else f", {1 - share:.0%} hold a zero and stay"
+        print(f"   {world.feature_names[j]} moved by {step:,.4g} ({step / stds[j]:.3f} σ{zeros}): member candidates matching {matching(moved[is_member], NARROWER):.0%} / "
+              f"{matching(moved[is_member], wide):.0%}; TPR@1%FPR {rate_text(tpr(world.rescore(moved), is_member))}",
+              flush=True)
+
+
 def drop_carried_test(model: Any) -> None:
     """The stored calibration as one made before the carried test: without `rho_upper` the share detectors run their
     block tests alone (`detectors/carried.py`), and the attacker reads no carried test."""
@@ -539,6 +499,9 @@ def main() -> int:
                         help="cover records an account sends a day (default: the best cover by the attacker's reading "
                              "of the calibration, at most its own cover records ÷ D)")
     parser.add_argument("--per-day", type=float, help="benign queries a client-day (default 100, --quick 50)")
+    parser.add_argument("--narrower-match", action="store_true",
+                        help="instead of the search: would a narrower training-proximity match shrink the figure "
+                             "(design a's candidates moved past it, one column at a time, and scored)")
     args = parser.parse_args()
     args.days, args.trials = args.days or (2 if args.quick else 3), args.trials or (4 if args.quick else 10)
     args.per_day = args.per_day or (50.0 if args.quick else 100.0)
@@ -557,6 +520,9 @@ def main() -> int:
         drop_carried_test(world.model)
     DetectorState.objects.filter(model=world.model).update(watermark_id=len(reference))  # scan after the benign day
     world.thresholds = read_thresholds(world.model)
+    if args.narrower_match:
+        narrower_match(world)
+        return 0
     if args.book is None:  # the cover the attacker's reading says is best, as far as its own cover records go
         for strategy in world.strategies:
             best = evasion.best_rate(world.thresholds.core, benign_book=0,
