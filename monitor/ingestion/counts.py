@@ -24,8 +24,12 @@ _FOLDED = f"COALESCE((SELECT folded_to_id FROM {_TABLES['mark']} WHERE model_id 
 # must be the same one (`_fresh`).
 QUERIES_SQL = (f"SELECT COALESCE((SELECT SUM(count) FROM {_TABLES['hours']} WHERE model_id = %s), 0) + "  # noqa: S608  # nosec B608
                f"(SELECT COUNT(*) FROM {_TABLES['log']} WHERE model_id = %s AND id > %s), {_FOLDED}")
-CLIENTS_SQL = (f"SELECT (SELECT COUNT(*) FROM (SELECT client_id FROM {_TABLES['days']} WHERE model_id = %s "  # noqa: S608  # nosec B608
-               f"UNION SELECT client_id FROM {_TABLES['log']} WHERE model_id = %s AND id > %s) AS clients), {_FOLDED}")
+# The clients of the rollups, then those of the tail the rollups do not hold yet: the same count as a UNION of the
+# two, which sorted every client-day row (150,000 at 5,000 clients and 30 days: 117-130 ms against 30-35 ms).
+CLIENTS_SQL = (f"SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT client_id FROM {_TABLES['days']} "  # noqa: S608  # nosec B608
+               f"WHERE model_id = %s) AS folded) + (SELECT COUNT(DISTINCT t.client_id) FROM {_TABLES['log']} AS t "
+               f"WHERE t.model_id = %s AND t.id > %s AND NOT EXISTS (SELECT 1 FROM {_TABLES['days']} AS r "
+               f"WHERE r.model_id = t.model_id AND r.client_id = t.client_id)), {_FOLDED}")
 CLIENT_QUERIES_SQL = (f"SELECT COALESCE((SELECT SUM(count) FROM {_TABLES['days']} "  # noqa: S608  # nosec B608
                       f"WHERE model_id = %s AND client_id = %s), 0) + (SELECT COUNT(*) FROM {_TABLES['log']} "
                       f"WHERE model_id = %s AND client_id = %s AND id > %s), {_FOLDED}")
