@@ -260,10 +260,9 @@ class World:
     pool: np.ndarray  # what benign clients query
     thresholds: Thresholds | None = None
     strategies: list[Strategy] = field(default_factory=list)
-    # Design a's candidates and its scorer (offline RMIA with the attacker's reference models), for --narrower-match.
-    candidates: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # X, y, is_member
+    # For --narrower-match: design a's scorer of moved candidates (offline RMIA with the attacker's reference models,
+    # the candidates' labels bound) and what the attacker knows of the table.
     rescore: Any = None
-    scores_a: np.ndarray | None = None
     support: Support | None = None
     feature_names: tuple[str, ...] = ()
 
@@ -319,8 +318,8 @@ def build_world(args: argparse.Namespace) -> tuple[World, dict[str, Any]]:
             z = (data.X[z_rows], data.y[z_rows])
             scores = rmia_design(target, references, pool=pool, candidates=(X, y), z=z)
             sequences, full, full_queries = [x[None] for x in X], scores, 1
-            world.candidates, world.support, world.scores_a = (X, y, np.isin(rows, members)), support, scores
-            world.rescore = lambda moved, y=y, z=z: rmia_design(target, references, pool=pool, candidates=(moved, y), z=z)
+            world.support, world.rescore = support, lambda moved, y=y, z=z: rmia_design(
+                target, references, pool=pool, candidates=(moved, y), z=z)
         elif key == "b":
             scores, sequences = augmentation_design(target, X, y, stds=stds, config=AUGMENT, support=support)
             full, full_sequences = augmentation_design(target, X, y, stds=stds, config=LabelOnlyConfig())
@@ -440,8 +439,9 @@ def narrower_match(world: World) -> None:
     from monitor.detection.context import model_context
     from monitor.models import DetectorState
 
-    assert world.candidates is not None and world.support is not None and world.scores_a is not None
-    X, y, is_member = world.candidates
+    assert world.support is not None
+    design = next(strategy for strategy in world.strategies if strategy.key == "a")
+    X, is_member = np.vstack(design.sequences), design.is_member  # one query per candidate: the candidate itself
     state = DetectorState.objects.get(model=world.model)
     context = model_context(world.model, state)
     wide = float(state.calibration["training_proximity"]["radius_fraction"])
@@ -455,7 +455,7 @@ def narrower_match(world: World) -> None:
           f" distance (at most {reach:.3f} σ) beside training proximity's {wide:g}; benign clients' records matching: "
           f"{matching(world.pool, NARROWER):.2%} against {matching(world.pool, wide):.2%}")
     members = X[is_member]
-    exact = tpr(world.scores_a, is_member)
+    exact = tpr(design.scores, is_member)
     print(f"   exact copies: member candidates matching {matching(members, NARROWER):.0%} / {matching(members, wide):.0%}"
           f"; TPR@1%FPR {rate_text(exact)}")
     rng = np.random.default_rng(0)
