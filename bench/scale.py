@@ -128,6 +128,16 @@ def server_facts() -> str:
             f"max_wal_size {max_wal_size}")
 
 
+def autovacuum_now() -> str:
+    """What autovacuum is doing right now: the page timings share the machine with it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+        work = [row[0] for row in cursor.fetchall()]
+    return "; ".join(work) or "idle"
+
+
 def have_pgstattuple() -> bool:
     from django.db import connection
 
@@ -259,7 +269,9 @@ def run(args: argparse.Namespace, url: str, where: str, wall_started: float) -> 
         pgstattuple = have_pgstattuple()
         watched = {name: live_vs_disk(name, pgstattuple) for name in WATCHED}
         cookie = session_cookie()
+        vacuum_before = autovacuum_now()
         pages = {path: time_page(port, path, cookie, args.loads) for path in ("/", f"/models/{model.slug}/", "/metrics")}
+        vacuum_after = autovacuum_now()
     done = len(ingest_rates)
     total = sum(daily[:done])
     print(f"scale: {total:,} queries over {done} of {args.days} days from {args.clients:,} clients, posted through the API "
@@ -284,8 +296,10 @@ def run(args: argparse.Namespace, url: str, where: str, wall_started: float) -> 
         print(f"    {name.removeprefix('monitor_'):<17} {t['rows']:>12,} rows, live {size(t['live'])}, on disk "
               f"{size(t['total'])} ({ratio}; heap {size(t['heap'])}, dead tuples {dead}, free {size(t['free'])}; "
               f"n_dead_tup {t['n_dead_tup']}, autovacuum {t['autovacuums']}×, autoanalyze {t['autoanalyzes']}×)")
+    print(f"  autovacuum when the page loads began: {vacuum_before}; when they ended: {vacuum_after}")
     for path, timings in pages.items():
         print(f"  page {path:<16} p95 {p95(timings):.0f} ms (median {np.median(timings):.0f} ms, goal ≤ 250 ms)")
+        print("    each load in order, ms: " + " ".join(f"{t:.0f}" for t in timings))
 
 
 if __name__ == "__main__":
