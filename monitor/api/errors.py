@@ -10,6 +10,8 @@ INGEST_STATUS: dict[IngestRefusal, int] = {
     IngestRefusal.TOO_LARGE: 413,
     # The request is fine; the model's registration cannot answer it until an artifact is uploaded.
     IngestRefusal.NO_ARTIFACT: 409,
+    # Deleted between the request's lookup of the model and the batch's write (the write found no model to hold).
+    IngestRefusal.MODEL_GONE: 404,
 }
 
 

@@ -30,6 +30,7 @@ class IngestRefusal(StrEnum):
     INVALID = "invalid"  # a row or field is wrong: the request must change
     TOO_LARGE = "too_large"  # more rows than one request may carry: send them in smaller requests
     NO_ARTIFACT = "no_artifact"  # the model has no artifact for its current version: nothing can predict
+    MODEL_GONE = "model_gone"  # the model was deleted before the batch could be stored
 
 
 class IngestError(ValueError):

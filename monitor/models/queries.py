@@ -10,7 +10,10 @@ from monitor.models.vocabulary import CLIENT_ID_MAX_LENGTH
 class QueryLog(models.Model):
     """One prediction query: features and outputs as little-endian float32 bytes."""
 
-    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, related_name="queries")
+    # No foreign key in PostgreSQL (migration 0024): store_queries holds the model's row once per batch instead
+    # (monitor.ingestion.store.hold_model). Deleting a model still deletes its queries (Django's CASCADE).
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, db_index=False, db_constraint=False,
+                              related_name="queries")
     client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH)
     ts = models.DateTimeField()
     features = models.BinaryField()
