@@ -14,6 +14,13 @@ class MonitorConfig(AppConfig):
         from monitor.trail import hooks as audit_hooks  # noqa: F401  (connects the login signals)
 
         trail_changes.connect()  # every change to tokens, channels, users, groups, lockouts and models, from any path
+        from django.db.models.signals import pre_delete
+
+        from monitor.ingestion.store import wait_for_batches_in_flight
+        from monitor.models import RegisteredModel
+
+        # The query log has no foreign key on PostgreSQL: a model's delete waits for its batches in flight.
+        pre_delete.connect(wait_for_batches_in_flight, sender=RegisteredModel, dispatch_uid="ingestion-model-delete")
 
 
 class MonitorAdminConfig(admin_apps.AdminConfig):

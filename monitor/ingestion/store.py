@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -124,14 +124,27 @@ def hold_model(model: RegisteredModel) -> None:
 
     On PostgreSQL the query log has no foreign key to its model (migration 0024): its check ran once per row, a
     third of a COPY's cost (bench/ingest.py). This does what that check did, once per batch: the model's row is
-    locked FOR KEY SHARE, so a DELETE of the model waits for the batch (and then deletes its rows with the rest),
-    and a model deleted before the batch got here is refused. SQLite keeps its foreign key; the read is the same."""
+    locked FOR KEY SHARE until the batch commits, and a model deleted before the batch got here is refused. A
+    model's delete locks that row first (`wait_for_batches_in_flight`), so the rows of a batch in flight are deleted
+    with the others rather than left behind. SQLite keeps its foreign key; the read is the same."""
     lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {RegisteredModel._meta.db_table} WHERE id = %s{lock}", [model.pk])  # noqa: S608  # nosec B608 (our table name, a constant clause)
         if cursor.fetchone() is None:
             raise IngestError(f"model {model.slug!r} was deleted before this batch could be stored; nothing was stored",
                               refusal=IngestRefusal.MODEL_GONE)
+
+
+def wait_for_batches_in_flight(sender: type, instance: RegisteredModel, using: str = "default", **kwargs: object) -> None:
+    """Before a model is deleted (pre_delete, connected in monitor/apps.py), inside the delete's transaction: lock its
+    row FOR UPDATE, which waits for every batch holding it (hold_model) to commit, before Django deletes the model's
+    queries. Without it, a batch committing between that DELETE and the model's own would leave its rows behind;
+    the foreign key used to refuse such a delete. Batches arriving meanwhile wait, then find the model gone."""
+    db = connections[using]
+    if db.vendor != "postgresql":
+        return
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {RegisteredModel._meta.db_table} WHERE id = %s FOR UPDATE", [instance.pk])  # noqa: S608  # nosec B608 (our table name)
 
 
 MAX_UNSEEN_CATEGORIES = 10_000  # per model: past it, new values share one row per feature (a flood of made-up ones)

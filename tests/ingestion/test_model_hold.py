@@ -1,7 +1,10 @@
 """The query log's foreign key to its model is gone on PostgreSQL (checked once per row, a third of a COPY's cost);
 store_queries holds the model's row once per batch instead (monitor.ingestion.store.hold_model). A batch for a
-deleted model is refused with nothing stored, and a model cannot be deleted under a batch being written."""
+deleted model is refused with nothing stored, and a model's delete waits for a batch being written, then takes its
+rows with the others (the foreign key refused such a delete; without the wait the batch's rows were left behind)."""
 from __future__ import annotations
+
+import threading
 
 import pytest
 from django.db import OperationalError, connection, connections, transaction
@@ -65,3 +68,29 @@ def test_on_postgresql_the_log_has_no_foreign_key_and_a_batch_in_flight_keeps_it
     finally:
         other.close()
     assert stored_for(model.pk) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_deleting_a_model_waits_for_a_batch_in_flight_and_takes_its_rows_too(model, db_vendor):
+    if db_vendor != "postgresql":
+        pytest.skip("SQLite keeps the foreign key its table was made with, and has one writer")
+    finished, failures = threading.Event(), []
+
+    def delete() -> None:
+        try:
+            RegisteredModel.objects.get(pk=model.pk).delete()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+            finished.set()
+
+    deleter = threading.Thread(target=delete)
+    with transaction.atomic():
+        assert store_queries(model, a_batch(model)).accepted == 3
+        deleter.start()
+        assert not finished.wait(1.0)  # the delete waits while the batch is uncommitted
+    deleter.join(timeout=60)
+    assert finished.is_set() and not failures, failures
+    assert not RegisteredModel.objects.filter(pk=model.pk).exists()
+    assert stored_for(model.pk) == 0
