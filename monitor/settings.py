@@ -313,6 +313,9 @@ TOKEN_QUERIES_PER_MINUTE = env.int("TOKEN_QUERIES_PER_MINUTE", default=1_000_000
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport, with each message file complete when a consumer can see it (kombu's own loses
+    # the messages a worker takes while they are being written: monitor/platform/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "monitor.platform.filesystem_broker:Transport"
     # The folders are made by the Celery app when a process first publishes or consumes (monitor/celery.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),

@@ -56,4 +56,5 @@ def test_two_workers_scan_parts_of_one_model_at_once_and_find_what_one_scan_find
             assert DetectorState.objects.get(model=model).watermark_id == planned["upto"]
         finally:
             outputs = [worker.stop() for worker in workers]
+            print(*outputs, sep="\n---- next worker ----\n")  # shown by pytest when the test fails
     assert not any("Traceback" in output for output in outputs), outputs
