@@ -23,9 +23,7 @@ def restrict_client(request: HttpRequest, slug: str, client_id: str, body: Restr
     """label_only / round:K reduce the client's outputs, throttle answers 429 past RESTRICTED_QUERIES_PER_MINUTE,
     block answers 403; until a time or until lifted. Replaces the client's current restriction."""
     model = get_model(slug)
-    if not client_id or len(client_id) > 128:
-        raise ApiError(400, "bad client_id", [problem("client_id", "1 to 128 characters")])
-    try:
+    try:  # the client id is checked as ingestion checks it (restrictions.restrict)
         restriction = restrictions.restrict(model, client_id, action=body.action, until=body.until, reason=body.reason,
                                             user=request_user(request), ip=client_ip(request))
     except restrictions.RestrictionError as exc:

@@ -121,6 +121,19 @@ def test_a_restriction_with_text_no_database_can_hold_is_a_400(api_as, path_clie
     assert not ClientRestriction.objects.exists()
 
 
+@pytest.mark.parametrize(("path_client", "message"), [
+    ("c%0A9", "control characters"), ("c" * 129, "at most 128"), ("%20%20", "non-empty"),
+])
+def test_a_restriction_names_a_client_id_ingestion_would_refuse(api_as, path_client, message):
+    """The same rule as the ingestion API's: a client that could never be logged cannot be restricted."""
+    model = make_model()
+    response = api_as(user_token(role="security")).post(f"/api/v1/models/{model.slug}/clients/{path_client}/restriction",
+                                                         {"action": "block", "reason": "r"})
+    assert response.status_code == 400, response.content[:300]
+    assert names_field(response, "client_id") and message in str(response.json()["details"])
+    assert not ClientRestriction.objects.exists()
+
+
 @pytest.mark.parametrize("value", ["Infinity", "-Infinity", "1e309", "NaN", "2"])
 @pytest.mark.parametrize("field", ["max_tpr_at_1pct_fpr", "max_epsilon_lower", "regression_factor"])
 def test_an_audit_policy_limit_must_be_finite(api_as, field, value):
