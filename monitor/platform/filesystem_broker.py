@@ -58,6 +58,7 @@ class Channel(filesystem.Channel):
     def _get(self, queue: str) -> Any:
         wanted = f"{queue}.msg"
         taken_folder = Path(self.processed_folder)
+        taken_folder.mkdir(parents=True, exist_ok=True)  # a process that never published may not have made it
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:
                 continue

@@ -120,3 +120,14 @@ def test_the_local_default_broker_uses_this_transport():
     printed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=120, check=True).stdout.split()
     assert printed[-1] == Transport.__module__
+
+
+def test_a_process_that_never_made_the_processed_folder_still_takes_its_messages(tmp_path):
+    """E.g. `celery inspect` reading its replies: it publishes no task, so nothing made the folders for it."""
+    (tmp_path / "out").mkdir()
+    queue = Queue("replies", Exchange("replies"), routing_key="replies")
+    publish(tmp_path, queue, 3)
+    with Connection("filesystem://", transport=TRANSPORT, transport_options=options(tmp_path)) as connection:
+        bound = queue(connection.channel())
+        taken = [bound.get(no_ack=True) for _ in range(4)]
+    assert sorted(message.payload["number"] for message in taken[:3]) == [0, 1, 2] and taken[3] is None
