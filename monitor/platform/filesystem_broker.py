@@ -1,11 +1,12 @@
 """kombu's filesystem transport (the local default broker, `make run` and the SQLite tests) without its lost messages.
 
 kombu 5.7's transport writes a message straight into the folder its consumers list, so a worker polling at that
-moment can take the file while it is still empty, fail to decode it and drop the task (measured: 45 of 3,000
-messages lost with one consumer polling while one process published; a sharded scan once lost two of its three
-parts that way in CI). Its consumers move a taken file to the system's temporary folder, which is a copy, not a
-rename, when that folder is on another filesystem; and two processes binding a queue to a new exchange at once
-may each create the exchange's table, one losing the other's binding.
+moment can take the file while it is still empty, fail to decode it and drop the task (measured: 45 and 57 of
+3,000 messages lost with one consumer polling while one process published, 74 with two consumers; CI once saw two
+of a sharded scan's three parts never run, most likely this). Its consumers move a taken file to the system's
+temporary folder, which is a copy, not a rename, when that folder is on another filesystem; and two processes
+binding queues to a new exchange at once may each create the exchange's table: one lost the other's bindings, or
+died reading the table half-written.
 
 Here every file a consumer or reader can see is complete when it appears: a message is written under a name no
 queue matches and renamed into place (atomic within one folder), a consumer takes a message by renaming it into
