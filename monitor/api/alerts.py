@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
@@ -18,6 +18,7 @@ from monitor.api.errors import ApiError, problem
 from monitor.api.schemas import AckIn, AlertOut, MuteIn, Text
 from monitor.models import SEVERITIES, Alert, RegisteredModel
 from monitor.platform.downloads import attachment
+from monitor.platform.moments import in_utc
 from monitor.trail.hooks import client_ip
 from monitor.trail.models import TrailEntry
 
@@ -73,22 +74,18 @@ def export_alerts(request: HttpRequest, since: datetime, format: str = "ocsf", u
     problems = []
     if format not in ("ocsf", "csv"):
         problems.append(problem("format", "ocsf or csv"))
-    if since.tzinfo is None:
-        problems.append(problem("since", "an ISO 8601 time with a timezone (e.g. 2026-12-01T00:00:00Z)"))
-    if until is not None and until.tzinfo is None:
-        problems.append(problem("until", "an ISO 8601 time with a timezone"))
-    if not 1 <= limit <= 1_000_000:
-        problems.append(problem("limit", "1 ≤ limit ≤ 1000000"))
-    if model and not RegisteredModel.objects.filter(slug=model).exists():
-        problems.append(problem("model", f"no model {model!r:.80}"))
     # In UTC before the database sees them: PostgreSQL refuses offsets past ±16 h, and year 1 at +14:00 falls off
     # the calendar in the conversion.
     bounds: dict[str, datetime | None] = {"since": None, "until": None}
     for name, value in (("since", since), ("until", until)):
         try:
-            bounds[name] = value.astimezone(UTC) if value is not None and value.tzinfo is not None else None
-        except OverflowError:
-            problems.append(problem(name, "a time within years 1-9999 in UTC"))
+            bounds[name] = in_utc(value) if value is not None else None
+        except ValueError as exc:
+            problems.append(problem(name, f"an ISO 8601 time that {exc} (e.g. 2026-12-01T00:00:00Z)"))
+    if not 1 <= limit <= 1_000_000:
+        problems.append(problem("limit", "1 ≤ limit ≤ 1000000"))
+    if model and not RegisteredModel.objects.filter(slug=model).exists():
+        problems.append(problem("model", f"no model {model!r:.80}"))
     if problems:
         raise ApiError(400, "invalid export request", problems)
     rows = list(siem.events(since=bounds["since"] or since, until=bounds["until"], model=model, limit=limit))

@@ -9,6 +9,7 @@ from django.test import Client
 
 from monitor.alerts.lifecycle import raise_signal
 from monitor.models import Alert, NotificationChannel
+from monitor.trail.models import TrailEntry
 from tests.factories import make_user, signal, user_token
 
 pytestmark = pytest.mark.django_db
@@ -123,3 +124,17 @@ def test_an_evidence_period_outside_the_calendar_in_utc_is_a_400(api_as, model, 
     response = api_as(user_token(role="compliance")).get(
         f"/api/v1/models/credit/evidence.zip?start={quote(start)}&end={quote(end)}")
     assert_error(response, 400, field="start")
+
+
+@pytest.mark.parametrize(("query", "field", "phrase"), [
+    ("since=0001-01-01T00:00:00%2B14:00", "since", "years 1 to 9999"),  # before year 1 in UTC
+    ("since=2026-01-01T00:00:00Z&until=9999-12-31T23:59:59-14:00", "until", "years 1 to 9999"),
+    ("since=2026-01-01T00:00:00Z&until=2026-02-01T00:00:00", "until", "timezone"),
+    ("since=2026-01-01T00:00:00", "since", "timezone"),
+])
+def test_an_alert_export_outside_the_calendar_in_utc_or_without_a_timezone_is_a_400(api_as, model, query, field,
+                                                                                   phrase):
+    response = api_as(user_token(role="security")).get(f"/api/v1/alerts/export?{query}")
+    body = assert_error(response, 400, field=field)
+    assert phrase in str(body["details"]), body
+    assert not TrailEntry.objects.filter(action="alerts.exported").exists()
