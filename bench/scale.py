@@ -250,6 +250,7 @@ def run(args: argparse.Namespace, url: str, where: str, wall_started: float) -> 
             bodies = day_bodies(start, daily[day], args.clients, seed=day)
             ingest_rates.append(daily[day] / post_all(port, token, "/api/v1/models/scale/queries", bodies, senders=3))
             fold_rollups(model)  # beat folds every 30 s; once per simulated day here
+            partitions.analyze_new_partitions()  # beat runs it every minute; once per simulated day here
             started = time.perf_counter()
             summary = scan_model(model)
             scan_per_million.append((time.perf_counter() - started) / max(summary.scanned, 1) * 1e6)

@@ -350,6 +350,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-restrictions": {"task": "monitor.tasks.expire_client_restrictions", "schedule": 60.0},
     "fold-login-failures": {"task": "monitor.tasks.fold_login_failures", "schedule": 60.0},
     "query-partitions": {"task": "monitor.tasks.maintain_query_partitions", "schedule": 3600.0},
+    "query-partition-statistics": {"task": "monitor.tasks.analyze_query_partitions", "schedule": 60.0},
     "query-retention": {"task": "monitor.tasks.enforce_query_retention", "schedule": crontab(hour=3, minute=15)},
     "sign-trail-head": {"task": "audits.tasks.sign_trail_head", "schedule": crontab(minute=5)},
 }

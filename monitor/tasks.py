@@ -13,7 +13,7 @@ from monitor.alerts.lifecycle import housekeeping
 from monitor.alerts.outbox import deliver_due, queue_digests
 from monitor.detection.scanning import Skipped, prepare_scan, scan_model, scan_part
 from monitor.gateway import restrictions
-from monitor.ingestion import retention, rollups
+from monitor.ingestion import partitions, retention, rollups
 from monitor.models import RegisteredModel, WorkerHeartbeat
 from monitor.trail.models import LoginFailureWindow
 
@@ -102,6 +102,13 @@ def fold_query_rollups() -> list[dict]:
 def maintain_query_partitions() -> dict:
     """Hourly: the query log's partitions for the days ahead, and rows parked in DEFAULT moved to their own."""
     return retention.maintain_partitions(ahead=settings.QUERY_PARTITIONS_AHEAD_DAYS)
+
+
+@shared_task(time_limit=600, soft_time_limit=570)
+def analyze_query_partitions() -> list[str]:
+    """Every minute: statistics for the query log's partitions that hold rows and have none yet (autovacuum off or
+    behind), without which counting a model's unfolded queries reads all of them."""
+    return partitions.analyze_new_partitions()
 
 
 @shared_task(time_limit=3600, soft_time_limit=3500)
