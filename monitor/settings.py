@@ -316,7 +316,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport, with each message file complete when a consumer can see it (kombu's own loses
     # the messages a worker takes while they are being written: monitor/platform/filesystem_broker.py).
     CELERY_BROKER_TRANSPORT = "monitor.platform.filesystem_broker:Transport"
-    # The folders are made by the Celery app when a process first publishes or consumes (monitor/celery.py).
+    # The folders are made by the first channel a process opens on the broker (monitor/platform/filesystem_broker.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),

@@ -32,22 +32,26 @@ from kombu.utils.json import dumps, loads
 PARTIAL = ".partial-"  # a file being written: its name has no "<queue>.msg" after the first dot
 
 
-def _write_new(folder: Path, name: str, data: bytes) -> Path:
+def _write_new(folder: Path, name: str, data: bytes) -> None:
     """Write `data` beside `folder / name` under a name no reader looks at, then rename it into place."""
     partial = folder / f"{PARTIAL}{uuid.uuid4().hex}"
     try:
-        with open(partial, "wb") as handle:
-            handle.write(data)
-        target = folder / name
-        os.replace(partial, target)
+        partial.write_bytes(data)
+        os.replace(partial, folder / name)
     except OSError:
         partial.unlink(missing_ok=True)
         raise
-    return target
 
 
 class Channel(filesystem.Channel):
     """kombu's filesystem channel with complete-on-sight files (see the module's docstring)."""
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        # Made by the first channel a process opens, to publish or to consume: settings only name them (importing
+        # the settings writes nothing, so a read-only container starts).
+        for folder in (self.data_folder_in, self.data_folder_out, self.processed_folder, self.control_folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
@@ -59,7 +63,6 @@ class Channel(filesystem.Channel):
     def _get(self, queue: str) -> Any:
         wanted = f"{queue}.msg"
         taken_folder = Path(self.processed_folder)
-        taken_folder.mkdir(parents=True, exist_ok=True)  # a process that never published may not have made it
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:
                 continue
@@ -81,7 +84,6 @@ class Channel(filesystem.Channel):
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         file = self._exchange_file(exchange)
-        self.control_folder.mkdir(exist_ok=True)
         if not file.exists():
             binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
             first = self.control_folder / f"{PARTIAL}{uuid.uuid4().hex}"

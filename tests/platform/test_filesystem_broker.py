@@ -26,11 +26,6 @@ def options(folder: Path) -> dict:
             "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control")}
 
 
-def make_folders(folder: Path) -> None:
-    for path in options(folder).values():
-        Path(path).mkdir(parents=True, exist_ok=True)
-
-
 def publish(folder: Path, queue: Queue, count: int) -> None:
     with Connection("filesystem://", transport=TRANSPORT, transport_options=options(folder)) as connection:
         producer = connection.Producer()
@@ -61,7 +56,6 @@ def consume(folder: Path, queue: Queue, seconds: float, results) -> None:
 
 
 def test_every_message_published_while_two_workers_poll_is_delivered_once(tmp_path):
-    make_folders(tmp_path)
     queue = Queue("scan", Exchange("scan"), routing_key="scan")
     results = PROCESSES.Queue()
     consumers = [PROCESSES.Process(target=consume, args=(tmp_path, queue, 60, results)) for _ in range(2)]
@@ -91,7 +85,6 @@ def bind_all(folder: Path, queue_name: str, exchanges: int, start) -> None:
 
 
 def test_two_processes_binding_queues_to_new_exchanges_at_once_keep_both_bindings(tmp_path):
-    make_folders(tmp_path)
     start = PROCESSES.Event()
     binders = [PROCESSES.Process(target=bind_all, args=(tmp_path, name, 200, start)) for name in ("first", "second")]
     for binder in binders:
@@ -122,12 +115,13 @@ def test_the_local_default_broker_uses_this_transport():
     assert printed[-1] == Transport.__module__
 
 
-def test_a_process_that_never_made_the_processed_folder_still_takes_its_messages(tmp_path):
-    """E.g. `celery inspect` reading its replies: it publishes no task, so nothing made the folders for it."""
-    (tmp_path / "out").mkdir()
+def test_a_process_that_only_reads_makes_the_folders_and_takes_its_messages(tmp_path):
+    """E.g. `celery inspect` reading its replies: the first channel a process opens makes the broker's folders."""
     queue = Queue("replies", Exchange("replies"), routing_key="replies")
     publish(tmp_path, queue, 3)
+    (tmp_path / "processed").rmdir()  # the publisher made it; the reader must make it again for itself
     with Connection("filesystem://", transport=TRANSPORT, transport_options=options(tmp_path)) as connection:
         bound = queue(connection.channel())
         taken = [bound.get(no_ack=True) for _ in range(4)]
     assert sorted(message.payload["number"] for message in taken[:3]) == [0, 1, 2] and taken[3] is None
+    assert all(Path(folder).is_dir() for folder in options(tmp_path).values())
